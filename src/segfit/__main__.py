@@ -1,0 +1,5 @@
+import sys
+
+from segfit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""Lightning callbacks: the per-epoch line and history.csv kept current while training runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+from segfit.io import write_csv
+
+
+class RunRecorder(pl.Callback):
+    """After each epoch's validation: rewrite ``history.csv`` (so a crash loses nothing) and print
+    one line with the losses, IoU, mean class IoU and the epoch's time."""
+
+    def __init__(self, run_dir: Path, epochs: int, verbose: bool = True):
+        self.run_dir, self.epochs, self.verbose = Path(run_dir), epochs, verbose
+
+    def on_validation_end(self, trainer: pl.Trainer, module) -> None:
+        if trainer.sanity_checking or not module.history or not trainer.is_global_zero:
+            return
+        import pandas as pd
+
+        write_csv(self.run_dir / "history.csv", pd.DataFrame(module.history))
+        row = module.history[-1]
+        best = min(r["val_loss"] for r in module.history)
+        if not self.verbose:
+            return
+        mark = "  *best*" if row["val_loss"] <= best else ""
+        line = (f"epoch {row['epoch']}/{self.epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+                f"val_iou {row['val_iou']:.4f}  mIoU {row['val_miou']:.4f}  {row['seconds']:.1f} s{mark}")
+        bar = trainer.progress_bar_callback
+        if bar is not None and hasattr(bar, "print"):
+            bar.print(line)
+        else:
+            print(line, flush=True)
+
+
+class ProgressBar(TQDMProgressBar):
+    """A training progress bar per epoch; validation runs without a bar of its own."""
+
+    def __init__(self):
+        super().__init__(leave=False)
+
+    def init_validation_tqdm(self):
+        bar = super().init_validation_tqdm()
+        bar.disable = True
+        return bar

@@ -1,0 +1,141 @@
+"""Typed configuration: one source of truth, written into every run folder and checkpoint.
+
+Three dataclasses describe a run: where the data is and how it is read (:class:`DataConfig`),
+which network is built (:class:`ModelConfig`) and how it is trained (:class:`TrainConfig`).
+:class:`RunConfig` bundles them; ``RunConfig.to_dict()`` is what ``config.json`` holds and
+``RunConfig.from_dict()`` rebuilds it from a checkpoint, so nothing but plain data is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from segfit.errors import SegfitError
+
+# Overlay colours for classes without a colour of their own (RGB, 0-255).
+DEFAULT_COLORS = [
+    (0, 0, 0), (255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0),
+    (200, 64, 255), (0, 220, 220), (255, 128, 0), (128, 128, 128), (255, 255, 255),
+]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class DataConfig:
+    """Where the images and masks are and how they are read."""
+
+    root: str = ""
+    images: str | None = None  # folder of images (relative to root); auto-detected when None
+    masks: str | None = None  # folder of masks; auto-detected when None
+    mask_suffix: str = "_bin"  # flat layout: NAME.jpg + NAME<suffix>.png
+    channels: int = 3  # 1 = grayscale, 3 = RGB
+    size: int | None = None  # resize to size x size (nearest for masks); None keeps the original size
+    crop: int | None = None  # random training crops of crop x crop (augment pipelines); None: whole image
+    mask_mode: str = "auto"  # binary: value > 0 is foreground; index: values are class ids
+    num_classes: int = 2
+    class_names: list[str] = field(default_factory=list)
+    class_colors: list[list[int]] = field(default_factory=list)
+    test: float = 0.2  # held-out fraction when the data set has no test.csv
+    val: float = 0.2  # fraction (< 1) or count (>= 1) of the remaining images
+    seed: int = 0
+    preload: bool = False  # keep decoded images in memory
+    mean: list[float] | None = None  # per-channel normalisation after scaling to [0, 1]
+    std: list[float] | None = None
+
+    def resolve(self) -> DataConfig:
+        """Fill in derived defaults (mask mode, class names and colours) and validate."""
+        if self.channels not in (1, 3):
+            raise SegfitError(f"--channels must be 1 or 3, got {self.channels}", fix="use --channels 1 (grayscale) or 3 (RGB)")
+        if self.num_classes < 2:
+            raise SegfitError(f"--classes must be at least 2, got {self.num_classes}", fix="count the background as a class")
+        if self.mask_mode == "auto":
+            self.mask_mode = "binary" if self.num_classes == 2 else "index"
+        if self.mask_mode not in ("binary", "index"):
+            raise SegfitError(f"unknown --mask-mode {self.mask_mode!r}", fix="use binary or index")
+        if self.mask_mode == "binary" and self.num_classes != 2:
+            raise SegfitError("--mask-mode binary makes 2 classes", fix=f"use --mask-mode index for {self.num_classes} classes")
+        if not self.class_names:
+            self.class_names = ["background", "foreground"] if self.num_classes == 2 else (
+                ["background"] + [f"class{i}" for i in range(1, self.num_classes)])
+        if len(self.class_names) != self.num_classes:
+            raise SegfitError(
+                f"{len(self.class_names)} class names given for {self.num_classes} classes",
+                fix="give one name per class, background first")
+        if not self.class_colors:
+            self.class_colors = [list(DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i in range(self.num_classes)]
+        if self.size is not None and self.size < 8:
+            raise SegfitError(f"--size must be at least 8, got {self.size}", fix="use e.g. --size 128")
+        if self.test < 0 or self.test >= 1:
+            raise SegfitError(f"--test must be a fraction in [0, 1), got {self.test}", fix="use e.g. --test 0.2")
+        if self.val < 0 or (self.val >= 1 and self.val != int(self.val)):
+            raise SegfitError(f"--val must be a fraction below 1 or a whole count, got {self.val}", fix="use e.g. --val 0.2 or --val 100")
+        return self
+
+
+@dataclass
+class ModelConfig:
+    """Which network: ``notebook`` (the seed notebook's encoder-decoder) or an smp architecture."""
+
+    name: str = "notebook"  # notebook | unet | unetplusplus | fpn | deeplabv3plus | ... (smp)
+    encoder: str = "resnet34"  # smp encoder name (ignored by notebook)
+    encoder_weights: str | None = None  # local state-dict file, or "imagenet" from the local cache
+    encoder_depth: int = 5
+    decoder_channels: list[int] | None = None
+    in_channels: int = 3
+    num_classes: int = 2
+
+    @property
+    def out_channels(self) -> int:
+        """One logit for two classes (sigmoid), one per class otherwise (softmax)."""
+        return 1 if self.num_classes == 2 else self.num_classes
+
+
+@dataclass
+class TrainConfig:
+    """How the network is trained."""
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-3
+    optimizer: str = "adam"  # adam | adamw | sgd
+    weight_decay: float = 0.0
+    scheduler: str = "none"  # none | onecycle | cosine
+    loss: str = "auto"  # auto (bce for 2 classes, ce otherwise) | bce | ce | dice | focal | ce+dice
+    class_weights: list[float] | None = None
+    augment: str = "none"  # none | light | vineyard
+    num_workers: int = 0
+    save_every: int = 0  # keep epoch_N.ckpt every N epochs (0: never)
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32"
+    deterministic: bool = False
+    seed: int = 0
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs; saved as ``config.json`` and inside every checkpoint."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        return cls(data=_build(DataConfig, d.get("data", {})),
+                   model=_build(ModelConfig, d.get("model", {})),
+                   train=_build(TrainConfig, d.get("train", {})))
+
+
+def _build(klass, values: dict[str, Any]):
+    """Build a dataclass from a dict, ignoring keys a newer/older version may have added."""
+    names = {f.name for f in dataclasses.fields(klass)}
+    return klass(**{k: v for k, v in values.items() if k in names})

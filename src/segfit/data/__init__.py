@@ -1,0 +1,1 @@
+"""Data sets: layouts and readers, splits, transforms, the Lightning DataModule, synthetic data."""

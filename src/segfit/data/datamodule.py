@@ -1,0 +1,150 @@
+"""Dataset and LightningDataModule: files -> decoded, resized arrays -> augmented tensors."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from segfit.config import DataConfig, TrainConfig
+from segfit.data.formats import Layout, Sample, discover, read_image, read_mask, to_class_ids
+from segfit.data.split import make_split
+from segfit.data.transforms import create_transforms
+from segfit.errors import SegfitError
+
+
+def resize_image(image: np.ndarray, size: int | tuple[int, int] | None) -> np.ndarray:
+    """Resize ``H x W x C`` to ``size`` (int: square; (h, w)); area for shrinking, linear for growing."""
+    if size is None:
+        return image
+    import cv2
+
+    h, w = (size, size) if isinstance(size, int) else size
+    if image.shape[:2] == (h, w):
+        return image
+    interp = cv2.INTER_AREA if h < image.shape[0] and w < image.shape[1] else cv2.INTER_LINEAR
+    out = cv2.resize(image, (w, h), interpolation=interp)
+    return out[..., None] if out.ndim == 2 else out
+
+
+def resize_mask(mask: np.ndarray, size: int | tuple[int, int] | None) -> np.ndarray:
+    """Resize a class-id mask with nearest-neighbour sampling."""
+    if size is None:
+        return mask
+    h, w = (size, size) if isinstance(size, int) else size
+    if mask.shape == (h, w):
+        return mask
+    rows = (np.arange(h) * mask.shape[0] // h).clip(0, mask.shape[0] - 1)
+    cols = (np.arange(w) * mask.shape[1] // w).clip(0, mask.shape[1] - 1)
+    return mask[rows[:, None], cols[None, :]]
+
+
+def image_to_tensor(image: np.ndarray, mean=None, std=None) -> torch.Tensor:
+    """``H x W x C`` array (uint8, uint16 or float) -> ``C x H x W`` float32 in [0, 1], then normalised."""
+    if image.dtype == np.uint8:
+        scale = 1 / 255.0
+    elif image.dtype == np.uint16:
+        scale = 1 / 65535.0
+    else:
+        scale = 1.0
+    t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().mul_(scale)
+    if mean is not None:
+        m = torch.tensor(mean, dtype=t.dtype).view(-1, 1, 1)
+        s = torch.tensor(std, dtype=t.dtype).view(-1, 1, 1)
+        t = (t - m[: t.shape[0]]) / s[: t.shape[0]]
+    return t
+
+
+def load_pair(sample: Sample, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Read, check and resize one image/mask pair; the mask comes back as uint8 class ids."""
+    image = read_image(sample.image, cfg.channels)
+    raw = read_mask(sample.mask)
+    if raw.shape != image.shape[:2]:
+        raise SegfitError(f"mask is {raw.shape[0]}x{raw.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}",
+                          sample.mask, "masks must have the size of their image")
+    mask = to_class_ids(raw, cfg.mask_mode, cfg.num_classes, sample.mask)
+    return resize_image(image, cfg.size), resize_mask(mask, cfg.size)
+
+
+class SegmentationDataset(Dataset):
+    """Image/mask pairs as ``(C x H x W float, H x W long)`` tensors.
+
+    With ``preload`` every pair is decoded once up front and kept in memory; otherwise pairs are
+    read from disk on each access.
+    """
+
+    def __init__(self, samples: list[Sample], cfg: DataConfig, transform=None, preload: bool = False):
+        self.samples, self.cfg, self.transform = samples, cfg, transform
+        self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
+        if preload:
+            self._cache = [load_pair(s, cfg) for s in samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded, resized (image, class-id mask) arrays before augmentation."""
+        if self._cache is not None:
+            return self._cache[index]
+        return load_pair(self.samples[index], self.cfg)
+
+    def __getitem__(self, index: int):
+        image, mask = self.pair(index)
+        if self.transform is not None:
+            out = self.transform(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+            if image.ndim == 2:
+                image = image[..., None]
+        return image_to_tensor(image, self.cfg.mean, self.cfg.std), torch.from_numpy(np.ascontiguousarray(mask)).long()
+
+
+class SegmentationDataModule(pl.LightningDataModule):
+    """Owns the files, the split and the loaders of a run."""
+
+    def __init__(self, data: DataConfig, train: TrainConfig, split: dict | None = None, layout: Layout | None = None):
+        super().__init__()
+        self.cfg, self.train_cfg = data, train
+        self.layout = layout or discover(data.root, data.images, data.masks, data.mask_suffix)
+        names = [s.name for s in self.layout.samples]
+        self.split = split or make_split(names, data.root, data.test, data.val, data.seed)
+        self.by_name = {s.name: s for s in self.layout.samples}
+        self._sets: dict[str, SegmentationDataset] = {}
+
+    def samples(self, which: str) -> list[Sample]:
+        return [self.by_name[n] for n in self.split[which]]
+
+    def dataset(self, which: str) -> SegmentationDataset:
+        if which not in self._sets:
+            train = which == "train"
+            tf = create_transforms(self.train_cfg.augment, self.cfg.crop, train=train)
+            self._sets[which] = SegmentationDataset(self.samples(which), self.cfg, tf, preload=self.cfg.preload)
+        return self._sets[which]
+
+    def _loader(self, which: str, shuffle: bool) -> DataLoader:
+        ds = self.dataset(which)
+        batch = self.train_cfg.batch_size
+        if which != "train" and self.cfg.size is None:
+            batch = 1  # original sizes may differ between images
+        workers = self.train_cfg.num_workers
+        return DataLoader(ds, batch_size=batch, shuffle=shuffle, num_workers=workers,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                          drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+def class_pixel_counts(dataset: SegmentationDataset, num_classes: int) -> np.ndarray:
+    """Pixels per class over a data set's masks (before augmentation)."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for i in range(len(dataset)):
+        counts += np.bincount(dataset.pair(i)[1].ravel(), minlength=num_classes)[:num_classes]
+    return counts
+

@@ -1,0 +1,292 @@
+"""Data set layouts and file readers.
+
+Two layouts are found automatically:
+
+* **folders** — ``images/`` beside ``segmaps/``, ``masks/``, ``labels/`` or ``label/``, paired by
+  file stem (a mask may also carry the mask suffix, ``NAME_bin.png``);
+* **flat** — one folder of ``NAME.jpg|png|tif`` with ``NAME_bin.png`` beside each (``mask_suffix``).
+
+Readers return numpy arrays in the file's own dtype; :func:`to_class_ids` turns a mask into
+class indices (``binary``: any value > 0 is foreground; ``index``: values are class ids).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from segfit.errors import SegfitError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+MASK_EXTS = (".png", ".tif", ".tiff", ".npy", ".bmp")
+MASK_FOLDERS = ("segmaps", "masks", "labels", "label")
+IMAGE_FOLDERS = ("images", "imgs", "image")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its mask (``mask`` is None for images to predict on)."""
+
+    name: str
+    image: Path
+    mask: Path | None = None
+
+
+@dataclass
+class Layout:
+    """What :func:`discover` found: the samples and a sentence describing the layout."""
+
+    samples: list[Sample]
+    description: str
+
+
+def _files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."))
+
+
+def _by_stem(paths: list[Path], kind: str) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in found:
+            raise SegfitError(f"two {kind}s named {p.stem!r}", p, f"keep one of {found[p.stem].name} and {p.name}")
+        found[p.stem] = p
+    return found
+
+
+def discover(root: str | os.PathLike, images: str | None = None, masks: str | None = None,
+             mask_suffix: str = "_bin", require_masks: bool = True) -> Layout:
+    """Find image/mask pairs under ``root``.
+
+    Args:
+        root: the data set folder.
+        images: image folder (relative to ``root`` or absolute); detected when None.
+        masks: mask folder; detected when None.
+        mask_suffix: suffix of mask files in the flat layout (``NAME_bin.png``).
+        require_masks: raise when an image has no mask.
+
+    Returns:
+        The samples sorted by name and a description of the layout.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise SegfitError("data folder not found", root, "check the path")
+    if not root.is_dir():
+        raise SegfitError("data path is not a folder", root, "give the folder that holds the images")
+    image_dir = _pick(root, images, IMAGE_FOLDERS, "--images")
+    if image_dir is not None:
+        mask_dir = _pick(root, masks, MASK_FOLDERS, "--masks")
+        if mask_dir is None and require_masks:
+            raise SegfitError(f"no mask folder beside {image_dir.name}/", root,
+                              f"add one of {', '.join(MASK_FOLDERS)}/ or name it with --masks")
+        image_files = _by_stem(_files(image_dir, IMAGE_EXTS), "image")
+        mask_files = _by_stem(_files(mask_dir, MASK_EXTS), "mask") if mask_dir else {}
+        mask_files = {_strip(s, mask_suffix, image_files): p for s, p in mask_files.items()}
+        where = f"{_rel(image_dir, root)}/ with masks in {_rel(mask_dir, root)}/" if mask_dir else f"{_rel(image_dir, root)}/"
+    else:
+        if masks is not None:
+            raise SegfitError("--masks needs an image folder", root, "name it with --images")
+        files = _files(root, IMAGE_EXTS + MASK_EXTS)
+        mask_list = [p for p in files if p.stem.endswith(mask_suffix) and p.suffix.lower() in MASK_EXTS] if mask_suffix else []
+        image_list = [p for p in files if p not in mask_list and p.suffix.lower() in IMAGE_EXTS]
+        image_files = _by_stem(image_list, "image")
+        mask_files = {s[: -len(mask_suffix)]: p for s, p in _by_stem(mask_list, "mask").items()}
+        where = f"a flat folder of NAME.ext + NAME{mask_suffix}.png"
+    if not image_files:
+        raise SegfitError("no images found", image_dir or root,
+                          f"put {'/'.join(e[1:] for e in IMAGE_EXTS)} files there, or name the folder with --images")
+    samples = []
+    for stem, path in sorted(image_files.items()):
+        mask = mask_files.get(stem)
+        if mask is None and require_masks:
+            hint = f"{mask_dir.name}/{stem}.png" if image_dir is not None and mask_dir else f"{stem}{mask_suffix}.png"
+            raise SegfitError("image has no mask", path, f"add {hint} or remove the image")
+        samples.append(Sample(stem, path, mask))
+    n_masks = sum(s.mask is not None for s in samples)
+    return Layout(samples, f"{len(samples)} images ({n_masks} with masks) in {where}")
+
+
+def _pick(root: Path, given: str | None, candidates: tuple[str, ...], flag: str) -> Path | None:
+    if given is not None:
+        path = Path(given) if Path(given).is_absolute() else root / given
+        if not path.is_dir():
+            raise SegfitError(f"{flag} folder not found", path, "check the name")
+        return path
+    for name in candidates:
+        if (root / name).is_dir():
+            return root / name
+    return None
+
+
+def _strip(stem: str, suffix: str, images: dict[str, Path]) -> str:
+    if stem not in images and suffix and stem.endswith(suffix):
+        return stem[: -len(suffix)]
+    return stem
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def list_images(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Image files named directly or found in the given folders (mask-like ``*_bin`` files skipped)."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += [p for p in _files(path, IMAGE_EXTS) if not p.stem.endswith(("_bin", "_overlay", "_mask"))]
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise SegfitError("input not found", path, "check the path")
+    if not found:
+        raise SegfitError("no images found", ", ".join(map(str, inputs)), "give image files or folders that hold them")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers
+
+
+def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
+    """Read an image as ``H x W x channels`` in its own dtype (uint8, uint16 or float32)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    _check_nonempty(path, "image")
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            arr = np.asarray(tifffile.imread(path))
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()
+                if im.mode in ("RGB", "L") or (im.mode in ("P", "RGBA", "LA", "CMYK", "YCbCr", "1")):
+                    im = im.convert("L" if channels == 1 else "RGB")
+                arr = np.array(im)
+    except SegfitError:
+        raise
+    except Exception as exc:  # PIL/tifffile raise many types for broken files
+        raise SegfitError(f"cannot read image ({type(exc).__name__}: {exc})", path, "replace or remove the file") from None
+    return to_channels(arr, channels, path)
+
+
+def to_channels(arr: np.ndarray, channels: int, path: Path | None = None) -> np.ndarray:
+    """Return ``H x W x channels``: grey is repeated for RGB, RGB becomes luminance for grey."""
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize > 2:  # PIL mode "I": 16-bit data in int32
+        top = int(arr.max()) if arr.size else 0
+        arr = arr.astype(np.uint16) if arr.min() >= 0 and top <= 65535 else arr.astype(np.float32) / max(top, 1)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # TIFF stored channels-first
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3:
+        raise SegfitError(f"image has shape {arr.shape}, expected H x W or H x W x C", path, "save it as a 2-D image")
+    c = arr.shape[-1]
+    if c == 4:
+        arr, c = arr[..., :3], 3
+    elif c == 2:
+        arr, c = arr[..., :1], 1
+    if c == channels:
+        return np.ascontiguousarray(arr)
+    if channels == 3:
+        return np.repeat(arr, 3, axis=-1)
+    grey = arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114
+    return grey.astype(arr.dtype)[..., None] if arr.dtype.kind == "f" else np.round(grey).astype(arr.dtype)[..., None]
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a mask (PNG 8/16-bit, TIFF, npy) as a 2-D integer array of its raw values."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    _check_nonempty(path, "mask")
+    try:
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif suffix in (".tif", ".tiff"):
+            import tifffile
+
+            arr = np.asarray(tifffile.imread(path))
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()
+                arr = np.asarray(im.convert("L") if im.mode == "1" else im)
+    except Exception as exc:
+        raise SegfitError(f"cannot read mask ({type(exc).__name__}: {exc})", path, "replace or remove the file") from None
+    return as_label_map(arr, path)
+
+
+def as_label_map(arr: np.ndarray, path: Path | None = None) -> np.ndarray:
+    """Squeeze a mask array to 2-D integers; colour masks must first go through ``convert-masks``."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[-1] in (1, 2, 3, 4):
+        colour = arr[..., :3] if arr.shape[-1] >= 3 else arr[..., :1]
+        if arr.shape[-1] >= 3 and not (np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2])):
+            raise SegfitError("mask is a colour image", path,
+                              "turn colours into class ids with `segfit convert-masks SRC DST --palette FILE`")
+        arr = colour[..., 0]
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise SegfitError(f"mask has shape {arr.shape}, expected H x W", path, "save masks as 2-D label images")
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
+            raise SegfitError("mask holds non-integer values", path, "save class ids or instance ids as integers")
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise SegfitError(f"mask has dtype {arr.dtype}", path, "save masks as integer images")
+    if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        raise SegfitError("mask holds negative values", path, "class ids start at 0")
+    return arr
+
+
+def to_class_ids(mask: np.ndarray, mode: str, num_classes: int, path: Path | None = None) -> np.ndarray:
+    """Turn a raw mask into uint8 class ids, checking the values fit the declared classes."""
+    if mode == "binary":
+        return (mask > 0).astype(np.uint8)
+    top = int(mask.max()) if mask.size else 0
+    if top >= num_classes:
+        values = np.unique(mask)
+        if set(values.tolist()) <= {0, 255}:
+            raise SegfitError("mask holds 0/255 values but --mask-mode is index", path, "use --mask-mode binary")
+        bad = values[values >= num_classes]
+        raise SegfitError(f"mask values {_short(bad)} are outside the {num_classes} classes 0..{num_classes - 1}", path,
+                          "declare more classes with --classes, or fix the mask")
+    return mask.astype(np.uint8)
+
+
+def _short(values: np.ndarray, n: int = 6) -> str:
+    items = [str(v) for v in values[:n].tolist()]
+    return "[" + ", ".join(items) + (", ..." if len(values) > n else "") + "]"
+
+
+def _check_nonempty(path: Path, kind: str) -> None:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise SegfitError(f"{kind} file not found", path, "check the path") from None
+    if size == 0:
+        raise SegfitError(f"{kind} file is empty (0 bytes)", path, "replace or remove the file")
+
+
+def read_split_file(path: Path) -> list[str]:
+    """Names listed one per line (first CSV column; a header line 'name'/'id' is skipped)."""
+    names = []
+    for line in path.read_text().splitlines():
+        name = line.split(",")[0].strip().strip('"')
+        if name and name.lower() not in ("name", "names", "id", "image", "filename", "file"):
+            names.append(Path(name).stem if Path(name).suffix.lower() in IMAGE_EXTS else name)
+    return names

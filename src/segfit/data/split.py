@@ -1,0 +1,63 @@
+"""Train / validation / test splits, saved as ``split.json`` in every run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from segfit.data.formats import read_split_file
+from segfit.errors import SegfitError
+
+SPLITS = ("train", "val", "test")
+
+
+def make_split(names: list[str], root: str | Path, test: float = 0.2, val: float = 0.2, seed: int = 0) -> dict:
+    """Split image names into train / val / test.
+
+    When ``root`` holds ``train.csv`` and ``test.csv`` (EMPS), those define train+val vs test;
+    otherwise a ``test`` fraction is held out at random. ``val`` is a fraction (< 1) of what remains
+    or a count (>= 1). Shuffling uses ``numpy.random.default_rng(seed).permutation``, so the EMPS
+    split with seed 0 and ``val=100`` is the one the Keras reference uses.
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...], "source": str, "seed": int}``
+    """
+    root = Path(root)
+    known = set(names)
+    if (root / "train.csv").is_file() and (root / "test.csv").is_file():
+        trainval = read_split_file(root / "train.csv")
+        test_names = read_split_file(root / "test.csv")
+        for fname, listed in (("train.csv", trainval), ("test.csv", test_names)):
+            missing = [n for n in listed if n not in known]
+            if missing:
+                raise SegfitError(f"{len(missing)} names listed in {fname} have no image/mask pair (first: {missing[0]!r})",
+                                  root / fname, "remove them from the list or add the files")
+        overlap = set(trainval) & set(test_names)
+        if overlap:
+            raise SegfitError(f"{len(overlap)} names are in both train.csv and test.csv", root, "list each name once")
+        source = "train.csv / test.csv"
+    else:
+        order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+        n_test = int(round(test * len(order)))
+        test_names, trainval = order[:n_test], order[n_test:]
+        source = f"random, test fraction {test}"
+    n_val = int(val) if val >= 1 else int(round(val * len(trainval)))
+    if val > 0 and n_val == 0 and len(trainval) >= 2:
+        n_val = 1
+    if n_val >= len(trainval):
+        raise SegfitError(f"--val {val} leaves no training images ({len(trainval)} images before the validation split)",
+                          root, "use a smaller --val or add images")
+    perm = np.random.default_rng(seed).permutation(len(trainval))
+    val_names = [trainval[i] for i in perm[:n_val]]
+    train_names = [trainval[i] for i in perm[n_val:]]
+    return {"train": train_names, "val": val_names, "test": list(test_names), "source": source, "seed": seed}
+
+
+def select(split: dict, which: str) -> list[str]:
+    """Names of one split, or of all of them (``which="all"``)."""
+    if which == "all":
+        return split["train"] + split["val"] + split["test"]
+    if which not in SPLITS:
+        raise SegfitError(f"unknown split {which!r}", fix="use test, val, train or all")
+    return split[which]

@@ -1,0 +1,58 @@
+"""Augmentation pipelines by name (albumentations). Validation and test data are never augmented."""
+
+from __future__ import annotations
+
+from segfit.errors import SegfitError
+
+
+def _none(crop: int | None):
+    import albumentations as A
+
+    return [A.PadIfNeeded(crop, crop, border_mode=0), A.RandomCrop(crop, crop)] if crop else []
+
+
+def _light(crop: int | None):
+    import albumentations as A
+
+    return _none(crop) + [
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.5),
+        A.RandomRotate90(p=0.5),
+        A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.3),
+    ]
+
+
+def _vineyard(crop: int | None):
+    """The vineyard seed trainer's pipeline."""
+    import albumentations as A
+
+    return _none(crop) + [
+        A.CLAHE(p=0.3),
+        A.RandomGamma(p=0.3),
+        A.HorizontalFlip(p=0.5),
+        A.GridDistortion(p=0.2),
+        A.RandomBrightnessContrast(p=0.3),
+    ]
+
+
+TRANSFORMS = {"none": _none, "light": _light, "vineyard": _vineyard}
+
+
+def create_transforms(name: str, crop: int | None = None, train: bool = True):
+    """Return an albumentations ``Compose`` for training, or None when there is nothing to do.
+
+    Args:
+        name: one of :data:`TRANSFORMS`.
+        crop: random crop size for training (None: whole images).
+        train: validation/test pipelines are always empty.
+    """
+    if name not in TRANSFORMS:
+        raise SegfitError(f"unknown augmentation {name!r}", fix=f"use one of {', '.join(TRANSFORMS)}")
+    if not train:
+        return None
+    steps = TRANSFORMS[name](crop)
+    if not steps:
+        return None
+    import albumentations as A
+
+    return A.Compose(steps)

@@ -1,0 +1,21 @@
+"""User-facing errors: one line that says what went wrong, where, and how to fix it."""
+
+from __future__ import annotations
+
+import os
+
+
+class SegfitError(Exception):
+    """An error caused by the user's input, shown as ``<what> (<file>): <fix>`` without a traceback."""
+
+    def __init__(self, what: str, file: str | os.PathLike | None = None, fix: str | None = None):
+        self.what, self.file, self.fix = what, None if file is None else str(file), fix
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        text = self.what
+        if self.file:
+            text += f" ({self.file})"
+        if self.fix:
+            text += f": {self.fix}"
+        return text

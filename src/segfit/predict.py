@@ -1,0 +1,148 @@
+"""Inference from a checkpoint alone: ``Predictor.from_checkpoint(path).predict(image)``.
+
+The checkpoint's config says how images were prepared for training (channels, resize, normalisation);
+the predictor prepares new images the same way, runs the network and returns class ids at the
+image's original size (logits are resized back with bilinear interpolation before the threshold).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from segfit.config import ModelConfig, RunConfig
+from segfit.data.datamodule import image_to_tensor, resize_image
+from segfit.data.formats import list_images, read_image, to_channels
+from segfit.errors import SegfitError
+
+
+class Predictor:
+    """A trained network with the preprocessing it was trained with."""
+
+    def __init__(self, net: torch.nn.Module, config: RunConfig, device: str | torch.device = "cpu",
+                 checkpoint: Path | None = None):
+        self.net, self.config, self.device, self.checkpoint = net.eval().to(device), config, torch.device(device), checkpoint
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> Predictor:
+        """Rebuild the network from the config stored in a checkpoint (or a run folder's best.ckpt)."""
+        from segfit.checkpoint import load_checkpoint, resolve_checkpoint
+        from segfit.models import create_model
+
+        path = resolve_checkpoint(path, "best")
+        ckpt = load_checkpoint(path)
+        config = RunConfig.from_dict(ckpt["segfit"]["config"])
+        net = create_model(ModelConfig(**{**vars(config.model), "encoder_weights": None}))
+        state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise SegfitError(f"checkpoint weights do not fit its {config.model.name} model ({str(exc).splitlines()[0]})",
+                              path, "the file is damaged or was edited: use another checkpoint") from None
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(net, config, device, path)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.config.data.class_names
+
+    @property
+    def class_colors(self) -> list[list[int]]:
+        return self.config.data.class_colors
+
+    def prepare(self, image: np.ndarray) -> torch.Tensor:
+        """``H x W (x C)`` array -> normalised ``C x h x w`` tensor at the training resolution."""
+        d = self.config.data
+        image = to_channels(np.asarray(image), d.channels)
+        return image_to_tensor(resize_image(image, d.size), d.mean, d.std)
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor, out_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Network logits for a ``B x C x h x w`` batch, resized to ``out_size`` when given."""
+        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        out = self.net(x).float()
+        if out_size is not None and tuple(out.shape[-2:]) != tuple(out_size):
+            out = F.interpolate(out, size=out_size, mode="bilinear", align_corners=False)
+        return out
+
+    def predict_many(self, images: list[np.ndarray], out_sizes: list[tuple[int, int]] | None = None,
+                     batch_size: int = 16) -> list[np.ndarray]:
+        """Class-id masks (uint8) for several images, batched when their prepared sizes agree.
+
+        Args:
+            images: ``H x W (x C)`` arrays.
+            out_sizes: size of each returned mask (default: each image's own size).
+            batch_size: images per forward pass.
+        """
+        from segfit.train import logits_to_classes
+
+        out_sizes = out_sizes or [tuple(np.asarray(im).shape[:2]) for im in images]
+        results: list[np.ndarray | None] = [None] * len(images)
+        prepared = [self.prepare(im) for im in images]
+        order = sorted(range(len(images)), key=lambda i: tuple(prepared[i].shape))
+        i = 0
+        while i < len(order):
+            group = [order[i]]
+            while (len(group) < batch_size and i + len(group) < len(order)
+                   and prepared[order[i + len(group)]].shape == prepared[order[i]].shape):
+                group.append(order[i + len(group)])
+            logits = self.logits(torch.stack([prepared[j] for j in group]))
+            for j, lg in zip(group, logits):
+                lg = lg[None]
+                if tuple(lg.shape[-2:]) != tuple(out_sizes[j]):
+                    lg = F.interpolate(lg, size=out_sizes[j], mode="bilinear", align_corners=False)
+                results[j] = logits_to_classes(lg)[0].to(torch.uint8).cpu().numpy()
+            i += len(group)
+        return results  # type: ignore[return-value]
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Class ids (uint8, ``H x W``) for one image at its original size."""
+        return self.predict_many([image])[0]
+
+    def predict_files(self, inputs: list[str | os.PathLike], out: str | os.PathLike, alpha: float = 0.5) -> list[Path]:
+        """Predict image files or folders; write ``NAME.png`` (class ids) and ``NAME_overlay.png``
+        into ``out``, plus ``coverage.csv`` (image, class, fraction). Returns the mask paths."""
+        import pandas as pd
+        from PIL import Image
+
+        from segfit.io import atomic_path, write_csv
+        from segfit.viz import overlay
+
+        files = list_images(inputs)
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        inputs_resolved = {p.resolve() for p in files}
+        names = [p.stem for p in files]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise SegfitError(f"two inputs share the name {sorted(dupes)[0]!r}", out, "predict them into separate --out folders")
+        written, rows = [], []
+        for path in _progress(files, "predict"):
+            image = read_image(path, 3 if self.config.data.channels == 3 else 1)
+            mask = self.predict(image)
+            target = out / f"{path.stem}.png"
+            if target.resolve() in inputs_resolved:
+                raise SegfitError("prediction would overwrite an input image", target, "choose another --out folder")
+            for dest, array in ((target, mask), (out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors))):
+                with atomic_path(dest) as tmp:
+                    Image.fromarray(array).save(tmp, format="PNG")
+            counts = np.bincount(mask.ravel(), minlength=len(self.class_names))
+            rows += [{"image": path.name, "class": name, "fraction": counts[i] / mask.size}
+                     for i, name in enumerate(self.class_names)]
+            written.append(target)
+        write_csv(out / "coverage.csv", pd.DataFrame(rows))
+        return written
+
+
+def _progress(items, desc: str):
+    import sys
+
+    if not sys.stderr.isatty() or len(items) < 4:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, leave=False)

@@ -1,0 +1,116 @@
+"""The LightningModule: network, loss, metrics and optimiser of a run."""
+
+from __future__ import annotations
+
+import time
+
+import lightning.pytorch as pl
+import torch
+from torchmetrics import MeanMetric
+
+from segfit.config import ModelConfig, RunConfig
+from segfit.errors import SegfitError
+from segfit.losses import create_loss
+from segfit.metrics import SegmentationMetrics, flatten
+from segfit.models import create_model
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+SCHEDULERS = ("none", "onecycle", "cosine")
+
+
+def logits_to_classes(logits: torch.Tensor) -> torch.Tensor:
+    """Class ids from logits: threshold 0.5 on the sigmoid for one channel, argmax otherwise."""
+    if logits.shape[1] == 1:
+        return (logits[:, 0] > 0).long()
+    return logits.argmax(1)
+
+
+class SegmentationModule(pl.LightningModule):
+    """Trains a segmentation network and records a history row per epoch.
+
+    Args:
+        config: ``RunConfig.to_dict()``: plain data, stored in every checkpoint.
+        pretrained: load ``encoder_weights`` (False when the weights come from a checkpoint).
+    """
+
+    def __init__(self, config: dict, pretrained: bool = True):
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.cfg = RunConfig.from_dict(config)
+        model_cfg = self.cfg.model if pretrained else ModelConfig(**{**vars(self.cfg.model), "encoder_weights": None})
+        self.net = create_model(model_cfg).to(memory_format=torch.channels_last)
+        n = self.cfg.data.num_classes
+        self.loss_fn = create_loss(self.cfg.train.loss, n, self.cfg.train.class_weights)
+        self.train_metrics, self.val_metrics = SegmentationMetrics(n), SegmentationMetrics(n)
+        self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
+        self.history: list[dict] = []
+        self._epoch_start = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.contiguous(memory_format=torch.channels_last))
+
+    def _step(self, batch, loss_meter: MeanMetric, metrics: SegmentationMetrics, stage: str, batch_idx: int):
+        x, y = batch
+        logits = self(x)
+        loss = self.loss_fn(logits, y)
+        if not torch.isfinite(loss):
+            raise SegfitError(f"the {stage} loss became {loss.item()} at epoch {self.current_epoch + 1}, batch {batch_idx + 1}",
+                              fix="lower the learning rate (--lr) and resume from the last checkpoint")
+        loss_meter.update(loss.detach(), weight=x.shape[0])
+        metrics.update(logits_to_classes(logits.detach()), y)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, self.train_loss, self.train_metrics, "training", batch_idx)
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, self.val_loss, self.val_metrics, "validation", batch_idx)
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_validation_epoch_end(self) -> None:
+        """Training batches are done and validation too: compute the epoch's record."""
+        if self.trainer.sanity_checking:
+            self.val_loss.reset()
+            self.val_metrics.reset()
+            return
+        names = self.cfg.data.class_names
+        row = {"epoch": self.current_epoch + 1}
+        row["train_loss"] = float(self.train_loss.compute()) if self.train_loss.update_count else float("nan")
+        row["val_loss"] = float(self.val_loss.compute())
+        val = flatten(self.val_metrics.compute(), names, "val_")
+        row.update({k: val[k] for k in ("val_iou", "val_dice", "val_accuracy", "val_miou")})
+        row["lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"]) if self.trainer.optimizers else float("nan")
+        row["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
+        if self.train_metrics.update_count:
+            row.update(flatten(self.train_metrics.compute(), names, "train_"))
+        row.update(val)
+        for meter in (self.train_loss, self.val_loss, self.train_metrics, self.val_metrics):
+            meter.reset()
+        self.history = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
+        # Logged for checkpoint selection (val_loss) and the epoch_N file names (ep).
+        self.log("val_loss", row["val_loss"], sync_dist=False)
+        self.log("ep", float(row["epoch"]), sync_dist=False)
+
+    def configure_optimizers(self):
+        t = self.cfg.train
+        if t.optimizer not in OPTIMIZERS:
+            raise SegfitError(f"unknown optimizer {t.optimizer!r}", fix=f"use one of {', '.join(OPTIMIZERS)}")
+        opt = OPTIMIZERS[t.optimizer](self.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        if t.scheduler == "none":
+            return opt
+        if t.scheduler == "onecycle":
+            steps = int(self.trainer.estimated_stepping_batches)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, total_steps=max(steps, 1))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if t.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(t.epochs, 1))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        raise SegfitError(f"unknown scheduler {t.scheduler!r}", fix=f"use one of {', '.join(SCHEDULERS)}")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["segfit"] = {"config": self.cfg.to_dict(), "history": self.history}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = list(checkpoint.get("segfit", {}).get("history", []))

@@ -1,0 +1,111 @@
+"""Pictures of a run: learning curves, per-class metric panels, overlays and prediction grids."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from segfit.io import save_figure
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """Any ``H x W (x C)`` image as displayable uint8 RGB (16-bit and float images are stretched)."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.dtype != np.uint8:
+        img = img.astype(np.float32)
+        lo, hi = float(img.min()), float(img.max())
+        img = ((img - lo) / (hi - lo if hi > lo else 1.0) * 255).round().astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    return img[..., :3]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, colors: list[list[int]], alpha: float = 0.5) -> np.ndarray:
+    """Blend class colours over an image where the mask is not background (class 0)."""
+    rgb = to_rgb8(image).astype(np.float32)
+    palette = np.asarray(colors, dtype=np.float32)
+    fg = mask > 0
+    rgb[fg] = (1 - alpha) * rgb[fg] + alpha * palette[mask[fg]]
+    return rgb.round().clip(0, 255).astype(np.uint8)
+
+
+def plot_curves(history, path: str | os.PathLike, best_epoch: int | None = None) -> None:
+    """Training vs validation loss per epoch, with the best epoch marked."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(history["epoch"], history["train_loss"], "o-", ms=3, label="training loss")
+    ax.plot(history["epoch"], history["val_loss"], "o-", ms=3, label="validation loss")
+    if best_epoch is not None:
+        best = history[history["epoch"] == best_epoch]
+        ax.axvline(best_epoch, color="grey", ls="--", lw=1)
+        ax.plot(best["epoch"], best["val_loss"], "*", ms=14, color="crimson", label=f"best epoch {best_epoch}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    save_figure(path, fig)
+
+
+def plot_class_metrics(history, class_names: list[str], path: str | os.PathLike) -> None:
+    """Four panels (IoU, accuracy, precision, recall), one line per class, training dashed vs validation."""
+    plt = _plt()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), dpi=100, sharex=True)
+    cmap = plt.get_cmap("tab10")
+    for ax, metric in zip(axes.ravel(), ("iou", "accuracy", "precision", "recall")):
+        for i, name in enumerate(class_names):
+            for stage, style in (("train", "--"), ("val", "-")):
+                col = f"{stage}_{metric}_{name}"
+                if col in history:
+                    ax.plot(history["epoch"], history[col], style, color=cmap(i % 10), label=f"{name} ({stage})")
+        ax.set_title(metric)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    axes[0, 0].legend(fontsize=7, ncol=2)
+    save_figure(path, fig)
+
+
+def plot_grid(images: list[np.ndarray], masks: list[np.ndarray], titles: list[str], colors, path,
+              alpha: float = 0.25) -> None:
+    """Up to 9 images in a 3x3 grid with their predicted masks overlaid (the notebook's figure)."""
+    plt = _plt()
+    n = len(images)
+    cols = min(3, n)
+    rows = max(1, math.ceil(n / 3))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.3 * rows), dpi=100, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, m, title in zip(axes.ravel(), images, masks, titles):
+        ax.imshow(overlay(img, m, colors, alpha))
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    save_figure(path, fig)
+
+
+def plot_pair(image: np.ndarray, mask: np.ndarray, title: str, num_classes: int, path) -> None:
+    """Image and mask side by side."""
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4.5), dpi=100)
+    a.imshow(to_rgb8(image))
+    a.set_title(title, fontsize=9)
+    im = b.imshow(mask, cmap="viridis" if num_classes > 2 else "gray", vmin=0, vmax=max(num_classes - 1, 1),
+                  interpolation="nearest")
+    b.set_title(f"mask ({len(np.unique(mask))} values)", fontsize=9)
+    fig.colorbar(im, ax=b, fraction=0.046)
+    for ax in (a, b):
+        ax.axis("off")
+    save_figure(path, fig)
