@@ -69,6 +69,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="binary: value > 0 is foreground; index: values are class ids (default: binary for 2 classes)")
     g.add_argument("-c", "--classes", type=int, default=None, help="number of classes, background included (default 2)")
     g.add_argument("--class-names", help="comma-separated class names, background first")
+    g.add_argument("--palette", help="take class names and colours from a palette file (or preset: vineyard)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -135,12 +136,23 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_positive_int, help="compare at SIZE x SIZE (default: original resolution)")
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--seed", type=int, default=0, help="picks the images of grid.png")
+    p.add_argument("--no-overlays", action="store_true", help="skip overlays/NAME.png")
     _add_common(p)
 
     p = sub.add_parser("predict", help="class-index masks and overlays for new images")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file or run folder")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
+    _add_common(p)
+
+    p = sub.add_parser("convert-masks", help="turn colour-coded annotations into class-index masks (NAME_bin.png)")
+    p.add_argument("src", metavar="SRC_DIR", help="folder of colour-coded masks (NAME.png)")
+    p.add_argument("dst", metavar="DST_DIR", help="folder for the class-index masks")
+    p.add_argument("--palette", required=True, help="palette file (YAML/JSON) or preset: vineyard")
+    p.add_argument("--suffix", default="_bin", help="written files are NAME<suffix>.png (default _bin)")
+    p.add_argument("--unmatched", choices=("background", "error"), help="pixels no rule matches (default: the palette's, else background)")
+    p.add_argument("--dry-run", action="store_true", help="only report, write nothing")
+    p.add_argument("--force", action="store_true", help="replace existing files")
     _add_common(p)
 
     p = sub.add_parser("show", help="an image and its mask side by side")
@@ -180,9 +192,15 @@ def _version() -> str:
 
 def _data_options(a: argparse.Namespace) -> dict:
     names = [n.strip() for n in a.class_names.split(",")] if a.class_names else None
+    colors = None
+    if a.palette:
+        from segfit.data.palette import load_palette
+
+        palette = load_palette(a.palette)
+        names, colors = names or palette.names, palette.colors
     classes = a.classes or (len(names) if names else 2)
     return dict(images=a.images, masks=a.masks, mask_suffix=a.mask_suffix, channels=a.channels, size=a.size,
-                mask_mode=a.mask_mode, classes=classes, class_names=names)
+                mask_mode=a.mask_mode, classes=classes, class_names=names, class_colors=colors)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -218,7 +236,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from segfit.evaluate import evaluate
 
-    evaluate(a.run, a.data, split=a.split, out=a.out, size=a.size, batch_size=a.batch_size, seed=a.seed)
+    evaluate(a.run, a.data, split=a.split, out=a.out, size=a.size, batch_size=a.batch_size, seed=a.seed,
+             overlays=not a.no_overlays)
     return 0
 
 
@@ -263,6 +282,23 @@ def cmd_summary(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_masks(a: argparse.Namespace) -> int:
+    from segfit.data.palette import convert_masks, load_palette
+
+    palette = load_palette(a.palette)
+    report = convert_masks(a.src, a.dst, palette, a.suffix, dry_run=a.dry_run, force=a.force, unmatched=a.unmatched)
+    total = sum(report["pixels"].values()) or 1
+    print(f"{report['files']} colour masks in {a.src}")
+    for name, n in report["pixels"].items():
+        print(f"  {name:<14}{n:>14,} pixels  {100 * n / total:6.2f} %")
+    print(f"  {'unmatched':<14}{report['unmatched']:>14,} pixels (counted as background)")
+    if a.dry_run:
+        print("Dry run: nothing written.")
+    else:
+        print(f"Wrote {report['written']} masks NAME{a.suffix}.png to {a.dst}/")
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from segfit.demo import run_demo
 
@@ -270,7 +306,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "show": cmd_show,
+COMMANDS = {"convert-masks": cmd_convert_masks, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "show": cmd_show,
             "summary": cmd_summary, "demo": cmd_demo}
 
 

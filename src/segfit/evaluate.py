@@ -1,5 +1,6 @@
-"""Evaluation of a trained model on a split of a data set: metrics.json, per_image.csv,
-confusion.csv and grid.png (the notebook's 3x3 figure of predictions over images)."""
+"""Evaluation of a trained model on a split of a data set: metrics.json, per_image.csv (also as
+``<split>_metrics.csv``, with per-class metrics and coverage: the predicted and true fraction of the
+image in each class), confusion.csv, grid.png (the notebook's 3x3 figure) and overlays/."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from segfit.metrics import confusion_per_image, image_scores, per_class_table, s
 
 def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
              out: str | os.PathLike | None = None, size: int | None = None, batch_size: int = 8,
-             seed: int = 0, verbose: bool = True) -> dict:
+             seed: int = 0, overlays: bool = True, verbose: bool = True) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file.
 
     Args:
@@ -30,6 +31,7 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
         size: compare at ``size x size`` (the notebook's protocol); default: each image's original size.
         batch_size: images per forward pass.
         seed: picks the images shown in ``grid.png``.
+        overlays: write ``overlays/NAME.png`` (image and class colours blended at alpha 0.5).
 
     Returns:
         The content of ``metrics.json``.
@@ -37,9 +39,11 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
     import pandas as pd
 
     from segfit.checkpoint import resolve_checkpoint, run_dir_of
-    from segfit.io import write_csv, write_json
+    from PIL import Image
+
+    from segfit.io import atomic_path, write_csv, write_json
     from segfit.predict import Predictor
-    from segfit.viz import plot_grid
+    from segfit.viz import overlay, plot_grid
 
     say = print if verbose else (lambda *a, **k: None)
     ckpt = resolve_checkpoint(run_or_checkpoint, "best")
@@ -87,11 +91,15 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
             per_class = scores_from_confusion(cm[0])
             row = {"image": s.name, "iou": float(scores["iou"]), "dice": float(scores["dice"]),
                    "accuracy": float(scores["accuracy"])}
-            row.update({f"iou_{name}": float(per_class["iou"][c]) for c, name in enumerate(d.class_names)})
+            for metric in ("iou", "dice", "precision", "recall"):
+                row.update({f"{metric}_{name}": float(per_class[metric][c]) for c, name in enumerate(d.class_names)})
             pred_counts, true_counts = cm[0].sum(0).numpy(), cm[0].sum(1).numpy()
             row.update({f"coverage_pred_{name}": pred_counts[c] / pred.size for c, name in enumerate(d.class_names)})
             row.update({f"coverage_true_{name}": true_counts[c] / truth.size for c, name in enumerate(d.class_names)})
             rows.append(row)
+            if overlays:
+                with atomic_path(out / "overlays" / f"{s.name}.png") as tmp:
+                    Image.fromarray(overlay(image, pred, d.class_colors, alpha=0.5)).save(tmp, format="PNG")
             if start + j in shown:
                 gallery.append((s.name, image, pred))
     per_image = pd.DataFrame(rows)
@@ -111,6 +119,7 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
     }
     write_json(out / "metrics.json", metrics)
     write_csv(out / "per_image.csv", per_image)
+    write_csv(out / f"{split}_metrics.csv", per_image)
     confusion = pd.DataFrame(total, columns=[f"pred_{n}" for n in d.class_names])
     confusion.insert(0, "true", d.class_names)
     write_csv(out / "confusion.csv", confusion)
@@ -119,7 +128,8 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
               out / "grid.png", alpha=0.25)
     say(f"{split}: iou {metrics['iou']:.4f}  dice {metrics['dice']:.4f}  accuracy {metrics['accuracy']:.4f}  "
         f"(means over {len(names)} images)")
-    say(f"Wrote {out}/: metrics.json, per_image.csv, confusion.csv, grid.png")
+    say(f"Wrote {out}/: metrics.json, per_image.csv, {split}_metrics.csv, confusion.csv, grid.png"
+        + (", overlays/" if overlays else ""))
     return metrics
 
 

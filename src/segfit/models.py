@@ -68,11 +68,12 @@ def _smp(arch: str):
             raise SegfitError(f"unknown encoder {cfg.encoder!r}",
                               fix=f"use one of {', '.join(sorted(smp.encoders.encoders))}")
         kwargs = {"encoder_depth": cfg.encoder_depth}
-        if cfg.decoder_channels and arch in ("unet", "unetplusplus"):
-            if len(cfg.decoder_channels) != cfg.encoder_depth:
-                raise SegfitError(f"--decoder-channels has {len(cfg.decoder_channels)} values for --encoder-depth {cfg.encoder_depth}",
+        if arch in ("unet", "unetplusplus"):
+            channels = cfg.decoder_channels or [256, 128, 64, 32, 16, 8, 8][: cfg.encoder_depth]
+            if len(channels) != cfg.encoder_depth:
+                raise SegfitError(f"--decoder-channels has {len(channels)} values for --encoder-depth {cfg.encoder_depth}",
                                   fix="give one value per encoder stage")
-            kwargs["decoder_channels"] = tuple(cfg.decoder_channels)
+            kwargs["decoder_channels"] = tuple(channels)
         try:
             # Pretrained encoders are built for RGB, loaded, then adapted to the input channels.
             net = smp.create_model(arch, encoder_name=cfg.encoder, encoder_weights=None,
@@ -131,16 +132,35 @@ def load_encoder_weights(encoder: nn.Module, weights: str, encoder_name: str) ->
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise SegfitError("encoder weights file holds no state dict", path, "save it with torch.save(encoder.state_dict())")
-    state = {k.removeprefix("encoder.").removeprefix("module."): v for k, v in state.items()}
+    state = {_strip_prefixes(k): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # classifier heads of ImageNet models
     own = encoder.state_dict()
     shape_bad = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     missing = [k for k in own if k not in state]
-    if shape_bad or len(missing) == len(own):
-        detail = f"{len(shape_bad)} tensors of the wrong shape (e.g. {shape_bad[0]})" if shape_bad else "no matching tensor names"
+    extra = [k for k in state if k not in own]
+    if shape_bad or missing or extra:
+        if shape_bad:
+            detail = f"{len(shape_bad)} tensors of the wrong shape (e.g. {shape_bad[0]})"
+        elif len(missing) == len(own):
+            detail = "no matching tensor names"
+        elif missing:
+            detail = f"{len(missing)} tensors missing (e.g. {missing[0]})"
+        else:
+            detail = f"{len(extra)} tensors it does not have (e.g. {extra[0]})"
         raise SegfitError(f"encoder weights do not fit {encoder_name}: {detail}", path,
                           f"give weights saved from a {encoder_name} encoder with the same input channels")
     encoder.load_state_dict(state, strict=False)
+
+
+def _strip_prefixes(key: str) -> str:
+    """``module.encoder.layer1...`` (DDP-wrapped full model) -> ``layer1...``."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in ("module.", "encoder.", "model."):
+            if key.startswith(prefix):
+                key, changed = key[len(prefix):], True
+    return key
 
 
 def _cached_imagenet(encoder_name: str) -> Path:

@@ -109,6 +109,19 @@ class SegmentationModule(pl.LightningModule):
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         raise SegfitError(f"unknown scheduler {t.scheduler!r}", fix=f"use one of {', '.join(SCHEDULERS)}")
 
+    def on_train_start(self) -> None:
+        """A resumed one-cycle schedule is stretched to the (possibly larger) new number of epochs."""
+        sched = self.lr_schedulers()
+        total = int(self.trainer.estimated_stepping_batches)
+        if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR) and sched.total_steps != total:
+            phases = sched._schedule_phases
+            fraction = (phases[0]["end_step"] + 1) / sched.total_steps
+            sched.total_steps = total
+            phases[0]["end_step"] = float(fraction * total) - 1
+            phases[-1]["end_step"] = total - 1
+            if len(phases) == 3:
+                phases[1]["end_step"] = float(2 * fraction * total) - 2
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["segfit"] = {"config": self.cfg.to_dict(), "history": self.history}
 

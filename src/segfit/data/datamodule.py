@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from segfit.config import DataConfig, TrainConfig
-from segfit.data.formats import Layout, Sample, discover, read_image, read_mask, to_class_ids
+from segfit.data.formats import Layout, Sample, discover, image_size, read_image, read_mask, to_class_ids
 from segfit.data.split import make_split
 from segfit.data.transforms import create_transforms
 from segfit.errors import SegfitError
@@ -110,6 +110,19 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.split = split or make_split(names, data.root, data.test, data.val, data.seed)
         self.by_name = {s.name: s for s in self.layout.samples}
         self._sets: dict[str, SegmentationDataset] = {}
+
+    def check_sizes(self) -> None:
+        """Training batches need one image size: without --size or --crop, all training images must agree."""
+        if self.cfg.size is not None or self.cfg.crop is not None:
+            return
+        first = None
+        for s in self.samples("train"):
+            hw = image_size(s.image)
+            if first is None:
+                first = (s, hw)
+            elif hw != first[1]:
+                raise SegfitError(f"training images differ in size ({hw[0]}x{hw[1]} here, {first[1][0]}x{first[1][1]} "
+                                  f"in {first[0].image.name})", s.image, "resize them with --size N or train on crops with --crop N")
 
     def samples(self, which: str) -> list[Sample]:
         return [self.by_name[n] for n in self.split[which]]

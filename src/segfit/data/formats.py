@@ -282,6 +282,25 @@ def _check_nonempty(path: Path, kind: str) -> None:
         raise SegfitError(f"{kind} file is empty (0 bytes)", path, "replace or remove the file")
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image from its header, without decoding the pixels."""
+    path = Path(path)
+    _check_nonempty(path, "image")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.pages[0].shape
+            return (shape[1], shape[2]) if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4) else shape[:2]
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.height, im.width
+    except Exception as exc:
+        raise SegfitError(f"cannot read image ({type(exc).__name__}: {exc})", path, "replace or remove the file") from None
+
+
 def read_split_file(path: Path) -> list[str]:
     """Names listed one per line (first CSV column; a header line 'name'/'id' is skipped)."""
     names = []

@@ -56,6 +56,8 @@ def particle_image(rng: np.random.Generator, size: int = 128, count: tuple[int, 
                          + 0.03 * texture[region])
         labels[region] = k + 1
     image = ndimage.gaussian_filter(image, 0.8) + rng.normal(0, 0.035, shape)
+    ids = np.unique(labels)  # a particle hidden under later ones leaves a gap: renumber 1..K
+    labels = np.searchsorted(ids, labels).astype(np.uint16) if ids[0] == 0 else (np.searchsorted(ids, labels) + 1).astype(np.uint16)
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), labels
 
 

@@ -1,0 +1,198 @@
+"""Colour-coded annotations -> class-index masks.
+
+A palette (YAML or JSON) lists the classes in order, each with a name, an overlay colour and the
+rules that match its pixels in the annotators' colour masks::
+
+    classes:
+      - name: background
+        color: [0, 0, 0]
+        rules: [{where: "red + green + blue >= 740", precedence: 0}]
+      - name: leaves
+        color: [40, 180, 40]
+        rules: [{where: "blue >= 240"}]
+      - name: wood
+        color: [150, 90, 30]
+        rules: [{where: "red >= 240"}, {where: "green >= 240"}, {rgb: [128, 64, 0], tolerance: 10}]
+    unmatched: background     # or: error
+
+A rule is ``where`` (channel comparisons joined by ``and``; channels red/green/blue or r/g/b, sums
+allowed) or ``rgb`` with a ``tolerance`` (max absolute difference per channel). Rules are tried by
+``precedence`` (lower first; default 100), then class order, then rule order; the first match wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segfit.errors import SegfitError
+
+_CHANNELS = {"red": 0, "r": 0, "green": 1, "g": 1, "blue": 2, "b": 2}
+_OPS = {">=": np.greater_equal, "<=": np.less_equal, ">": np.greater, "<": np.less, "==": np.equal, "!=": np.not_equal}
+_TERM = re.compile(r"^\s*([a-z+\s]+?)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+
+
+@dataclass
+class Rule:
+    class_index: int
+    precedence: int = 100
+    where: str | None = None
+    rgb: tuple[int, int, int] | None = None
+    tolerance: int = 0
+
+    def matches(self, rgb: np.ndarray) -> np.ndarray:
+        """Boolean ``H x W`` of the pixels this rule matches in an ``H x W x 3`` int array."""
+        if self.rgb is not None:
+            return np.all(np.abs(rgb - np.asarray(self.rgb)) <= self.tolerance, axis=-1)
+        hit = np.ones(rgb.shape[:2], bool)
+        for term in self.where.split(" and "):
+            m = _TERM.match(term.lower())
+            if not m:
+                raise SegfitError(f"cannot read palette rule {term.strip()!r}",
+                                  fix="write rules like 'blue >= 240' or 'red + green + blue >= 740'")
+            names = [n.strip() for n in m.group(1).split("+")]
+            if not all(n in _CHANNELS for n in names):
+                raise SegfitError(f"unknown channel in palette rule {term.strip()!r}", fix="use red, green and blue")
+            value = sum(rgb[..., _CHANNELS[n]] for n in names)
+            hit &= _OPS[m.group(2)](value, float(m.group(3)))
+        return hit
+
+
+@dataclass
+class Palette:
+    names: list[str]
+    colors: list[list[int]]
+    rules: list[Rule] = field(default_factory=list)
+    unmatched: str = "background"
+
+    def ordered_rules(self) -> list[Rule]:
+        return sorted(self.rules, key=lambda r: (r.precedence, r.class_index))
+
+    def convert(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class ids (uint8) for an ``H x W x 3`` colour mask, and the boolean map of unmatched pixels."""
+        rgb = np.asarray(rgb)
+        if rgb.ndim == 2:
+            rgb = np.repeat(rgb[..., None], 3, axis=-1)
+        rgb = rgb[..., :3].astype(np.int32)
+        out = np.zeros(rgb.shape[:2], np.uint8)
+        done = np.zeros(rgb.shape[:2], bool)
+        for rule in self.ordered_rules():
+            hit = rule.matches(rgb) & ~done
+            out[hit] = rule.class_index
+            done |= hit
+        return out, ~done
+
+
+VINEYARD = {
+    "classes": [
+        {"name": "background", "color": [0, 0, 0], "rules": [{"where": "red + green + blue >= 740", "precedence": 0}]},
+        {"name": "leaves", "color": [40, 200, 40], "rules": [{"where": "blue >= 240", "precedence": 1}]},
+        {"name": "wood", "color": [170, 100, 30],
+         "rules": [{"where": "red >= 240", "precedence": 2}, {"where": "green >= 240", "precedence": 3}]},
+    ],
+    "unmatched": "background",
+}
+PRESETS = {"vineyard": VINEYARD}
+
+
+def load_palette(spec: str | os.PathLike | dict) -> Palette:
+    """A palette from a preset name (``vineyard``), a YAML/JSON file, or a dict."""
+    if isinstance(spec, dict):
+        data, where = spec, "palette"
+    elif str(spec) in PRESETS:
+        data, where = PRESETS[str(spec)], str(spec)
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise SegfitError("palette file not found", path, f"give a YAML/JSON file or a preset ({', '.join(PRESETS)})")
+        try:
+            text = path.read_text()
+            if path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except Exception as exc:
+            raise SegfitError(f"cannot read palette ({type(exc).__name__})", path, "check the YAML/JSON syntax") from None
+        where = str(path)
+    classes = data.get("classes") if isinstance(data, dict) else None
+    if not classes or not isinstance(classes, list):
+        raise SegfitError("palette has no 'classes' list", where, "list the classes in order, background first")
+    names, colors, rules = [], [], []
+    for i, c in enumerate(classes):
+        if not isinstance(c, dict) or "name" not in c:
+            raise SegfitError(f"palette class {i} has no name", where, "give each class a name")
+        names.append(str(c["name"]))
+        color = c.get("color", c.get("colour"))
+        colors.append([int(v) for v in color] if color else [0, 0, 0])
+        for r in c.get("rules", []):
+            if "where" not in r and "rgb" not in r:
+                raise SegfitError(f"a rule of class {c['name']!r} has neither 'where' nor 'rgb'", where,
+                                  "write {where: 'blue >= 240'} or {rgb: [0, 0, 255], tolerance: 10}")
+            rules.append(Rule(i, int(r.get("precedence", 100)), r.get("where"),
+                              tuple(int(v) for v in r["rgb"]) if "rgb" in r else None, int(r.get("tolerance", 0))))
+    unmatched = str(data.get("unmatched", "background"))
+    if unmatched not in ("background", "error"):
+        raise SegfitError(f"palette 'unmatched' is {unmatched!r}", where, "use background or error")
+    palette = Palette(names, colors, rules, unmatched)
+    for r in palette.rules:  # fail early on a malformed expression
+        r.matches(np.zeros((1, 1, 3), np.int32))
+    return palette
+
+
+def convert_masks(src: str | os.PathLike, dst: str | os.PathLike, palette: Palette, suffix: str = "_bin",
+                  dry_run: bool = False, force: bool = False, unmatched: str | None = None) -> dict:
+    """Convert every colour mask ``SRC/NAME.png`` into ``DST/NAME<suffix>.png`` (8-bit class ids).
+
+    Nothing is written when a target exists (unless ``force``), when ``dry_run``, or when
+    ``unmatched="error"`` and a pixel matches no rule. Returns the report: files, pixels per class,
+    unmatched pixels.
+    """
+    from PIL import Image
+
+    from segfit.io import atomic_path
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise SegfitError("source folder not found", src, "give the folder of colour-coded masks")
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in (".png", ".bmp", ".tif", ".tiff") and not p.name.startswith("."))
+    if not files:
+        raise SegfitError("no colour masks (.png, .bmp, .tif) found", src, "check the folder")
+    targets = [dst / f"{p.stem}{suffix}.png" for p in files]
+    if not force and not dry_run:
+        existing = [t for t in targets if t.exists()]
+        if existing:
+            raise SegfitError(f"{len(existing)} target files exist already", existing[0], "add --force to replace them")
+    policy = unmatched or palette.unmatched
+    if policy == "error" and not dry_run:  # check every file before writing any
+        convert_masks(src, dst, palette, suffix, dry_run=True, force=force, unmatched="error")
+    counts = np.zeros(len(palette.names), np.int64)
+    unmatched_total, per_file = 0, []
+    for path, target in zip(files, targets):
+        try:
+            with Image.open(path) as im:
+                rgb = np.asarray(im.convert("RGB"))
+        except Exception as exc:
+            raise SegfitError(f"cannot read colour mask ({type(exc).__name__})", path, "replace or remove the file") from None
+        ids, missed = palette.convert(rgb)
+        n_missed = int(missed.sum())
+        if n_missed and policy == "error":
+            ys, xs = np.nonzero(missed)
+            raise SegfitError(f"{n_missed} pixels match no palette rule (first at x={xs[0]}, y={ys[0]}, "
+                              f"colour {tuple(int(v) for v in rgb[ys[0], xs[0]])})", path,
+                              "add a rule for that colour, or use --unmatched background")
+        counts += np.bincount(ids.ravel(), minlength=len(palette.names))[: len(palette.names)]
+        unmatched_total += n_missed
+        per_file.append({"file": path.name, "unmatched": n_missed})
+        if not dry_run:
+            dst.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as tmp:
+                Image.fromarray(ids).save(tmp, format="PNG")
+    return {"files": len(files), "pixels": dict(zip(palette.names, counts.tolist())), "unmatched": unmatched_total,
+            "written": 0 if dry_run else len(files), "dst": str(dst), "per_file": per_file}
