@@ -16,8 +16,7 @@ from PIL import Image
 import segfit
 from segfit.data.synthetic import make_particles
 
-# ``segfit.evaluate`` can be shadowed by the submodule of the same name (see test_train.py).
-from segfit.evaluate import evaluate
+from segfit.evaluation import evaluate
 
 
 def _shift_head_bias(src: Path, dst: Path, shift: float) -> None:

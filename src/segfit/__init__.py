@@ -18,7 +18,7 @@ _LAZY = {
     "train": ("segfit.runs", "train"),
     "build_config": ("segfit.runs", "build_config"),
     "TrainResult": ("segfit.runs", "TrainResult"),
-    "evaluate": ("segfit.evaluate", "evaluate"),
+    "evaluate": ("segfit.evaluation", "evaluate"),
     "Predictor": ("segfit.predict", "Predictor"),
     "create_model": ("segfit.models", "create_model"),
     "RunConfig": ("segfit.config", "RunConfig"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 from segfit.io import write_csv
 
@@ -24,10 +24,10 @@ class RunRecorder(pl.Callback):
 
         write_csv(self.run_dir / "history.csv", pd.DataFrame(module.history))
         row = module.history[-1]
-        best = min(r["val_loss"] for r in module.history)
         if not self.verbose:
             return
-        mark = "  *best*" if row["val_loss"] <= best else ""
+        earlier = [r["val_loss"] for r in module.history[:-1]]
+        mark = "  *best*" if not earlier or row["val_loss"] < min(earlier) else ""
         line = (f"epoch {row['epoch']}/{self.epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
                 f"val_iou {row['val_iou']:.4f}  mIoU {row['val_miou']:.4f}  {row['seconds']:.1f} s{mark}")
         bar = trainer.progress_bar_callback
@@ -47,3 +47,16 @@ class ProgressBar(TQDMProgressBar):
         bar = super().init_validation_tqdm()
         bar.disable = True
         return bar
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint with its own name in the checkpoint's callback states, so several
+    (best, last, every N epochs) can live side by side and resume independently."""
+
+    def __init__(self, role: str, **kwargs):
+        super().__init__(**kwargs)
+        self.role = role
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(role=self.role)

@@ -103,7 +103,7 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--encoder-depth", type=int, default=5, help="encoder stages (default 5)")
     g.add_argument("--decoder-channels", type=_int_list, help="e.g. 256,128,64,32,16")
     g = p.add_argument_group("training")
-    g.add_argument("-e", "--epochs", type=_positive_int, default=20, help="epochs (default 20)")
+    g.add_argument("-e", "--epochs", type=_positive_int, default=None, help="epochs (default 20; with --resume: the run's own)")
     g.add_argument("-bs", "--batch-size", "--batch_size", dest="batch_size", type=_positive_int, default=16,
                    help="images per batch (default 16)")
     g.add_argument("-lr", "--lr", "--learning_rate", "--learning-rate", dest="lr", type=float, default=1e-3,
@@ -116,7 +116,7 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--augment", choices=("none", "light", "vineyard"), default="none", help="default none")
     g.add_argument("--crop", type=_positive_int, help="random training crops of CROP x CROP")
     g.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
-    g.add_argument("-s", "--save-every", "--save", dest="save_every", type=int, default=0, help="keep epoch_N.ckpt every N epochs")
+    g.add_argument("-s", "--save-every", "--save", dest="save_every", type=int, default=None, help="keep epoch_N.ckpt every N epochs")
     g.add_argument("-r", "--resume", nargs="?", const=True, help="continue from a checkpoint or run folder (RUN/checkpoints/last.ckpt)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run folder instead of making a new one")
     g = p.add_argument_group("hardware (passed to Lightning)")
@@ -234,7 +234,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from segfit.evaluate import evaluate
+    from segfit.evaluation import evaluate
 
     evaluate(a.run, a.data, split=a.split, out=a.out, size=a.size, batch_size=a.batch_size, seed=a.seed,
              overlays=not a.no_overlays)

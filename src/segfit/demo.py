@@ -16,7 +16,7 @@ def run_demo(out: str | Path = "segfit-demo", epochs: int | None = None, verbose
         ``{"data", "run", "evaluation", "predictions", "metrics"}``.
     """
     from segfit.data.synthetic import make_particles
-    from segfit.evaluate import evaluate
+    from segfit.evaluation import evaluate
     from segfit.predict import Predictor
     from segfit.runs import make_run_dir, train
 

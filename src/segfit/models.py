@@ -20,7 +20,7 @@ class NotebookNet(nn.Sequential):
     """The seed notebook's encoder-decoder, layer for layer (Keras ``get_model``).
 
     Conv 64 s2, Conv 64, Conv 128 s2, Conv 128, ConvT 128, ConvT 128 s2, ConvT 64, ConvT 64 s2,
-    all 3x3 with ReLU, then a 1x1 head. The head returns logits; the notebook's sigmoid is applied
+    all 3x3 with ReLU, then a 1x1 head, initialised as Keras does. The head returns logits; the notebook's sigmoid is applied
     by the loss (BCE with logits) and at prediction. 664,961 parameters for 1 input channel.
     """
 
@@ -37,6 +37,11 @@ class NotebookNet(nn.Sequential):
             *up(128, 128), *up(128, 128, 2), *up(128, 64), *up(64, 64, 2),
             nn.Conv2d(64, out_channels, 1),
         )
+        # Keras' defaults, as the notebook had them: Glorot-uniform kernels, zero biases.
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
 
 
 class SegmentationNet(nn.Module):

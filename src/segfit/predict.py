@@ -78,7 +78,7 @@ class Predictor:
             out_sizes: size of each returned mask (default: each image's own size).
             batch_size: images per forward pass.
         """
-        from segfit.train import logits_to_classes
+        from segfit.module import logits_to_classes
 
         out_sizes = out_sizes or [tuple(np.asarray(im).shape[:2]) for im in images]
         results: list[np.ndarray | None] = [None] * len(images)
@@ -114,19 +114,20 @@ class Predictor:
 
         files = list_images(inputs)
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        inputs_resolved = {p.resolve() for p in files}
         names = [p.stem for p in files]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise SegfitError(f"two inputs share the name {sorted(dupes)[0]!r}", out, "predict them into separate --out folders")
+        # Predictions never go into an input folder, so they can neither overwrite nor mix with inputs.
+        input_dirs = {p.resolve().parent for p in files} | {Path(i).resolve() for i in inputs if Path(i).is_dir()}
+        if out.resolve() in input_dirs:
+            raise SegfitError("--out is a folder of input images, which predictions could overwrite", out, "choose another --out folder")
+        out.mkdir(parents=True, exist_ok=True)
         written, rows = [], []
         for path in _progress(files, "predict"):
             image = read_image(path, 3 if self.config.data.channels == 3 else 1)
             mask = self.predict(image)
             target = out / f"{path.stem}.png"
-            if target.resolve() in inputs_resolved:
-                raise SegfitError("prediction would overwrite an input image", target, "choose another --out folder")
             for dest, array in ((target, mask), (out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors))):
                 with atomic_path(dest) as tmp:
                     Image.fromarray(array).save(tmp, format="PNG")

@@ -60,7 +60,7 @@ def build_config(data: str | os.PathLike | None = None, **options: Any) -> RunCo
             valid = sorted(set(fields) | set(ALIASES))
             raise TypeError(f"unknown option {key!r}; valid options: {', '.join(valid)}")
     if data is not None:
-        cfg.data.root = str(data)
+        cfg.data.root = str(Path(data).resolve())
     return resolve(cfg)
 
 
@@ -141,7 +141,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     from segfit.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
     from segfit.data.datamodule import SegmentationDataModule, class_pixel_counts
     from segfit.losses import inverse_frequency_weights
-    from segfit.train import SegmentationModule
+    from segfit.module import SegmentationModule
 
     say = print if verbose else (lambda *a, **k: None)
     ckpt_path = None
@@ -155,11 +155,12 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         if options.get("preload") is not None:
             cfg.data.preload = options["preload"]
         if data is not None:
-            cfg.data.root = str(data)
+            cfg.data.root = str(Path(data).resolve())
         run_dir = Path(out) if out else run_dir_of(ckpt_path)
         if run_dir is None:
             raise SegfitError("cannot tell which run folder this checkpoint belongs to", ckpt_path, "give the run folder with --out")
         split = _read_json(run_dir / "split.json")
+        write_json(run_dir / "config.json", cfg.to_dict())
         say(f"Resuming {run_dir} from {ckpt_path.name} (epoch {stored.get('epoch', 0) + 1} done), up to epoch {cfg.train.epochs}")
     else:
         cfg = resolve(config) if config is not None else build_config(data, **options)
@@ -170,6 +171,10 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         if cfg.train.class_weights == "auto" or (cfg.train.class_weights is None and cfg.data.num_classes > 2):
             counts = class_pixel_counts(dm.dataset("train"), cfg.data.num_classes)
             cfg.train.class_weights = inverse_frequency_weights(counts)
+    pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    # Built before the run folder exists, so a bad model/encoder/loss name leaves nothing behind.
+    module = SegmentationModule(cfg.to_dict(), pretrained=resume is None)
+    if resume is None:
         run_dir = make_run_dir(out, overwrite)
         write_json(run_dir / "config.json", cfg.to_dict())
         write_json(run_dir / "split.json", dm.split)
@@ -178,8 +183,6 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     say(f"Split ({dm.split['source']}): {n['train']} train, {n['val']} validation, {n['test']} test")
     say(f"Run folder: {run_dir}")
 
-    pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    module = SegmentationModule(cfg.to_dict(), pretrained=resume is None)
     trainer = build_trainer(cfg.train, run_dir, verbose=verbose)
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
@@ -232,9 +235,7 @@ def _read_json(path: Path) -> dict:
 def build_trainer(t: TrainConfig, run_dir: Path, verbose: bool = True):
     """A Lightning Trainer with segfit's checkpoints, progress and epoch lines."""
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from segfit.callbacks import ProgressBar, RunRecorder
+    from segfit.callbacks import ProgressBar, RunCheckpoint, RunRecorder
     from segfit.checkpoint import AtomicCheckpointIO
 
     ckpts = run_dir / "checkpoints"
@@ -242,11 +243,14 @@ def build_trainer(t: TrainConfig, run_dir: Path, verbose: bool = True):
     callbacks = [
         RunRecorder(run_dir, t.epochs, verbose),
         ProgressBar() if show_bar else None,
-        ModelCheckpoint(dirpath=ckpts, filename="best", monitor="val_loss", mode="min", save_top_k=1,
-                        save_last=True, enable_version_counter=False, auto_insert_metric_name=False),
+        RunCheckpoint("best", dirpath=ckpts, filename="best", monitor="val_loss", mode="min", save_top_k=1,
+                        enable_version_counter=False, auto_insert_metric_name=False),
+        # Every epoch (save_last would only write when the best checkpoint is written too).
+        RunCheckpoint("last", dirpath=ckpts, filename="last", monitor=None, save_top_k=1,
+                        enable_version_counter=False, auto_insert_metric_name=False),
     ]
     if t.save_every > 0:
-        callbacks.append(ModelCheckpoint(dirpath=ckpts, filename="epoch_{ep:.0f}", every_n_epochs=t.save_every,
+        callbacks.append(RunCheckpoint("every", dirpath=ckpts, filename="epoch_{ep:.0f}", every_n_epochs=t.save_every,
                                          save_top_k=-1, auto_insert_metric_name=False, enable_version_counter=False))
     devices: Any = int(t.devices) if str(t.devices).isdigit() else t.devices
     return pl.Trainer(

@@ -35,8 +35,9 @@ def resize_mask(mask: np.ndarray, size: int | tuple[int, int] | None) -> np.ndar
     h, w = (size, size) if isinstance(size, int) else size
     if mask.shape == (h, w):
         return mask
-    rows = (np.arange(h) * mask.shape[0] // h).clip(0, mask.shape[0] - 1)
-    cols = (np.arange(w) * mask.shape[1] // w).clip(0, mask.shape[1] - 1)
+    # Sample at pixel centres (as PIL's NEAREST), so masks stay aligned with area-resized images.
+    rows = ((np.arange(h) + 0.5) * mask.shape[0] / h).astype(np.int64).clip(0, mask.shape[0] - 1)
+    cols = ((np.arange(w) + 0.5) * mask.shape[1] / w).astype(np.int64).clip(0, mask.shape[1] - 1)
     return mask[rows[:, None], cols[None, :]]
 
 

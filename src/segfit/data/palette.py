@@ -50,8 +50,8 @@ class Rule:
         if self.rgb is not None:
             return np.all(np.abs(rgb - np.asarray(self.rgb)) <= self.tolerance, axis=-1)
         hit = np.ones(rgb.shape[:2], bool)
-        for term in self.where.split(" and "):
-            m = _TERM.match(term.lower())
+        for term in re.split(r"\s+and\s+", self.where.lower()):
+            m = _TERM.match(term)
             if not m:
                 raise SegfitError(f"cannot read palette rule {term.strip()!r}",
                                   fix="write rules like 'blue >= 240' or 'red + green + blue >= 740'")
@@ -100,6 +100,28 @@ VINEYARD = {
 PRESETS = {"vineyard": VINEYARD}
 
 
+def _as_list(value) -> list:
+    if not isinstance(value, list):
+        raise TypeError("rules must be a list")
+    return value
+
+
+def _color(value) -> list[int]:
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise ValueError(f"a colour is [R, G, B], not {value!r}")
+    return [int(v) for v in value]
+
+
+def _rule(class_index: int, r) -> Rule:
+    if not isinstance(r, dict) or ("where" not in r and "rgb" not in r):
+        raise ValueError(f"a rule needs 'where' or 'rgb', not {r!r}")
+    where = r.get("where")
+    if where is not None and not isinstance(where, str):
+        raise ValueError(f"'where' is a text like 'blue >= 240', not {where!r}")
+    rgb = tuple(_color(r["rgb"])) if "rgb" in r else None
+    return Rule(class_index, int(r.get("precedence", 100)), where, rgb, int(r.get("tolerance", 0)))
+
+
 def load_palette(spec: str | os.PathLike | dict) -> Palette:
     """A palette from a preset name (``vineyard``), a YAML/JSON file, or a dict."""
     if isinstance(spec, dict):
@@ -129,14 +151,13 @@ def load_palette(spec: str | os.PathLike | dict) -> Palette:
         if not isinstance(c, dict) or "name" not in c:
             raise SegfitError(f"palette class {i} has no name", where, "give each class a name")
         names.append(str(c["name"]))
-        color = c.get("color", c.get("colour"))
-        colors.append([int(v) for v in color] if color else [0, 0, 0])
-        for r in c.get("rules", []):
-            if "where" not in r and "rgb" not in r:
-                raise SegfitError(f"a rule of class {c['name']!r} has neither 'where' nor 'rgb'", where,
-                                  "write {where: 'blue >= 240'} or {rgb: [0, 0, 255], tolerance: 10}")
-            rules.append(Rule(i, int(r.get("precedence", 100)), r.get("where"),
-                              tuple(int(v) for v in r["rgb"]) if "rgb" in r else None, int(r.get("tolerance", 0))))
+        try:
+            colors.append(_color(c.get("color", c.get("colour", [0, 0, 0]))))
+            rules += [_rule(i, r) for r in _as_list(c.get("rules", []))]
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise SegfitError(f"palette class {c['name']!r} is malformed ({exc})", where,
+                              "write color: [R, G, B] and rules like {where: 'blue >= 240'} or "
+                              "{rgb: [0, 0, 255], tolerance: 10}, precedence: a whole number") from None
     unmatched = str(data.get("unmatched", "background"))
     if unmatched not in ("background", "error"):
         raise SegfitError(f"palette 'unmatched' is {unmatched!r}", where, "use background or error")

@@ -44,7 +44,7 @@ class SegmentationModule(pl.LightningModule):
         self.train_metrics, self.val_metrics = SegmentationMetrics(n), SegmentationMetrics(n)
         self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
         self.history: list[dict] = []
-        self._epoch_start = 0.0
+        self._epoch_start, self._epoch_lr = 0.0, float("nan")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.contiguous(memory_format=torch.channels_last))
@@ -68,6 +68,7 @@ class SegmentationModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
+        self._epoch_lr = float(self.trainer.optimizers[0].param_groups[0]["lr"]) if self.trainer.optimizers else float("nan")
 
     def on_validation_epoch_end(self) -> None:
         """Training batches are done and validation too: compute the epoch's record."""
@@ -81,7 +82,7 @@ class SegmentationModule(pl.LightningModule):
         row["val_loss"] = float(self.val_loss.compute())
         val = flatten(self.val_metrics.compute(), names, "val_")
         row.update({k: val[k] for k in ("val_iou", "val_dice", "val_accuracy", "val_miou")})
-        row["lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"]) if self.trainer.optimizers else float("nan")
+        row["lr"] = self._epoch_lr  # the learning rate the epoch started with
         row["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
         if self.train_metrics.update_count:
             row.update(flatten(self.train_metrics.compute(), names, "train_"))

@@ -1,0 +1,171 @@
+"""`segfit predict` and the Predictor: masks at the image's original size, overlays, coverage.csv,
+and inputs that are never overwritten."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import segfit
+from segfit.data.synthetic import make_particles, particle_image
+from segfit.errors import SegfitError
+from segfit.runs import train as segfit_train
+
+from _segfit_cli import run_many
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def run32(tmp_path_factory, trained_run) -> Path:
+    """A 1-epoch run trained at --size 32 on 40x40 images; its best.ckpt head bias is shifted so
+    that it predicts a mix of foreground and background.
+
+    (trained_run is requested first on purpose: conftest builds it with segfit.train(), which stops
+    being callable once any training has imported the submodule segfit/train.py; see test_train.py.)"""
+    import torch
+
+    root = tmp_path_factory.mktemp("predict")
+    data = make_particles(root / "data", n=10, size=40, seed=2)
+    result = segfit_train(data, root / "run", size=32, channels=1, epochs=1, batch_size=4, preload=True, verbose=False)
+    predictor = segfit.Predictor.from_checkpoint(result.best_checkpoint)
+    images = [np.asarray(Image.open(p)) for p in sorted((data / "images").glob("*.png"))[:4]]
+    median = float(predictor.logits(torch.stack([predictor.prepare(im) for im in images])).median())
+    ckpt = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)
+    key = [k for k in ckpt["state_dict"] if k.endswith(".bias")][-1]
+    ckpt["state_dict"][key] = ckpt["state_dict"][key] - median
+    torch.save(ckpt, result.best_checkpoint)
+    return result.run_dir
+
+
+def _odd_image(folder: Path) -> Path:
+    """An EM-like RGB image of 45 rows x 61 columns (trained size: 32x32)."""
+    image, _ = particle_image(np.random.default_rng(5), size=64)
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.repeat(image[:45, :61, None], 3, axis=-1)).save(folder / "odd.png")
+    return folder / "odd.png"
+
+
+@pytest.fixture()
+def odd_image(tmp_path) -> Path:
+    return _odd_image(tmp_path / "inputs")
+
+
+@pytest.fixture(scope="module")
+def cli_runs(run32, tmp_path_factory):
+    """`segfit predict` twice (one interpreter, see _segfit_cli.py): files + a folder into a new
+    folder, and a folder of PNGs into itself. Returns {case: (folder, result, inputs snapshot)}."""
+    root = tmp_path_factory.mktemp("predict_cli")
+    odd = _odd_image(root / "inputs")
+    folder = root / "folder"
+    folder.mkdir()
+    rng = np.random.default_rng(9)
+    for i, size in enumerate((40, 28)):
+        image, labels = particle_image(rng, size=size)
+        Image.fromarray(image).save(folder / f"img{i}.png")
+        Image.fromarray((labels > 0).astype(np.uint8)).save(folder / f"img{i}_bin.png")  # a mask: skipped
+    same = root / "same"
+    make_particles(same, n=3, size=32, seed=4, layout="flat")
+    for p in same.glob("*_bin.png"):
+        p.unlink()
+    before = {"new": {**_snapshot(folder), **_snapshot(odd.parent)}, "same": _snapshot(same)}
+    results = run_many([["predict", run32, odd, folder, "--out", root / "pred"],
+                        ["predict", run32, same, "--out", same]], root)
+    return {"new": (root, results[0], before["new"]), "same": (same, results[1], before["same"])}
+
+
+def test_predictor_returns_masks_at_the_original_size(run32, odd_image):
+    predictor = segfit.Predictor.from_checkpoint(run32)
+    assert predictor.config.data.size == 32 and predictor.class_names == ["background", "foreground"]
+    rgb = np.asarray(Image.open(odd_image))
+    mask = predictor.predict(rgb)
+    assert mask.shape == (45, 61) and mask.dtype == np.uint8
+    assert set(np.unique(mask)) == {0, 1}
+    # grey input gives the same answer as its RGB version for a grayscale model
+    assert np.array_equal(predictor.predict(rgb[..., 0]), mask)
+    # the documented procedure: prepare at 32x32, resize the logits back bilinearly, threshold at 0
+    import torch.nn.functional as F
+
+    logits = predictor.logits(predictor.prepare(rgb)[None])
+    assert tuple(logits.shape[-2:]) == (32, 32)
+    resized = F.interpolate(logits, size=(45, 61), mode="bilinear", align_corners=False)
+    assert np.array_equal((resized[0, 0] > 0).numpy().astype(np.uint8), mask)
+
+
+def test_predictor_from_checkpoint_file_or_run_folder(run32):
+    a = segfit.Predictor.from_checkpoint(run32)
+    b = segfit.Predictor.from_checkpoint(run32 / "checkpoints" / "best.ckpt")
+    c = segfit.Predictor.from_checkpoint(run32 / "checkpoints" / "last.ckpt")
+    assert a.checkpoint == b.checkpoint == run32 / "checkpoints" / "best.ckpt"
+    assert c.checkpoint.name == "last.ckpt"
+    with pytest.raises(SegfitError, match="not found"):
+        segfit.Predictor.from_checkpoint(run32 / "checkpoints" / "missing.ckpt")
+
+
+def test_cli_predict_files_and_folders(cli_runs):
+    root, proc, before = cli_runs["new"]
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "Wrote 3 masks" in proc.stdout
+    assert {**_snapshot(root / "folder"), **_snapshot(root / "inputs")} == before
+
+    out = root / "pred"
+    expected_sizes = {"odd": (61, 45), "img0": (40, 40), "img1": (28, 28)}  # PIL sizes: (width, height)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["coverage.csv"] + [f"{n}.png" for n in expected_sizes] + [f"{n}_overlay.png" for n in expected_sizes])
+    coverage = pd.read_csv(out / "coverage.csv")
+    assert list(coverage.columns) == ["image", "class", "fraction"]
+    assert len(coverage) == 3 * 2
+    for name, size in expected_sizes.items():
+        with Image.open(out / f"{name}.png") as im:
+            assert im.size == size and im.mode == "L"
+            mask = np.asarray(im)
+        assert set(np.unique(mask)) <= {0, 1}
+        with Image.open(out / f"{name}_overlay.png") as im:
+            assert im.size == size and im.mode == "RGB"
+        rows = coverage[coverage["image"] == f"{name}.png"].set_index("class")["fraction"]
+        assert rows.sum() == pytest.approx(1.0)
+        assert rows["foreground"] == pytest.approx(mask.mean())
+    assert coverage[coverage["class"] == "foreground"]["fraction"].between(0.01, 0.99).any()
+
+
+def test_cli_predict_into_the_input_folder_fails(cli_runs):
+    folder, proc, before = cli_runs["same"]
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("segfit: error: ") and "overwrite" in lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert _snapshot(folder) == before
+
+
+def test_failed_predict_into_the_input_folder_writes_nothing(run32, tmp_path):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(particle_image(rng, 32)[0]).save(folder / "a.jpg")
+    Image.fromarray(particle_image(rng, 32)[0]).save(folder / "b.png")
+    before = _snapshot(folder)
+    with pytest.raises(SegfitError):
+        segfit.Predictor.from_checkpoint(run32).predict_files([folder], folder)
+    assert _snapshot(folder) == before
+
+
+def test_overlay_never_overwrites_an_input(run32, tmp_path):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    Image.fromarray(particle_image(rng, 32)[0]).save(folder / "c.jpg")
+    Image.fromarray(particle_image(rng, 32)[0]).save(folder / "c_overlay.png")
+    before = _snapshot(folder)["c_overlay.png"]
+    try:
+        segfit.Predictor.from_checkpoint(run32).predict_files([folder / "c.jpg", folder / "c_overlay.png"], folder)
+    except SegfitError:
+        pass
+    assert _snapshot(folder)["c_overlay.png"] == before
