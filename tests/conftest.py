@@ -9,6 +9,12 @@ import pytest
 
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _pair_cache(tmp_path_factory):
+    """Keep the on-disk pair cache of every test run inside pytest's temporary folder."""
+    os.environ["SEGFIT_CACHE"] = str(tmp_path_factory.mktemp("pair-cache"))
+
 EMPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "emps"
 
 

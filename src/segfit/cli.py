@@ -128,6 +128,11 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible on CPU)")
     _add_common(p)
 
+    p = sub.add_parser("check", help="validate a data set without training (exit 0: ready, 2: problems)")
+    p.add_argument("data", help="data set folder")
+    _add_data_args(p)
+    _add_common(p)
+
     p = sub.add_parser("evaluate", help="metrics, per-image table, confusion matrix and a prediction grid")
     p.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("data", nargs="?", help="data set folder (default: the run's)")
@@ -233,6 +238,24 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(a: argparse.Namespace) -> int:
+    from segfit.data.check import check_dataset
+
+    report = check_dataset(_data_config(a))
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 2
+
+
+def _data_config(a: argparse.Namespace):
+    from segfit.config import DataConfig
+
+    opts = _data_options(a)
+    return DataConfig(root=a.data, images=opts["images"], masks=opts["masks"], mask_suffix=opts["mask_suffix"],
+                      channels=opts["channels"], size=opts["size"], mask_mode=opts["mask_mode"],
+                      num_classes=opts["classes"], class_names=opts["class_names"] or [],
+                      class_colors=opts["class_colors"] or []).resolve()
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from segfit.evaluation import evaluate
 
@@ -251,16 +274,12 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def cmd_show(a: argparse.Namespace) -> int:
-    from segfit.config import DataConfig
     from segfit.data.datamodule import load_pair
     from segfit.data.formats import discover
     from segfit.errors import SegfitError
     from segfit.viz import plot_pair
 
-    opts = _data_options(a)
-    cfg = DataConfig(root=a.data, images=opts["images"], masks=opts["masks"], mask_suffix=opts["mask_suffix"],
-                     channels=opts["channels"], size=opts["size"], mask_mode=opts["mask_mode"],
-                     num_classes=opts["classes"], class_names=opts["class_names"] or []).resolve()
+    cfg = _data_config(a)
     samples = discover(cfg.root, cfg.images, cfg.masks, cfg.mask_suffix).samples
     if not 0 <= a.index < len(samples):
         raise SegfitError(f"--index {a.index} is out of range", a.data, f"use 0 to {len(samples) - 1}")
@@ -306,7 +325,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"convert-masks": cmd_convert_masks, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "show": cmd_show,
+COMMANDS = {"check": cmd_check, "convert-masks": cmd_convert_masks, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "show": cmd_show,
             "summary": cmd_summary, "demo": cmd_demo}
 
 
@@ -317,10 +336,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    from segfit.errors import SegfitError
+    from segfit.errors import Interrupted, SegfitError
 
     try:
         return COMMANDS[args.command](args)
+    except Interrupted as exc:
+        sys.stderr.write(f"segfit: {exc}\n")
+        return 130
+    except BrokenPipeError:
+        return 0
     except SegfitError as exc:
         if args.debug:
             raise

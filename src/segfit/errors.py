@@ -19,3 +19,7 @@ class SegfitError(Exception):
         if self.fix:
             text += f": {self.fix}"
         return text
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C or SIGTERM; the message says how to resume."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -167,6 +168,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         split = None
     dm = SegmentationDataModule(cfg.data, cfg.train, split=split)
     dm.check_sizes()
+    dm.prepare(verbose)
     if resume is None:
         if cfg.train.class_weights == "auto" or (cfg.train.class_weights is None and cfg.data.num_classes > 2):
             counts = class_pixel_counts(dm.dataset("train"), cfg.data.num_classes)
@@ -185,8 +187,45 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
 
     trainer = build_trainer(cfg.train, run_dir, verbose=verbose)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+    with _sigterm_as_interrupt():
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        except SystemExit:  # Lightning's graceful Ctrl-C shutdown ends in sys.exit(1)
+            if not trainer.interrupted:
+                raise
+            _interrupted(run_dir, module.history, cfg, n, time.perf_counter() - start, say)
     return finish_run(run_dir, module.history, cfg, n, time.perf_counter() - start, say)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler stopping the job, ``kill``) stops training like Ctrl-C does."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(run_dir: Path, rows: list[dict], cfg: RunConfig, counts: dict, seconds: float, say) -> None:
+    from segfit.errors import Interrupted
+
+    if not rows:
+        raise Interrupted(f"training interrupted before its first epoch ended; nothing to resume ({run_dir})")
+    finish_run(run_dir, rows, cfg, counts, seconds, say)
+    done = rows[-1]["epoch"]
+    raise Interrupted(f"training interrupted during epoch {done + 1}; checkpoints/last.ckpt holds epoch {done}. "
+                      f"Resume with: segfit train --resume {run_dir}")
 
 
 def finish_run(run_dir: Path, rows: list[dict], cfg: RunConfig, counts: dict, seconds: float, say) -> TrainResult:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segfit.config import DataConfig, TrainConfig
+from segfit.data.cache import PairCache
 from segfit.data.formats import Layout, Sample, discover, image_size, read_image, read_mask, to_class_ids
 from segfit.data.split import make_split
 from segfit.data.transforms import create_transforms
@@ -71,33 +72,58 @@ def load_pair(sample: Sample, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
 class SegmentationDataset(Dataset):
     """Image/mask pairs as ``(C x H x W float, H x W long)`` tensors.
 
-    With ``preload`` every pair is decoded once up front and kept in memory; otherwise pairs are
-    read from disk on each access.
+    Pairs come from a :class:`PairCache` (decoded once: in memory with ``preload``, else on disk);
+    without one they are decoded on every access.
     """
 
-    def __init__(self, samples: list[Sample], cfg: DataConfig, transform=None, preload: bool = False):
-        self.samples, self.cfg, self.transform = samples, cfg, transform
-        self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
-        if preload:
-            self._cache = [load_pair(s, cfg) for s in samples]
+    def __init__(self, samples: list[Sample], cfg: DataConfig, transform=None, cache: PairCache | None = None):
+        self.samples, self.cfg, self.transform, self.cache = samples, cfg, transform, cache
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Decoded, resized (image, class-id mask) arrays before augmentation."""
-        if self._cache is not None:
-            return self._cache[index]
+        if self.cache is not None:
+            return self.cache.get(self.samples[index])
         return load_pair(self.samples[index], self.cfg)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int | tuple[int, int]):
+        seed = None
+        if isinstance(index, tuple):  # (index, augmentation seed) from EpochSampler
+            index, seed = index
         image, mask = self.pair(index)
         if self.transform is not None:
+            if seed is not None:
+                self.transform.set_random_seed(seed)
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
             if image.ndim == 2:
                 image = image[..., None]
         return image_to_tensor(image, self.cfg.mean, self.cfg.std), torch.from_numpy(np.ascontiguousarray(mask)).long()
+
+
+class EpochSampler(Sampler):
+    """Shuffles with a generator seeded by (seed, epoch) and gives each sample an augmentation seed.
+
+    An epoch's order and augmentations are then the same whether or not the run was interrupted
+    and resumed before it (Lightning calls ``set_epoch`` at the start of every epoch).
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        seeds = torch.randint(0, 2**31 - 1, (self.n,), generator=g).tolist()
+        return iter(zip(order, seeds))
 
 
 class SegmentationDataModule(pl.LightningDataModule):
@@ -110,7 +136,16 @@ class SegmentationDataModule(pl.LightningDataModule):
         names = [s.name for s in self.layout.samples]
         self.split = split or make_split(names, data.root, data.test, data.val, data.seed)
         self.by_name = {s.name: s for s in self.layout.samples}
+        self.cache = PairCache(data, memory=data.preload)
         self._sets: dict[str, SegmentationDataset] = {}
+
+    def prepare(self, verbose: bool = True) -> None:
+        """Decode every pair of every split once (filling the cache), stopping on the first bad file,
+        so a problem surfaces before the first epoch rather than hours into training."""
+        for sample in _progress(self.samples("train") + self.samples("val"), "reading data", verbose):
+            self.cache.get(sample)
+        for sample in self.samples("test"):  # only evaluate reads these: check them, keep nothing
+            load_pair(sample, self.cfg)
 
     def check_sizes(self) -> None:
         """Training batches need one image size: without --size or --crop, all training images must agree."""
@@ -132,16 +167,17 @@ class SegmentationDataModule(pl.LightningDataModule):
         if which not in self._sets:
             train = which == "train"
             tf = create_transforms(self.train_cfg.augment, self.cfg.crop, train=train)
-            self._sets[which] = SegmentationDataset(self.samples(which), self.cfg, tf, preload=self.cfg.preload)
+            self._sets[which] = SegmentationDataset(self.samples(which), self.cfg, tf, cache=self.cache)
         return self._sets[which]
 
     def _loader(self, which: str, shuffle: bool) -> DataLoader:
         ds = self.dataset(which)
+        sampler = EpochSampler(len(ds), self.train_cfg.seed) if shuffle else None
         batch = self.train_cfg.batch_size
         if which != "train" and self.cfg.size is None:
             batch = 1  # original sizes may differ between images
         workers = self.train_cfg.num_workers
-        return DataLoader(ds, batch_size=batch, shuffle=shuffle, num_workers=workers,
+        return DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers,
                           pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
                           drop_last=False)
 
@@ -162,3 +198,13 @@ def class_pixel_counts(dataset: SegmentationDataset, num_classes: int) -> np.nda
         counts += np.bincount(dataset.pair(i)[1].ravel(), minlength=num_classes)[:num_classes]
     return counts
 
+
+
+def _progress(items: list, desc: str, verbose: bool):
+    import sys
+
+    if not verbose or not sys.stderr.isatty() or len(items) < 50:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, leave=False)

@@ -1,0 +1,131 @@
+"""``segfit check``: validate a data set without training, and say what is wrong and where."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segfit.config import DataConfig
+from segfit.data.formats import IMAGE_EXTS, MASK_EXTS, discover, read_image, read_mask
+from segfit.errors import SegfitError
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_dataset` found. ``ok`` is True when training can proceed."""
+
+    layout: str = ""
+    pairs: int = 0
+    images_without_mask: list[Path] = field(default_factory=list)
+    masks_without_image: list[Path] = field(default_factory=list)
+    problems: list[SegfitError] = field(default_factory=list)
+    sizes: Counter = field(default_factory=Counter)
+    channels: Counter = field(default_factory=Counter)
+    class_pixels: np.ndarray | None = None
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.pairs > 0 and not self.problems and not self.images_without_mask
+
+    def lines(self) -> list[str]:
+        out = [f"Data: {self.layout}", f"Pairs: {self.pairs} images with masks"]
+        for label, paths, fix in (("images without a mask", self.images_without_mask, "add the mask or remove the image"),
+                                  ("masks without an image", self.masks_without_image, "ignored by training")):
+            if paths:
+                out.append(f"{len(paths)} {label} ({fix}): " + ", ".join(p.name for p in paths[:5])
+                           + (" ..." if len(paths) > 5 else ""))
+        if self.sizes:
+            top = ", ".join(f"{h}x{w} ({n})" for (h, w), n in self.sizes.most_common(4))
+            more = f" and {len(self.sizes) - 4} more" if len(self.sizes) > 4 else ""
+            out.append(f"Image sizes (HxW): {top}{more}")
+            out.append("Channels in the files: " + ", ".join(f"{c} ({n})" for c, n in sorted(self.channels.items())))
+        if self.class_pixels is not None and self.class_pixels.sum():
+            total = self.class_pixels.sum()
+            out.append("Class pixels: " + ", ".join(f"{name} {100 * n / total:.2f} %"
+                                                    for name, n in zip(self.class_names, self.class_pixels)))
+        for p in self.problems[:20]:
+            out.append(f"problem: {p.line()}")
+        if len(self.problems) > 20:
+            out.append(f"... and {len(self.problems) - 20} more problems")
+        out.append("OK: training can proceed." if self.ok else "Not ready: fix the problems above, then run segfit check again.")
+        return out
+
+
+def check_dataset(cfg: DataConfig) -> CheckReport:
+    """Read every image and mask once and collect every problem (not only the first)."""
+    cfg.resolve()
+    report = CheckReport(class_names=list(cfg.class_names))
+    layout = discover(cfg.root, cfg.images, cfg.masks, cfg.mask_suffix, require_masks=False)
+    report.layout = layout.description
+    report.images_without_mask = [s.image for s in layout.samples if s.mask is None]
+    report.masks_without_image = _orphan_masks(layout, cfg)
+    report.class_pixels = np.zeros(cfg.num_classes, np.int64)
+    for s in layout.samples:
+        if s.mask is None:
+            continue
+        report.pairs += 1
+        try:
+            raw_image = read_image(s.image, 3)
+            image_channels = _file_channels(s.image)
+            mask = read_mask(s.mask)
+        except SegfitError as exc:
+            report.problems.append(exc)
+            continue
+        report.sizes[raw_image.shape[:2]] += 1
+        report.channels[image_channels] += 1
+        if mask.shape != raw_image.shape[:2]:
+            report.problems.append(SegfitError(
+                f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is {raw_image.shape[0]}x{raw_image.shape[1]}",
+                s.mask, "masks must have the size of their image"))
+            continue
+        if cfg.mask_mode == "binary":
+            ids = (mask > 0).astype(np.int64)
+        else:
+            values, counts = np.unique(mask, return_counts=True)
+            if set(values.tolist()) <= {0, 255} and 255 in values and cfg.num_classes < 256:
+                report.problems.append(SegfitError("mask holds 0/255 values but --mask-mode is index", s.mask,
+                                                   "use --mask-mode binary"))
+                continue
+            bad = values >= cfg.num_classes
+            if bad.any():
+                listed = ", ".join(f"{v}: {c} px" for v, c in zip(values[bad][:6].tolist(), counts[bad][:6].tolist()))
+                report.problems.append(SegfitError(
+                    f"mask values outside the {cfg.num_classes} classes 0..{cfg.num_classes - 1} ({listed})", s.mask,
+                    "declare more classes with --classes, or fix the mask"))
+                continue
+            ids = mask.astype(np.int64)
+        report.class_pixels += np.bincount(ids.ravel(), minlength=cfg.num_classes)[: cfg.num_classes]
+    return report
+
+
+def _file_channels(path: Path) -> str:
+    """How the file stores colour: 'grey', 'RGB', 'RGBA', ... (read from the header)."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.pages[0].shape
+        return "grey" if len(shape) == 2 else f"{min(shape)} channels"
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return {"L": "grey", "I;16": "grey 16-bit", "I": "grey 32-bit", "P": "palette"}.get(im.mode, im.mode)
+
+
+def _orphan_masks(layout, cfg: DataConfig) -> list[Path]:
+    used = {s.mask.resolve() for s in layout.samples if s.mask is not None}
+    folders = {s.mask.parent for s in layout.samples if s.mask is not None}
+    image_folders = {s.image.parent for s in layout.samples}
+    orphans = []
+    for folder in folders:
+        for p in sorted(folder.iterdir()):
+            if p.is_file() and p.suffix.lower() in MASK_EXTS and p.resolve() not in used:
+                # In a flat folder, files without the mask suffix are images, not masks.
+                if folder in image_folders and not p.stem.endswith(cfg.mask_suffix):
+                    continue
+                orphans.append(p)
+    return orphans
