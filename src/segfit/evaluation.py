@@ -60,6 +60,7 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
     if missing:
         raise SegfitError(f"{len(missing)} images of the saved split are missing (first: {missing[0]!r})", root,
                           "evaluate on the data set the run was trained on, or use --split all")
+    _warn_if_data_changed(run_dir, layout.samples, say)
     out = Path(out) if out else (run_dir or ckpt.parent) / f"eval_{split}"
     say(f"Evaluating {ckpt} on {len(names)} {split} images ({source}) at "
         f"{'%dx%d' % (size, size) if size else 'original resolution'}")
@@ -131,6 +132,20 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
     say(f"Wrote {out}/: metrics.json, per_image.csv, {split}_metrics.csv, confusion.csv, grid.png"
         + (", overlays/" if overlays else ""))
     return metrics
+
+
+def _warn_if_data_changed(run_dir: Path | None, samples, say) -> None:
+    """Compare the data set's fingerprint with the one recorded when the run was trained."""
+    from segfit.record import data_fingerprint
+
+    record = run_dir / "environment.json" if run_dir else None
+    if record is None or not record.is_file():
+        return
+    trained = json.loads(record.read_text()).get("data", {})
+    now = data_fingerprint(samples)
+    if trained and trained.get("sha256") != now["sha256"]:
+        say(f"Warning: the data set differs from the one this run was trained on ({trained.get('files')} files then, "
+            f"{now['files']} now, or files changed since): the split and the figures may not be comparable.")
 
 
 def _names(run_dir: Path | None, root: Path, trained_root: Path, split: str, available: list[str]) -> tuple[list[str], str]:

@@ -144,6 +144,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     from segfit.losses import inverse_frequency_weights
     from segfit.module import SegmentationModule
 
+    verbose = verbose and _env_rank() == 0
     say = print if verbose else (lambda *a, **k: None)
     ckpt_path = None
     if resume is not None:
@@ -176,8 +177,12 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     # Built before the run folder exists, so a bad model/encoder/loss name leaves nothing behind.
     module = SegmentationModule(cfg.to_dict(), pretrained=resume is None)
-    if resume is None:
+    if resume is None and _env_rank() > 0:
+        # Another process of a distributed run: process 0 made the folder and writes the files.
+        run_dir = Path(os.environ.get("SEGFIT_RUN_DIR") or out)
+    elif resume is None:
         run_dir = make_run_dir(out, overwrite)
+        os.environ["SEGFIT_RUN_DIR"] = str(run_dir)  # for the processes Lightning starts for DDP
         write_json(run_dir / "config.json", cfg.to_dict())
         write_json(run_dir / "split.json", dm.split)
     n = {k: len(dm.split[k]) for k in ("train", "val", "test")}
@@ -186,6 +191,10 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     say(f"Run folder: {run_dir}")
 
     trainer = build_trainer(cfg.train, run_dir, verbose=verbose)
+    if trainer.is_global_zero:
+        from segfit.record import environment
+
+        write_json(run_dir / "environment.json", environment(dm.layout.samples, cfg.train.seed, trainer))
     start = time.perf_counter()
     with _sigterm_as_interrupt():
         try:
@@ -194,7 +203,27 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
             if not trainer.interrupted:
                 raise
             _interrupted(run_dir, module.history, cfg, n, time.perf_counter() - start, say)
-    return finish_run(run_dir, module.history, cfg, n, time.perf_counter() - start, say)
+    if not trainer.is_global_zero:  # under DDP the other processes leave the files to process 0
+        return TrainResult(run_dir, 0, {}, None, cfg)
+    # History from the file process 0 wrote: with ddp_spawn, this process did not train.
+    rows = module.history or _history_rows(run_dir)
+    return finish_run(run_dir, rows, cfg, n, time.perf_counter() - start, say)
+
+
+def _history_rows(run_dir: Path) -> list[dict]:
+    import pandas as pd
+
+    path = run_dir / "history.csv"
+    return pd.read_csv(path).to_dict("records") if path.is_file() else []
+
+
+def _env_rank() -> int:
+    """This process's rank in a distributed run, from the launcher's environment (0 otherwise)."""
+    for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 0
 
 
 @contextlib.contextmanager
@@ -296,5 +325,6 @@ def build_trainer(t: TrainConfig, run_dir: Path, verbose: bool = True):
         default_root_dir=run_dir, max_epochs=t.epochs, accelerator=t.accelerator, devices=devices,
         num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision, deterministic=t.deterministic,
         logger=False, callbacks=[c for c in callbacks if c is not None], enable_model_summary=False,
+        use_distributed_sampler=False,  # segfit's samplers shard by rank themselves (no repeated val images)
         enable_progress_bar=show_bar, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
     )

@@ -107,23 +107,41 @@ class EpochSampler(Sampler):
     """Shuffles with a generator seeded by (seed, epoch) and gives each sample an augmentation seed.
 
     An epoch's order and augmentations are then the same whether or not the run was interrupted
-    and resumed before it (Lightning calls ``set_epoch`` at the start of every epoch).
+    and resumed before it (Lightning calls ``set_epoch`` at the start of every epoch). Under DDP
+    each of ``world`` processes takes every ``world``-th sample of the same order, padded by
+    wrapping around so that all processes run the same number of steps.
     """
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.rank, self.world, self.epoch = n, seed, rank, world, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return -(-self.n // self.world)
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
         seeds = torch.randint(0, 2**31 - 1, (self.n,), generator=g).tolist()
-        return iter(zip(order, seeds))
+        pairs = list(zip(order, seeds))
+        pairs += pairs[: len(self) * self.world - self.n]
+        return iter(pairs[self.rank:: self.world])
+
+
+class ShardSampler(Sampler):
+    """Every ``world``-th sample from ``rank``, in order, without padding: under DDP each
+    validation image is seen exactly once (the metrics are then summed across processes)."""
+
+    def __init__(self, n: int, rank: int = 0, world: int = 1):
+        self.indices = list(range(rank, n, world))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self):
+        return iter(self.indices)
 
 
 class SegmentationDataModule(pl.LightningDataModule):
@@ -172,7 +190,9 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def _loader(self, which: str, shuffle: bool) -> DataLoader:
         ds = self.dataset(which)
-        sampler = EpochSampler(len(ds), self.train_cfg.seed) if shuffle else None
+        trainer = getattr(self, "trainer", None)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = EpochSampler(len(ds), self.train_cfg.seed, rank, world) if shuffle else ShardSampler(len(ds), rank, world)
         batch = self.train_cfg.batch_size
         if which != "train" and self.cfg.size is None:
             batch = 1  # original sizes may differ between images
