@@ -360,3 +360,23 @@ def test_unmatched_error_cli_writes_nothing(tmp_path):
     assert_one_line_error(proc)
     assert "5 pixels match no palette rule" in proc.stderr
     assert not (tmp_path / "dst").exists()
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 9), st.integers(1, 9), st.just(3))))
+def test_vineyard_preset_matches_the_seed_rule_on_random_colours(rgb):
+    from segfit.data.palette import load_palette
+
+    ids, unmatched = load_palette("vineyard").convert(rgb)
+    r, g, b = (rgb[..., i].astype(int) for i in range(3))
+    expected = np.zeros(rgb.shape[:2], np.uint8)
+    expected[(b >= 240)] = 1
+    expected[(b < 240) & ((r >= 240) | (g >= 240))] = 2
+    expected[r + g + b >= 740] = 0
+    assert np.array_equal(ids, expected)
+    assert np.array_equal(unmatched, (r + g + b < 740) & (b < 240) & (r < 240) & (g < 240))

@@ -39,6 +39,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "unsupported global" not in str(exc).lower():  # no forbidden object: a damaged or foreign file
+            raise SegfitError("cannot read checkpoint (not a PyTorch checkpoint file)", path,
+                              "the file is damaged or not a checkpoint: use another one (e.g. last.ckpt)") from None
         raise SegfitError(f"checkpoint holds objects other than tensors and plain data, refused for safety ({_first_line(exc)})",
                           path, "only load checkpoints written by segfit") from None
     except Exception as exc:

@@ -12,6 +12,7 @@ class indices (``binary``: any value > 0 is foreground; ``index``: values are cl
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from segfit.errors import SegfitError
+
+logging.getLogger("tifffile").setLevel(logging.CRITICAL)  # its warnings would duplicate our one-line errors
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MASK_EXTS = (".png", ".tif", ".tiff", ".npy", ".bmp")
