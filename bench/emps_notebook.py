@@ -29,17 +29,19 @@ def main() -> None:
     p.add_argument("epochs", nargs="?", type=int, default=50)
     p.add_argument("--out", default=None)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", default="32", help="32 (as the notebook) or bf16-mixed (CPUs with AVX512-BF16/AMX)")
     a = p.parse_args()
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="segfit-emps-")) / "run"
     start = time.perf_counter()
     run = segfit.train(a.data, out, model="notebook", channels=1, size=128, epochs=a.epochs, batch_size=a.batch_size,
-                       lr=1e-3, val=100, seed=0, preload=True, verbose=False, overwrite=True)
+                       lr=1e-3, val=100, seed=0, preload=True, verbose=False, overwrite=True,
+                       precision=a.precision)
     wall = time.perf_counter() - start
     metrics = segfit.evaluate(run.run_dir, split="test", size=128, verbose=False)
     epoch_s = run.history["seconds"]
     n_train = len(json.loads((run.run_dir / "split.json").read_text())["train"])
     print(json.dumps({
-        "system": "segfit", "model": "notebook", "epochs": a.epochs, "batch": a.batch_size,
+        "system": "segfit", "model": "notebook", "epochs": a.epochs, "batch": a.batch_size, "precision": a.precision,
         "best_epoch": run.best_epoch, "train_images": n_train,
         "test_iou": round(metrics["iou"], 4), "test_dice": round(metrics["dice"], 4),
         "test_acc": round(metrics["accuracy"], 4),

@@ -226,3 +226,16 @@ def test_load_encoder_weights_missing_file(tmp_path):
         _unet_with(tmp_path / "nowhere.pth")
     assert e.value.what == "encoder weights file not found"
     assert e.value.file == str(tmp_path / "nowhere.pth")
+
+
+def test_imagenet_weights_are_never_downloaded(tmp_path, monkeypatch):
+    """`--encoder-weights imagenet` reads only the local cache, and says so when they are not there."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from segfit.config import ModelConfig
+    from segfit.errors import SegfitError
+    from segfit.models import create_model
+
+    with pytest.raises(SegfitError) as info:
+        create_model(ModelConfig(name="unet", encoder="resnet18", encoder_weights="imagenet", in_channels=3))
+    assert "not in the local cache" in info.value.what and "--encoder-weights FILE" in info.value.fix

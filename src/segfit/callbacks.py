@@ -29,7 +29,8 @@ class RunRecorder(pl.Callback):
         earlier = [r["val_loss"] for r in module.history[:-1]]
         mark = "  *best*" if not earlier or row["val_loss"] < min(earlier) else ""
         line = (f"epoch {row['epoch']}/{self.epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-                f"val_iou {row['val_iou']:.4f}  mIoU {row['val_miou']:.4f}  {row['seconds']:.1f} s{mark}")
+                f"val_iou {row['val_iou']:.4f}  mIoU {row['val_miou']:.4f}  {row['seconds']:.1f} s "
+                f"(data {100 * row.get('data_seconds', 0) / max(row['seconds'], 1e-9):.0f} %){mark}")
         bar = trainer.progress_bar_callback
         if bar is not None and hasattr(bar, "print"):
             bar.print(line)

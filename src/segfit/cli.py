@@ -148,6 +148,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file or run folder")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--tile", type=_positive_int, help="sliding-window tiles of TILE x TILE (default: automatic for large images)")
+    p.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+    p.add_argument("--auto-tile", type=float, default=4.0,
+                   help="tile images larger than this many times the training size (default 4; 0: never)")
     _add_common(p)
 
     p = sub.add_parser("convert-masks", help="turn colour-coded annotations into class-index masks (NAME_bin.png)")
@@ -267,7 +271,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     from segfit.predict import Predictor
 
-    predictor = Predictor.from_checkpoint(a.checkpoint)
+    predictor = Predictor.from_checkpoint(a.checkpoint, tile=a.tile, overlap=a.overlap, auto_tile=a.auto_tile)
     written = predictor.predict_files(a.inputs, a.out)
     print(f"Wrote {len(written)} masks (NAME.png, class ids), overlays (NAME_overlay.png) and coverage.csv to {a.out}/")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -28,8 +29,6 @@ def run_demo(out: str | Path = "segfit-demo", epochs: int | None = None, verbose
     run = train(data, root / "run", model="notebook", channels=1, epochs=epochs or DEMO["epochs"],
                 batch_size=DEMO["batch_size"], lr=DEMO["lr"], test=0.2, val=0.2, seed=0, preload=True, verbose=verbose)
     metrics = evaluate(run.run_dir, split="test", verbose=verbose)
-    import json
-
     split = json.loads((run.run_dir / "split.json").read_text())
     test_images = [data / "images" / f"{n}.png" for n in split["test"][:4]]
     predictions = root / "predictions"

@@ -45,6 +45,7 @@ class SegmentationModule(pl.LightningModule):
         self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
         self.history: list[dict] = []
         self._epoch_start, self._epoch_lr = 0.0, float("nan")
+        self._batch_end, self._data_wait = 0.0, 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.contiguous(memory_format=torch.channels_last))
@@ -60,6 +61,13 @@ class SegmentationModule(pl.LightningModule):
         metrics.update(logits_to_classes(logits.detach()), y)
         return loss
 
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Time since the previous step ended: waiting for the data loader (and loop overhead).
+        self._data_wait += time.perf_counter() - self._batch_end
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self._batch_end = time.perf_counter()
+
     def training_step(self, batch, batch_idx):
         return self._step(batch, self.train_loss, self.train_metrics, "training", batch_idx)
 
@@ -67,7 +75,8 @@ class SegmentationModule(pl.LightningModule):
         self._step(batch, self.val_loss, self.val_metrics, "validation", batch_idx)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_start = time.perf_counter()
+        self._epoch_start = self._batch_end = time.perf_counter()
+        self._data_wait = 0.0
         self._epoch_lr = float(self.trainer.optimizers[0].param_groups[0]["lr"]) if self.trainer.optimizers else float("nan")
 
     def on_validation_epoch_end(self) -> None:
@@ -84,6 +93,7 @@ class SegmentationModule(pl.LightningModule):
         row.update({k: val[k] for k in ("val_iou", "val_dice", "val_accuracy", "val_miou")})
         row["lr"] = self._epoch_lr  # the learning rate the epoch started with
         row["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
+        row["data_seconds"] = round(self._data_wait, 3)
         if self.train_metrics.update_count:
             row.update(flatten(self.train_metrics.compute(), names, "train_"))
         row.update(val)

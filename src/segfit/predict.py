@@ -24,12 +24,30 @@ class Predictor:
     """A trained network with the preprocessing it was trained with."""
 
     def __init__(self, net: torch.nn.Module, config: RunConfig, device: str | torch.device = "cpu",
-                 checkpoint: Path | None = None):
+                 checkpoint: Path | None = None, tile: int | None = None, overlap: int = 64, auto_tile: float = 4.0):
         self.net, self.config, self.device, self.checkpoint = net.eval().to(device), config, torch.device(device), checkpoint
+        self.tile, self.overlap, self.auto_tile = tile, overlap, auto_tile
+
+    @property
+    def training_size(self) -> int:
+        """The side of the images the network saw in training (resize, crop, or 512 when unknown)."""
+        d = self.config.data
+        return d.size or d.crop or 512
+
+    def tile_for(self, h: int, w: int) -> int | None:
+        """The tile size to use for a prepared ``h x w`` image: ``tile`` when set, else automatic
+        tiles of twice the training size when the image exceeds ``auto_tile`` times it."""
+        if self.tile:
+            return self.tile if max(h, w) > self.tile else None
+        limit = self.auto_tile * self.training_size
+        return 2 * self.training_size if self.auto_tile and max(h, w) > limit else None
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> Predictor:
-        """Rebuild the network from the config stored in a checkpoint (or a run folder's best.ckpt)."""
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, **options) -> Predictor:
+        """Rebuild the network from the config stored in a checkpoint (or a run folder's best.ckpt).
+
+        ``options``: ``tile`` (sliding-window tile side), ``overlap``, ``auto_tile`` (tile images
+        larger than this many times the training size; 0 never)."""
         from segfit.checkpoint import load_checkpoint, resolve_checkpoint
         from segfit.models import create_model
 
@@ -44,7 +62,7 @@ class Predictor:
             raise SegfitError(f"checkpoint weights do not fit its {config.model.name} model ({str(exc).splitlines()[0]})",
                               path, "the file is damaged or was edited: use another checkpoint") from None
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(net, config, device, path)
+        return cls(net, config, device, path, **options)
 
     @property
     def class_names(self) -> list[str]:
@@ -84,6 +102,16 @@ class Predictor:
         results: list[np.ndarray | None] = [None] * len(images)
         prepared = [self.prepare(im) for im in images]
         order = sorted(range(len(images)), key=lambda i: tuple(prepared[i].shape))
+        tiled = [i for i in order if self.tile_for(*prepared[i].shape[-2:])]
+        for j in tiled:
+            from segfit.tiling import predict_tiled
+
+            lg = predict_tiled(prepared[j], self.logits, self.tile_for(*prepared[j].shape[-2:]), self.overlap,
+                               align=getattr(self.net, "multiple", 1))[None]
+            if tuple(lg.shape[-2:]) != tuple(out_sizes[j]):
+                lg = F.interpolate(lg, size=out_sizes[j], mode="bilinear", align_corners=False)
+            results[j] = logits_to_classes(lg)[0].to(torch.uint8).cpu().numpy()
+        order = [i for i in order if i not in set(tiled)]
         i = 0
         while i < len(order):
             group = [order[i]]
