@@ -60,7 +60,7 @@ def _wait_for_epochs(out, proc, n, timeout=120):
 def test_stopped_run_keeps_last_checkpoint_and_resumes(data, tmp_path, sig):
     out = tmp_path / "run"
     proc = _start(data, out)
-    _wait_for_epochs(out, proc, 2)
+    _wait_for_epochs(out, proc, 3)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     if sig == signal.SIGTERM:
@@ -70,10 +70,11 @@ def test_stopped_run_keeps_last_checkpoint_and_resumes(data, tmp_path, sig):
         assert proc.returncode == -signal.SIGKILL
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     done = len(ckpt["segfit"]["history"])
+    # history.csv is written just before the epoch's checkpoint: a kill in between loses that epoch only.
     assert done >= 2 and ckpt["epoch"] == done - 1
-    assert not list((out / "checkpoints").glob("*.tmp"))
     result = subprocess.run([sys.executable, "-m", "segfit", "train", "--resume", str(out), "--epochs", str(done + 1)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     history = pd.read_csv(out / "history.csv")
     assert list(history["epoch"]) == list(range(1, done + 2))
+    assert not list(out.rglob("*.tmp"))  # a SIGKILL mid-write leaves a temporary file; resume removes it

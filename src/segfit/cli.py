@@ -145,7 +145,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("predict", help="class-index masks and overlays for new images")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file or run folder")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, run folder or exported .onnx file")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--tile", type=_positive_int, help="sliding-window tiles of TILE x TILE (default: automatic for large images)")
@@ -162,6 +162,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unmatched", choices=("background", "error"), help="pixels no rule matches (default: the palette's, else background)")
     p.add_argument("--dry-run", action="store_true", help="only report, write nothing")
     p.add_argument("--force", action="store_true", help="replace existing files")
+    _add_common(p)
+
+    p = sub.add_parser("export", help="export a model to ONNX or TorchScript (preprocessing recorded in FILE.json)")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file or run folder")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     _add_common(p)
 
     p = sub.add_parser("show", help="an image and its mask side by side")
@@ -322,6 +329,14 @@ def cmd_convert_masks(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from segfit.export import export
+
+    out = export(a.checkpoint, a.out, a.format, overwrite=a.overwrite)
+    print(f"Wrote {out} and {out}.json (preprocessing, classes); predict with: segfit predict {out} IMAGES --out DIR")
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from segfit.demo import run_demo
 
@@ -329,7 +344,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "convert-masks": cmd_convert_masks, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "show": cmd_show,
+COMMANDS = {"check": cmd_check, "convert-masks": cmd_convert_masks, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export, "show": cmd_show,
             "summary": cmd_summary, "demo": cmd_demo}
 
 

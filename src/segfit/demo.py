@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 # The demo recipe: the seed notebook's model on EM-like synthetic particles (96x96, grayscale).
-DEMO = dict(n=80, size=96, epochs=25, batch_size=8, lr=2e-3)
+DEMO = dict(n=80, size=96, epochs=40, batch_size=8, lr=2e-3)
 
 
 def run_demo(out: str | Path = "segfit-demo", epochs: int | None = None, verbose: bool = True) -> dict:

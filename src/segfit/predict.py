@@ -51,6 +51,13 @@ class Predictor:
         from segfit.checkpoint import load_checkpoint, resolve_checkpoint
         from segfit.models import create_model
 
+        if str(path).endswith(".onnx"):
+            from segfit.export import load_exported
+
+            predictor = load_exported(path)
+            for key, value in options.items():
+                setattr(predictor, key, value)
+            return predictor
         path = resolve_checkpoint(path, "best")
         ckpt = load_checkpoint(path)
         config = RunConfig.from_dict(ckpt["segfit"]["config"])

@@ -162,6 +162,8 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         if run_dir is None:
             raise SegfitError("cannot tell which run folder this checkpoint belongs to", ckpt_path, "give the run folder with --out")
         split = _read_json(run_dir / "split.json")
+        for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
+            stale.unlink(missing_ok=True)  # half-written files of a killed run (the real ones are whole)
         write_json(run_dir / "config.json", cfg.to_dict())
         say(f"Resuming {run_dir} from {ckpt_path.name} (epoch {stored.get('epoch', 0) + 1} done), up to epoch {cfg.train.epochs}")
     else:
