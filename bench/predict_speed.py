@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,7 @@ def onnx_vs_eager(side: int = 512, repeats: int = 3) -> dict:
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", default="2048,8192")
     p.add_argument("--tile", type=int, default=512)
