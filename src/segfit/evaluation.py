@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segfit.data.datamodule import resize_image, resize_mask
-from segfit.data.formats import discover, read_image, read_mask, to_class_ids
+from segfit.data.datamodule import read_pair, resize_image, resize_mask
+from segfit.data.formats import discover
 from segfit.data.split import select
 from segfit.errors import SegfitError
 from segfit.metrics import confusion_per_image, image_scores, per_class_table, scores_from_confusion
@@ -75,11 +75,7 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
         chunk = [by_name[n] for n in names[start: start + batch_size]]
         images, truths = [], []
         for s in chunk:
-            image = read_image(s.image, 3)
-            truth = to_class_ids(read_mask(s.mask), d.mask_mode, k, s.mask)
-            if truth.shape != image.shape[:2]:
-                raise SegfitError(f"mask is {truth.shape[0]}x{truth.shape[1]} but its image is "
-                                  f"{image.shape[0]}x{image.shape[1]}", s.mask, "masks must have the size of their image")
+            image, truth = read_pair(s, d, channels=3)  # RGB for the overlays; the predictor converts
             if size:
                 image, truth = resize_image(image, size), resize_mask(truth, size)
             images.append(image)

@@ -103,8 +103,6 @@ class Predictor:
             out_sizes: size of each returned mask (default: each image's own size).
             batch_size: images per forward pass.
         """
-        from segfit.module import logits_to_classes
-
         out_sizes = out_sizes or [tuple(np.asarray(im).shape[:2]) for im in images]
         results: list[np.ndarray | None] = [None] * len(images)
         prepared = [self.prepare(im) for im in images]
@@ -114,11 +112,10 @@ class Predictor:
             from segfit.tiling import predict_tiled
 
             lg = predict_tiled(prepared[j], self.logits, self.tile_for(*prepared[j].shape[-2:]), self.overlap,
-                               align=getattr(self.net, "multiple", 1))[None]
-            if tuple(lg.shape[-2:]) != tuple(out_sizes[j]):
-                lg = F.interpolate(lg, size=out_sizes[j], mode="bilinear", align_corners=False)
-            results[j] = logits_to_classes(lg)[0].to(torch.uint8).cpu().numpy()
-        order = [i for i in order if i not in set(tiled)]
+                               align=getattr(self.net, "multiple", 1))
+            results[j] = _to_mask(lg, out_sizes[j])
+        skip = set(tiled)
+        order = [i for i in order if i not in skip]
         i = 0
         while i < len(order):
             group = [order[i]]
@@ -127,10 +124,7 @@ class Predictor:
                 group.append(order[i + len(group)])
             logits = self.logits(torch.stack([prepared[j] for j in group]))
             for j, lg in zip(group, logits):
-                lg = lg[None]
-                if tuple(lg.shape[-2:]) != tuple(out_sizes[j]):
-                    lg = F.interpolate(lg, size=out_sizes[j], mode="bilinear", align_corners=False)
-                results[j] = logits_to_classes(lg)[0].to(torch.uint8).cpu().numpy()
+                results[j] = _to_mask(lg, out_sizes[j])
             i += len(group)
         return results  # type: ignore[return-value]
 
@@ -172,6 +166,16 @@ class Predictor:
             written.append(target)
         write_csv(out / "coverage.csv", pd.DataFrame(rows))
         return written
+
+
+def _to_mask(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """``K x h x w`` logits -> uint8 class ids of ``size`` (logits resized bilinearly first)."""
+    from segfit.module import logits_to_classes
+
+    lg = logits[None]
+    if tuple(lg.shape[-2:]) != tuple(size):
+        lg = F.interpolate(lg, size=size, mode="bilinear", align_corners=False)
+    return logits_to_classes(lg)[0].to(torch.uint8).cpu().numpy()
 
 
 def _progress(items, desc: str):

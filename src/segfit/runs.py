@@ -170,7 +170,6 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         cfg = resolve(config) if config is not None else build_config(data, **options)
         split = None
     dm = SegmentationDataModule(cfg.data, cfg.train, split=split)
-    dm.check_sizes()
     dm.prepare(verbose)
     if resume is None:
         if cfg.train.class_weights == "auto" or (cfg.train.class_weights is None and cfg.data.num_classes > 2):

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segfit.config import DataConfig, TrainConfig
 from segfit.data.cache import PairCache
-from segfit.data.formats import Layout, Sample, discover, image_size, read_image, read_mask, to_class_ids
+from segfit.data.formats import Layout, Sample, discover, read_image, read_mask, to_class_ids
 from segfit.data.split import make_split
 from segfit.data.transforms import create_transforms
 from segfit.errors import SegfitError
@@ -58,14 +58,20 @@ def image_to_tensor(image: np.ndarray, mean=None, std=None) -> torch.Tensor:
     return t
 
 
-def load_pair(sample: Sample, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Read, check and resize one image/mask pair; the mask comes back as uint8 class ids."""
-    image = read_image(sample.image, cfg.channels)
+def read_pair(sample: Sample, cfg: DataConfig, channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check one image/mask pair at its original size; the mask comes back as uint8
+    class ids. ``channels`` overrides ``cfg.channels`` (e.g. RGB for display)."""
+    image = read_image(sample.image, channels or cfg.channels)
     raw = read_mask(sample.mask)
     if raw.shape != image.shape[:2]:
         raise SegfitError(f"mask is {raw.shape[0]}x{raw.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}",
                           sample.mask, "masks must have the size of their image")
-    mask = to_class_ids(raw, cfg.mask_mode, cfg.num_classes, sample.mask)
+    return image, to_class_ids(raw, cfg.mask_mode, cfg.num_classes, sample.mask)
+
+
+def load_pair(sample: Sample, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Read, check and resize one image/mask pair, as training sees it."""
+    image, mask = read_pair(sample, cfg)
     return resize_image(image, cfg.size), resize_mask(mask, cfg.size)
 
 
@@ -155,28 +161,25 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.split = split or make_split(names, data.root, data.test, data.val, data.seed)
         self.by_name = {s.name: s for s in self.layout.samples}
         self.cache = PairCache(data, memory=data.preload)
+        self._train_names = set(self.split["train"])
         self._sets: dict[str, SegmentationDataset] = {}
 
     def prepare(self, verbose: bool = True) -> None:
         """Decode every pair of every split once (filling the cache), stopping on the first bad file,
-        so a problem surfaces before the first epoch rather than hours into training."""
+        so a problem surfaces before the first epoch rather than hours into training. Without
+        --size or --crop, training batches need one image size: all training images must agree."""
+        first = None
         for sample in _progress(self.samples("train") + self.samples("val"), "reading data", verbose):
-            self.cache.get(sample)
+            image, _ = self.cache.get(sample)
+            if self.cfg.size is None and self.cfg.crop is None and sample.name in self._train_names:
+                if first is None:
+                    first = (sample, image.shape[:2])
+                elif image.shape[:2] != first[1]:
+                    (h, w), (fh, fw) = image.shape[:2], first[1]
+                    raise SegfitError(f"training images differ in size ({h}x{w} here, {fh}x{fw} in {first[0].image.name})",
+                                      sample.image, "resize them with --size N or train on crops with --crop N")
         for sample in self.samples("test"):  # only evaluate reads these: check them, keep nothing
             load_pair(sample, self.cfg)
-
-    def check_sizes(self) -> None:
-        """Training batches need one image size: without --size or --crop, all training images must agree."""
-        if self.cfg.size is not None or self.cfg.crop is not None:
-            return
-        first = None
-        for s in self.samples("train"):
-            hw = image_size(s.image)
-            if first is None:
-                first = (s, hw)
-            elif hw != first[1]:
-                raise SegfitError(f"training images differ in size ({hw[0]}x{hw[1]} here, {first[1][0]}x{first[1][1]} "
-                                  f"in {first[0].image.name})", s.image, "resize them with --size N or train on crops with --crop N")
 
     def samples(self, which: str) -> list[Sample]:
         return [self.by_name[n] for n in self.split[which]]

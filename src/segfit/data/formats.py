@@ -178,6 +178,8 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
         raise
     except Exception as exc:  # PIL/tifffile raise many types for broken files
         raise SegfitError(f"cannot read image ({type(exc).__name__}: {exc})", path, "replace or remove the file") from None
+    if arr.size == 0:
+        raise SegfitError("cannot read image (no pixel data)", path, "replace or remove the file")
     return to_channels(arr, channels, path)
 
 
@@ -283,25 +285,6 @@ def _check_nonempty(path: Path, kind: str) -> None:
         raise SegfitError(f"{kind} file not found", path, "check the path") from None
     if size == 0:
         raise SegfitError(f"{kind} file is empty (0 bytes)", path, "replace or remove the file")
-
-
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(height, width) of an image from its header, without decoding the pixels."""
-    path = Path(path)
-    _check_nonempty(path, "image")
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                shape = tif.pages[0].shape
-            return (shape[1], shape[2]) if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4) else shape[:2]
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return im.height, im.width
-    except Exception as exc:
-        raise SegfitError(f"cannot read image ({type(exc).__name__}: {exc})", path, "replace or remove the file") from None
 
 
 def read_split_file(path: Path) -> list[str]:
