@@ -67,7 +67,7 @@ def test_help_and_argument_errors_do_not_import_torch():
 def test_help_lists_the_commands(tmp_path):
     proc = cli("--help", cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr == ""
-    for command in ("demo", "train", "evaluate", "predict", "show", "summary"):
+    for command in ("demo", "train", "evaluate", "predict", "quantify", "report", "show", "summary"):
         assert command in proc.stdout
     bare = cli(cwd=tmp_path)  # no command: the help, exit 0
     assert bare.returncode == 0 and "COMMAND" in bare.stdout
@@ -185,7 +185,7 @@ def test_train_prints_best_epoch(batch):
     lines = proc.stdout.strip().splitlines()
     best_lines = [line for line in lines if line.startswith("Best epoch:")]
     assert len(best_lines) == 1 and re.match(rf"Best epoch: {summary['best_epoch']} of 2\b", best_lines[0])
-    assert lines.index(best_lines[0]) >= len(lines) - 2  # reported at the end
+    assert lines.index(best_lines[0]) >= len(lines) - 3  # reported at the end (then: Wrote, Report)
     assert summary["images"] == {"train": 6, "val": 2, "test": 2}
     config = json.loads((out / "config.json").read_text())
     assert config["data"]["size"] == 32 and config["data"]["channels"] == 1 and config["train"]["epochs"] == 2
@@ -243,9 +243,18 @@ def test_demo_runs_end_to_end(tmp_path):
     assert metrics["images"] == len(split["test"]) == 16
     assert 0 <= metrics["iou"] <= 1
     masks = sorted(p for p in predictions.glob("*.png") if not p.stem.endswith("_overlay"))
-    assert [p.stem for p in masks] == sorted(split["test"][:4])
+    assert [p.stem for p in masks] == sorted(split["test"])
     for mask in masks:
         assert (predictions / f"{mask.stem}_overlay.png").is_file()
         with Image.open(mask) as im:
             assert im.size == (96, 96)
     assert (predictions / "coverage.csv").is_file()
+    # objects: instance scores against the synthetic instance maps, and the predicted objects measured
+    assert {"f1", "count_true", "count_pred"} <= set(metrics["instances"])
+    quantified = json.loads((out / "objects" / "quantify.json").read_text())
+    assert quantified["images"] == 16 and Path(quantified["run_dir"]) == run.resolve()
+    for label, path in (("objects", out / "objects"),):
+        assert re.search(rf"^\s+{label}\s+{re.escape(str(path))}/", proc.stdout, re.M), label
+    page = (run / "report.html").read_text()
+    for section in ("Validation (best checkpoint)", "Test set", "Objects measured"):
+        assert f"<h2>{section}</h2>" in page, section

@@ -4,6 +4,7 @@ and inputs that are never overwritten."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,9 @@ def test_cli_predict_files_and_folders(cli_runs):
     out = root / "pred"
     expected_sizes = {"odd": (61, 45), "img0": (40, 40), "img1": (28, 28)}  # PIL sizes: (width, height)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["coverage.csv"] + [f"{n}.png" for n in expected_sizes] + [f"{n}_overlay.png" for n in expected_sizes])
+        ["coverage.csv", "predictions.json"] + [f"{n}.png" for n in expected_sizes] + [f"{n}_overlay.png" for n in expected_sizes])
+    record = json.loads((out / "predictions.json").read_text())
+    assert record["class_names"] == ["background", "foreground"] and record["checkpoint"].endswith(".ckpt")
     coverage = pd.read_csv(out / "coverage.csv")
     assert list(coverage.columns) == ["image", "class", "fraction"]
     assert len(coverage) == 3 * 2

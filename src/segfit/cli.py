@@ -126,6 +126,11 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--strategy", default="auto", help="auto or ddp")
     g.add_argument("--precision", default="32", choices=("32", "16-mixed", "bf16-mixed"))
     g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible on CPU)")
+    g = p.add_argument_group("records")
+    g.add_argument("--logger", choices=("csv", "tensorboard", "none"), default=None,
+                   help="Lightning logger writing to RUN/logs/ (default csv; history.csv is always written)")
+    g.add_argument("--no-report", dest="report", action="store_false", default=None,
+                   help="skip the validation pass and report.html after training")
     _add_common(p)
 
     p = sub.add_parser("check", help="validate a data set without training (exit 0: ready, 2: problems)")
@@ -142,6 +147,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--seed", type=int, default=0, help="picks the images of grid.png")
     p.add_argument("--no-overlays", action="store_true", help="skip overlays/NAME.png")
+    g = p.add_argument_group("objects")
+    g.add_argument("--instances", action="store_true",
+                   help="also match predicted objects to true ones (IoU >= 0.5): instance precision, recall, F1, "
+                        "count and diameter errors (the truth's own ids when masks are instance maps)")
+    g.add_argument("--split-touching", action="store_true", help="split touching predicted objects (watershed)")
+    g.add_argument("--min-distance", type=_positive_int, default=5, help="pixels between object centres for --split-touching (default 5)")
+    g.add_argument("--min-area", type=int, default=0, help="drop predicted objects smaller than this many pixels (default 0)")
     _add_common(p)
 
     p = sub.add_parser("predict", help="class-index masks and overlays for new images")
@@ -152,6 +164,30 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
     p.add_argument("--auto-tile", type=float, default=4.0,
                    help="tile images larger than this many times the training size (default 4; 0: never)")
+    _add_common(p)
+
+    p = sub.add_parser("report", help="(re)build RUN/report.html: config, data, curves, metrics, galleries, environment")
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("--refresh", action="store_true", help="evaluate the validation split again first (best checkpoint)")
+    _add_common(p)
+
+    p = sub.add_parser("quantify", help="count and measure the objects in class-index masks (sizes, shapes, coverage)",
+                       epilog="Example: segfit quantify predictions/ --out measures/ --split-touching --pixel-size 2.5 --unit nm")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="mask files or folders (images, with --checkpoint)")
+    p.add_argument("--out", required=True, help="output folder (never an input folder)")
+    p.add_argument("--checkpoint", metavar="CKPT_OR_RUN", help="predict masks from the INPUT images first (into OUT/masks/)")
+    p.add_argument("--class", dest="classes", action="append", metavar="NAME_OR_ID",
+                   help="class to measure, by name or id; repeat for several (default: all but background)")
+    p.add_argument("--class-names", help="comma-separated class names, background first "
+                                         "(default: the checkpoint's, or predictions.json beside the masks)")
+    p.add_argument("--split-touching", action="store_true", help="split touching objects (distance-transform watershed)")
+    p.add_argument("--min-distance", type=_positive_int, default=5, help="smallest distance between two object centres "
+                                                                         "when splitting, in pixels (default 5)")
+    p.add_argument("--min-area", type=int, default=0, help="drop objects smaller than this many pixels (default 0: keep all)")
+    p.add_argument("--pixel-size", type=float, help="size of one pixel in --unit: adds area_UNIT2, *_UNIT columns")
+    p.add_argument("--unit", help="unit of --pixel-size, e.g. nm or um")
+    p.add_argument("--instance-maps", action="store_true",
+                   help="INPUTs are instance label maps (one integer per object, like EMPS segmaps)")
     _add_common(p)
 
     p = sub.add_parser("convert-masks", help="turn colour-coded annotations into class-index masks (NAME_bin.png)")
@@ -237,7 +273,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise SegfitError("no data set given", fix="segfit train DATA --out RUN (or -d DATA)")
     options = dict(epochs=a.epochs, save_every=a.save_every, num_workers=a.workers, accelerator=a.accelerator,
                    devices=a.devices, num_nodes=a.num_nodes, strategy=a.strategy, precision=a.precision,
-                   preload=a.preload or None)
+                   preload=a.preload or None, logger=a.logger, report=a.report)
     if resume is None:
         options.update(_data_options(a))
         options.update(test=a.test, val=a.val, seed=a.seed, crop=a.crop, model=model, encoder=a.encoder,
@@ -271,7 +307,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from segfit.evaluation import evaluate
 
     evaluate(a.run, a.data, split=a.split, out=a.out, size=a.size, batch_size=a.batch_size, seed=a.seed,
-             overlays=not a.no_overlays)
+             overlays=not a.no_overlays, instances=a.instances, split_touching=a.split_touching,
+             min_distance=a.min_distance, min_area=a.min_area)
     return 0
 
 
@@ -281,6 +318,19 @@ def cmd_predict(a: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoint(a.checkpoint, tile=a.tile, overlap=a.overlap, auto_tile=a.auto_tile)
     written = predictor.predict_files(a.inputs, a.out)
     print(f"Wrote {len(written)} masks (NAME.png, class ids), overlays (NAME_overlay.png) and coverage.csv to {a.out}/")
+    return 0
+
+
+def cmd_quantify(a: argparse.Namespace) -> int:
+    from segfit.errors import SegfitError
+    from segfit.quantify import quantify
+
+    if a.unit and a.pixel_size is None:
+        raise SegfitError("--unit needs --pixel-size", fix=f"give the size of one pixel too, e.g. --pixel-size 2.5 --unit {a.unit}")
+    names = [n.strip() for n in a.class_names.split(",")] if a.class_names else None
+    quantify(a.inputs, a.out, checkpoint=a.checkpoint, classes=a.classes, class_names=names,
+             split_touching=a.split_touching, min_distance=a.min_distance, min_area=a.min_area,
+             pixel_size=a.pixel_size, unit=a.unit or "px", instance_maps=a.instance_maps)
     return 0
 
 
@@ -337,6 +387,28 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(a: argparse.Namespace) -> int:
+    import json
+
+    from segfit.errors import SegfitError
+    from segfit.report import build_report, report_after_training
+
+    run = Path(a.run)
+    if not (run / "config.json").is_file():
+        raise SegfitError("not a run folder (no config.json)", run, "give the folder that segfit train wrote")
+    if a.refresh or not (run / "eval_val" / "metrics.json").is_file():
+        if not (run / "checkpoints" / "best.ckpt").is_file():
+            raise SegfitError("the run has no best checkpoint yet", run / "checkpoints", "train it first (segfit train --resume RUN)")
+        size = json.loads((run / "config.json").read_text()).get("data", {}).get("size")
+        print("Evaluating the best checkpoint on the validation split for the report")
+        report_after_training(run, size, verbose=False)
+        path = run / "report.html"
+    else:
+        path = build_report(run)
+    print(f"Wrote {path}")
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from segfit.demo import run_demo
 
@@ -344,7 +416,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "convert-masks": cmd_convert_masks, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export, "show": cmd_show,
+COMMANDS = {"check": cmd_check, "convert-masks": cmd_convert_masks, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "quantify": cmd_quantify, "export": cmd_export, "report": cmd_report, "show": cmd_show,
             "summary": cmd_summary, "demo": cmd_demo}
 
 

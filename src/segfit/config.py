@@ -115,6 +115,8 @@ class TrainConfig:
     precision: str = "32"
     deterministic: bool = False
     seed: int = 0
+    logger: str = "csv"  # csv | tensorboard | none: Lightning's logger, writing under RUN/logs/version_N/
+    report: bool = True  # after training: evaluate the validation split and write report.html
 
 
 @dataclass

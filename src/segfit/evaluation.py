@@ -20,7 +20,8 @@ from segfit.metrics import confusion_per_image, image_scores, per_class_table, s
 
 def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
              out: str | os.PathLike | None = None, size: int | None = None, batch_size: int = 8,
-             seed: int = 0, overlays: bool = True, verbose: bool = True) -> dict:
+             seed: int = 0, overlays: bool = True, instances: bool = False, split_touching: bool = False,
+             min_distance: int = 5, min_area: int = 0, report: bool = True, verbose: bool = True) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file.
 
     Args:
@@ -32,6 +33,11 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
         batch_size: images per forward pass.
         seed: picks the images shown in ``grid.png``.
         overlays: write ``overlays/NAME.png`` (image and class colours blended at alpha 0.5).
+        instances: also score objects (:mod:`segfit.instances`): predicted objects (connected
+            components, or a watershed split with ``split_touching``; ``min_area`` pixels at least,
+            peaks ``min_distance`` apart) matched to true ones at IoU >= 0.5. The truth is the mask's own
+            ids when it is an instance map (EMPS), else its connected components.
+        report: add this evaluation to the run's ``report.html`` (when evaluating a run's checkpoint).
 
     Returns:
         The content of ``metrics.json``.
@@ -67,6 +73,7 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
 
     k = d.num_classes
     total = np.zeros((k, k), dtype=np.int64)
+    objects = _ObjectScores(d.class_names, d.mask_mode == "binary" or k == 2, split_touching, min_distance, min_area)
     rows = []
     rng = np.random.default_rng(seed)
     shown = set(rng.choice(len(names), size=min(9, len(names)), replace=False).tolist())
@@ -74,14 +81,16 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
     for start in range(0, len(names), batch_size):
         chunk = [by_name[n] for n in names[start: start + batch_size]]
         images, truths = [], []
+        raws = []
         for s in chunk:
-            image, truth = read_pair(s, d, channels=3)  # RGB for the overlays; the predictor converts
+            image, truth, raw = read_pair(s, d, channels=3, raw=True)  # RGB for the overlays; the predictor converts
             if size:
-                image, truth = resize_image(image, size), resize_mask(truth, size)
+                image, truth, raw = resize_image(image, size), resize_mask(truth, size), resize_mask(raw, size)
             images.append(image)
             truths.append(truth)
+            raws.append(raw if instances else None)
         preds = predictor.predict_many(images, [t.shape for t in truths], batch_size=batch_size)
-        for j, (s, image, truth, pred) in enumerate(zip(chunk, images, truths, preds)):
+        for j, (s, image, truth, pred, raw) in enumerate(zip(chunk, images, truths, preds, raws)):
             cm = confusion_per_image(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None], k)
             total += cm[0].numpy()
             scores = image_scores(cm)
@@ -93,6 +102,8 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
             pred_counts, true_counts = cm[0].sum(0).numpy(), cm[0].sum(1).numpy()
             row.update({f"coverage_pred_{name}": pred_counts[c] / pred.size for c, name in enumerate(d.class_names)})
             row.update({f"coverage_true_{name}": true_counts[c] / truth.size for c, name in enumerate(d.class_names)})
+            if instances:
+                row.update(objects.add(s.name, raw, truth, pred))
             rows.append(row)
             if overlays:
                 with atomic_path(out / "overlays" / f"{s.name}.png") as tmp:
@@ -114,6 +125,8 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
         "checkpoint": str(ckpt),
         "data": str(root),
     }
+    if instances:
+        metrics["instances"] = objects.summary()
     write_json(out / "metrics.json", metrics)
     write_csv(out / "per_image.csv", per_image)
     write_csv(out / f"{split}_metrics.csv", per_image)
@@ -125,9 +138,55 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
               out / "grid.png", alpha=0.25)
     say(f"{split}: iou {metrics['iou']:.4f}  dice {metrics['dice']:.4f}  accuracy {metrics['accuracy']:.4f}  "
         f"(means over {len(names)} images)")
+    if instances:
+        inst = metrics["instances"]
+        say(f"{split} objects: {inst['count_pred']} predicted vs {inst['count_true']} true "
+            f"(count error {inst['count_error']:+d}), instance precision {inst['precision']:.4f}  recall {inst['recall']:.4f}  "
+            f"F1 {inst['f1']:.4f}  (IoU >= 0.5); mean equivalent diameter {inst['mean_diameter_pred']:.2f} px "
+            f"predicted vs {inst['mean_diameter_true']:.2f} px true")
     say(f"Wrote {out}/: metrics.json, per_image.csv, {split}_metrics.csv, confusion.csv, grid.png"
         + (", overlays/" if overlays else ""))
+    if run_dir is not None and report:
+        from segfit.report import register
+
+        register(run_dir, "evaluations", out)
+        say(f"Updated {run_dir / 'report.html'}")
     return metrics
+
+
+class _ObjectScores:
+    """Instance scores per image (returned as columns of per_image.csv) and summed over images."""
+
+    def __init__(self, class_names: list[str], binary: bool, split_touching: bool, min_distance: int, min_area: int):
+        self.names, self.binary = class_names, binary
+        self.options = {"split_touching": split_touching, "min_distance": min_distance, "min_area": min_area}
+        self.total = {c: None for c in range(1, len(class_names))}
+        self.abs_count_errors: list[int] = []
+
+    def add(self, name: str, raw: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> dict:
+        from segfit.instances import match_instances, truth_instances
+        from segfit.quantify import label_objects
+
+        row, errors = {}, 0
+        for c in self.total:
+            match = match_instances(truth_instances(raw, truth, c, self.binary), label_objects(pred == c, **self.options))
+            self.total[c] = match if self.total[c] is None else self.total[c] + match
+            errors += abs(match.count_pred - match.count_true)
+            suffix = "" if len(self.total) == 1 else f"_{self.names[c]}"
+            scores = match.scores()
+            row.update({f"instance_{key}{suffix}": scores[key] for key in ("precision", "recall", "f1")})
+            row.update({f"{key}{suffix}": scores[key] for key in
+                        ("count_true", "count_pred", "count_error", "mean_diameter_true", "mean_diameter_pred", "diameter_error")})
+        self.abs_count_errors.append(errors)
+        return row
+
+    def summary(self) -> dict:
+        from segfit.instances import InstanceMatch
+
+        per_class = {self.names[c]: (m or InstanceMatch()).scores() for c, m in self.total.items()}
+        overall = sum((m for m in self.total.values() if m is not None), InstanceMatch()).scores()
+        return {**overall, "mean_abs_count_error_per_image": float(np.mean(self.abs_count_errors)) if self.abs_count_errors else 0.0,
+                "iou_threshold": 0.5, **self.options, "unit": "px", "per_class": per_class}
 
 
 def _warn_if_data_changed(run_dir: Path | None, samples, say) -> None:

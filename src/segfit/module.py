@@ -101,8 +101,10 @@ class SegmentationModule(pl.LightningModule):
             meter.reset()
         self.history = [r for r in self.history if r["epoch"] < row["epoch"]] + [row]
         # Logged for checkpoint selection (val_loss) and the epoch_N file names (ep).
-        self.log("val_loss", row["val_loss"], sync_dist=False)
-        self.log("ep", float(row["epoch"]), sync_dist=False)
+        self.log("val_loss", row["val_loss"], sync_dist=False, logger=False)
+        self.log("ep", float(row["epoch"]), sync_dist=False, logger=False)
+        if self.logger is not None:  # the --logger (CSV or TensorBoard): every figure of the row, per epoch
+            self.logger.log_metrics({k: v for k, v in row.items() if k != "epoch" and v == v}, step=row["epoch"])
 
     def configure_optimizers(self):
         t = self.cfg.train

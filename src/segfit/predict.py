@@ -138,7 +138,7 @@ class Predictor:
         import pandas as pd
         from PIL import Image
 
-        from segfit.io import atomic_path, write_csv
+        from segfit.io import atomic_path, write_csv, write_json
         from segfit.viz import overlay
 
         files = list_images(inputs)
@@ -165,7 +165,19 @@ class Predictor:
                      for i, name in enumerate(self.class_names)]
             written.append(target)
         write_csv(out / "coverage.csv", pd.DataFrame(rows))
+        write_json(out / "predictions.json", self.record())
         return written
+
+    def record(self) -> dict:
+        """What ``predictions.json`` says about the masks: their classes and where the model came from
+        (``quantify`` reads the class names from it, and finds the run whose report it adds to)."""
+        from segfit.checkpoint import run_dir_of
+
+        run_dir = run_dir_of(self.checkpoint) if self.checkpoint and str(self.checkpoint).endswith(".ckpt") else None
+        return {"checkpoint": str(Path(self.checkpoint).resolve()) if self.checkpoint else None,
+                "run_dir": str(run_dir) if run_dir else None,
+                "class_names": list(self.class_names), "class_colors": [list(c) for c in self.class_colors],
+                "masks": "NAME.png: class ids (0 = background); NAME_overlay.png: overlays"}
 
 
 def _to_mask(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

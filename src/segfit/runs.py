@@ -19,6 +19,8 @@ from segfit.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, ModelConfig, 
 from segfit.errors import SegfitError
 from segfit.io import write_csv, write_json
 
+LOGGERS = ("csv", "tensorboard", "none")
+
 # Option names that differ from the config field they set.
 ALIASES = {"model": ("model", "name"), "classes": ("data", "num_classes"), "encoder": ("model", "encoder")}
 
@@ -75,6 +77,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
         raise SegfitError("--epochs and --batch-size must be at least 1", fix="use e.g. --epochs 20 --batch-size 16")
     if cfg.train.lr <= 0:
         raise SegfitError(f"--lr must be positive, got {cfg.train.lr}", fix="use e.g. --lr 1e-3")
+    if cfg.train.logger not in LOGGERS:
+        raise SegfitError(f"unknown logger {cfg.train.logger!r}", fix=f"use one of {', '.join(LOGGERS)}")
     return cfg
 
 
@@ -151,7 +155,8 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         ckpt_path = resolve_checkpoint(resume, "last")
         stored = load_checkpoint(ckpt_path)
         cfg = RunConfig.from_dict(stored["segfit"]["config"])
-        for key in ("epochs", "save_every", "num_workers", "accelerator", "devices", "num_nodes", "strategy", "precision"):
+        for key in ("epochs", "save_every", "num_workers", "accelerator", "devices", "num_nodes", "strategy", "precision",
+                    "logger", "report"):
             if options.get(key) is not None:
                 setattr(cfg.train, key, options[key])
         if options.get("preload") is not None:
@@ -186,6 +191,8 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         os.environ["SEGFIT_RUN_DIR"] = str(run_dir)  # for the processes Lightning starts for DDP
         write_json(run_dir / "config.json", cfg.to_dict())
         write_json(run_dir / "split.json", dm.split)
+    if _env_rank() == 0:
+        write_json(run_dir / "data.json", dm.summary)
     n = {k: len(dm.split[k]) for k in ("train", "val", "test")}
     say(f"Data: {dm.layout.description}")
     say(f"Split ({dm.split['source']}): {n['train']} train, {n['val']} validation, {n['test']} test")
@@ -208,7 +215,12 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         return TrainResult(run_dir, 0, {}, None, cfg)
     # History from the file process 0 wrote: with ddp_spawn, this process did not train.
     rows = module.history or _history_rows(run_dir)
-    return finish_run(run_dir, rows, cfg, n, time.perf_counter() - start, say)
+    result = finish_run(run_dir, rows, cfg, n, time.perf_counter() - start, say)
+    if cfg.train.report:
+        from segfit.report import report_after_training
+
+        report_after_training(run_dir, cfg.data.size, verbose=verbose)
+    return result
 
 
 def _history_rows(run_dir: Path) -> list[dict]:
@@ -325,7 +337,27 @@ def build_trainer(t: TrainConfig, run_dir: Path, verbose: bool = True):
     return pl.Trainer(
         default_root_dir=run_dir, max_epochs=t.epochs, accelerator=t.accelerator, devices=devices,
         num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision, deterministic=t.deterministic,
-        logger=False, callbacks=[c for c in callbacks if c is not None], enable_model_summary=False,
+        logger=create_logger(t.logger, run_dir), callbacks=[c for c in callbacks if c is not None], enable_model_summary=False,
         use_distributed_sampler=False,  # segfit's samplers shard by rank themselves (no repeated val images)
         enable_progress_bar=show_bar, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
     )
+
+
+def create_logger(name: str, run_dir: Path):
+    """Lightning's CSV or TensorBoard logger, writing to ``RUN/logs/version_N/`` (a new version on
+    each resume, so earlier logs are kept), or ``False`` for ``none``."""
+    if name == "none":
+        return False
+    if name == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(run_dir, name="logs")
+    if name == "tensorboard":
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
+            raise SegfitError("--logger tensorboard needs the tensorboard package", fix="pip install tensorboard, or use --logger csv")
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        return TensorBoardLogger(run_dir, name="logs", default_hp_metric=False)
+    raise SegfitError(f"unknown logger {name!r}", fix=f"use one of {', '.join(LOGGERS)}")

@@ -72,4 +72,4 @@ def predict_tiled(image: torch.Tensor, forward: Callable[[torch.Tensor], torch.T
             for (y0, y1, x0, x1), lg in zip(group, logits):
                 total[:, y0:y1, x0:x1] += lg * weight
                 norm[y0:y1, x0:x1] += weight
-    return total / norm
+    return total.div_(norm)  # in place: no second K x H x W buffer

@@ -58,15 +58,17 @@ def image_to_tensor(image: np.ndarray, mean=None, std=None) -> torch.Tensor:
     return t
 
 
-def read_pair(sample: Sample, cfg: DataConfig, channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_pair(sample: Sample, cfg: DataConfig, channels: int | None = None, raw: bool = False):
     """Read and check one image/mask pair at its original size; the mask comes back as uint8
-    class ids. ``channels`` overrides ``cfg.channels`` (e.g. RGB for display)."""
+    class ids. ``channels`` overrides ``cfg.channels`` (e.g. RGB for display); ``raw`` also returns
+    the mask's own values (instance ids, for instance evaluation)."""
     image = read_image(sample.image, channels or cfg.channels)
-    raw = read_mask(sample.mask)
-    if raw.shape != image.shape[:2]:
-        raise SegfitError(f"mask is {raw.shape[0]}x{raw.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}",
+    mask = read_mask(sample.mask)
+    if mask.shape != image.shape[:2]:
+        raise SegfitError(f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}",
                           sample.mask, "masks must have the size of their image")
-    return image, to_class_ids(raw, cfg.mask_mode, cfg.num_classes, sample.mask)
+    ids = to_class_ids(mask, cfg.mask_mode, cfg.num_classes, sample.mask)
+    return (image, ids, mask) if raw else (image, ids)
 
 
 def load_pair(sample: Sample, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -169,8 +171,10 @@ class SegmentationDataModule(pl.LightningDataModule):
         so a problem surfaces before the first epoch rather than hours into training. Without
         --size or --crop, training batches need one image size: all training images must agree."""
         first = None
+        stats = {which: _SplitStats(self.cfg.num_classes) for which in ("train", "val", "test")}
         for sample in _progress(self.samples("train") + self.samples("val"), "reading data", verbose):
-            image, _ = self.cache.get(sample)
+            image, mask = self.cache.get(sample)
+            stats["train" if sample.name in self._train_names else "val"].add(sample, mask)
             if self.cfg.size is None and self.cfg.crop is None and sample.name in self._train_names:
                 if first is None:
                     first = (sample, image.shape[:2])
@@ -179,7 +183,10 @@ class SegmentationDataModule(pl.LightningDataModule):
                     raise SegfitError(f"training images differ in size ({h}x{w} here, {fh}x{fw} in {first[0].image.name})",
                                       sample.image, "resize them with --size N or train on crops with --crop N")
         for sample in self.samples("test"):  # only evaluate reads these: check them, keep nothing
-            load_pair(sample, self.cfg)
+            stats["test"].add(sample, load_pair(sample, self.cfg)[1])
+        self.summary = {"layout": self.layout.description, "split_source": self.split.get("source"),
+                        "class_names": list(self.cfg.class_names), "resized_to": self.cfg.size,
+                        "splits": {which: st.result() for which, st in stats.items()}}
 
     def samples(self, which: str) -> list[Sample]:
         return [self.by_name[n] for n in self.split[which]]
@@ -212,6 +219,39 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+class _SplitStats:
+    """Image count, original image sizes and class pixel counts of one split (for ``data.json``)."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes, self.images = num_classes, 0
+        self.sizes: dict[str, int] = {}
+        self.pixels = np.zeros(num_classes, dtype=np.int64)
+
+    def add(self, sample: Sample, mask: np.ndarray) -> None:
+        self.images += 1
+        size = _image_size(sample.image) or mask.shape[:2]
+        key = f"{size[0]}x{size[1]}"
+        self.sizes[key] = self.sizes.get(key, 0) + 1
+        self.pixels += np.bincount(mask.ravel(), minlength=self.num_classes)[: self.num_classes]
+
+    def result(self) -> dict:
+        total = int(self.pixels.sum())
+        return {"images": self.images, "sizes": dict(sorted(self.sizes.items(), key=lambda kv: -kv[1])),
+                "class_pixels": self.pixels.tolist(),
+                "class_fractions": [round(float(p) / total, 6) if total else 0.0 for p in self.pixels]}
+
+
+def _image_size(path) -> tuple[int, int] | None:
+    """``(height, width)`` from the file header, without decoding the pixels (None if unknown)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except Exception:
+        return None
 
 
 def class_pixel_counts(dataset: SegmentationDataset, num_classes: int) -> np.ndarray:
