@@ -185,7 +185,7 @@ def test_train_prints_best_epoch(batch):
     lines = proc.stdout.strip().splitlines()
     best_lines = [line for line in lines if line.startswith("Best epoch:")]
     assert len(best_lines) == 1 and re.match(rf"Best epoch: {summary['best_epoch']} of 2\b", best_lines[0])
-    assert lines.index(best_lines[0]) >= len(lines) - 3  # reported at the end (then: Wrote, Report)
+    assert lines.index(best_lines[0]) >= len(lines) - 4  # reported at the end (then: Wrote, Report x2)
     assert summary["images"] == {"train": 6, "val": 2, "test": 2}
     config = json.loads((out / "config.json").read_text())
     assert config["data"]["size"] == 32 and config["data"]["channels"] == 1 and config["train"]["epochs"] == 2

@@ -127,3 +127,23 @@ def test_evaluate_instances_on_instance_maps(tmp_path, trained_run):
     # The report gained the test section with the object table.
     page = (run / "report.html").read_text()
     assert "Test set" in page and "Objects (matched at IoU" in page
+
+
+def test_object_scores_per_class_for_index_masks():
+    from segfit.evaluation import _ObjectScores
+
+    truth = np.zeros((40, 40), np.uint8)
+    truth[2:10, 2:10] = 1  # one "leaves" object
+    truth[20:30, 20:30] = 2  # two "wood" objects
+    truth[20:30, 33:38] = 2
+    pred = truth.copy()
+    pred[33:37, 2:6] = 1  # an extra leaf
+    pred[20:30, 33:38] = 0  # a missed piece of wood
+    scores = _ObjectScores(["background", "leaves", "wood"], binary=False, split_touching=False, min_distance=5, min_area=0)
+    row = scores.add("a", truth, truth, pred)
+    assert row["count_true_leaves"] == 1 and row["count_pred_leaves"] == 2 and row["instance_precision_leaves"] == 0.5
+    assert row["count_true_wood"] == 2 and row["count_pred_wood"] == 1 and row["instance_recall_wood"] == 0.5
+    summary = scores.summary()
+    assert summary["per_class"]["leaves"]["fp"] == 1 and summary["per_class"]["wood"]["fn"] == 1
+    assert (summary["tp"], summary["fp"], summary["fn"]) == (2, 1, 1)
+    assert summary["count_error"] == 0 and summary["mean_abs_count_error_per_image"] == 2.0

@@ -32,14 +32,20 @@ def _val(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, not {text!r}")
-    return value
+def _int_at_least(lowest: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"expected a number of at least {lowest}, not {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
 
 
 def _int_list(text: str) -> list[int]:
@@ -153,7 +159,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         "count and diameter errors (the truth's own ids when masks are instance maps)")
     g.add_argument("--split-touching", action="store_true", help="split touching predicted objects (watershed)")
     g.add_argument("--min-distance", type=_positive_int, default=5, help="pixels between object centres for --split-touching (default 5)")
-    g.add_argument("--min-area", type=int, default=0, help="drop predicted objects smaller than this many pixels (default 0)")
+    g.add_argument("--min-area", type=_non_negative_int, default=0, help="drop predicted objects smaller than this many pixels (default 0)")
     _add_common(p)
 
     p = sub.add_parser("predict", help="class-index masks and overlays for new images")
@@ -183,7 +189,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-touching", action="store_true", help="split touching objects (distance-transform watershed)")
     p.add_argument("--min-distance", type=_positive_int, default=5, help="smallest distance between two object centres "
                                                                          "when splitting, in pixels (default 5)")
-    p.add_argument("--min-area", type=int, default=0, help="drop objects smaller than this many pixels (default 0: keep all)")
+    p.add_argument("--min-area", type=_non_negative_int, default=0, help="drop objects smaller than this many pixels (default 0: keep all)")
     p.add_argument("--pixel-size", type=float, help="size of one pixel in --unit: adds area_UNIT2, *_UNIT columns")
     p.add_argument("--unit", help="unit of --pixel-size, e.g. nm or um")
     p.add_argument("--instance-maps", action="store_true",

@@ -60,6 +60,8 @@ def report_after_training(run_dir: str | os.PathLike, size: int | None, verbose:
     run_dir = Path(run_dir)
     split = _json(run_dir / "split.json") or {}
     if split.get("val"):
+        if verbose:
+            print(f"Report: scoring the best checkpoint on the {len(split['val'])} validation images")
         evaluate(run_dir, split="val", size=size, overlays=False, report=False, verbose=False)
     path = build_report(run_dir)
     if verbose:
