@@ -35,7 +35,7 @@ def main() -> None:
     start = time.perf_counter()
     run = segfit.train(a.data, out, model="notebook", channels=1, size=128, epochs=a.epochs, batch_size=a.batch_size,
                        lr=1e-3, val=100, seed=0, preload=True, verbose=False, overwrite=True,
-                       precision=a.precision)
+                       precision=a.precision, report=False)
     wall = time.perf_counter() - start
     metrics = segfit.evaluate(run.run_dir, split="test", size=128, verbose=False)
     epoch_s = run.history["seconds"]

@@ -31,7 +31,7 @@ def train_model(folder: Path) -> Path:
 
     data = make_scenes(folder / "data", n=16, size=128, seed=0)
     run = segfit.train(data, folder / "run", model="unet", encoder="resnet34", classes=3, epochs=3, batch_size=4,
-                       lr=1e-3, crop=128, preload=True, verbose=False, val=4, test=0.0)
+                       lr=1e-3, crop=128, preload=True, verbose=False, val=4, test=0.0, report=False)
     return run.best_checkpoint
 
 

@@ -44,7 +44,7 @@ def main() -> None:
     precision = a.precision if a.precision != "auto" else ("bf16-mixed" if bf16_native() else "32")
     out = Path(tempfile.mkdtemp(prefix="segfit-ttq-")) / "run"
     start = time.perf_counter()
-    run = segfit.train(a.data, out, epochs=a.epochs, val=100, seed=0, preload=True, verbose=False, save_every=1,
+    run = segfit.train(a.data, out, epochs=a.epochs, val=100, seed=0, preload=True, verbose=False, save_every=1, report=False,
                        precision=precision, **RECIPE)
     wall = time.perf_counter() - start
     setup = wall - float(run.history["seconds"].sum())  # reading data, building the model

@@ -75,7 +75,7 @@ def main() -> None:
     a = p.parse_args()
     out = Path(tempfile.mkdtemp(prefix="segfit-speed-")) / "run"
     run = segfit.train(a.data, out, model="notebook", channels=1, size=128, epochs=a.epochs, batch_size=32, lr=1e-3,
-                       val=100, seed=0, preload=True, verbose=False, precision=a.precision)
+                       val=100, seed=0, preload=True, verbose=False, precision=a.precision, report=False)
     h = run.history
     steady = h["seconds"][1:] if len(h) > 1 else h["seconds"]  # the first epoch warms up
     n_train = len(json.loads((run.run_dir / "split.json").read_text())["train"])

@@ -206,7 +206,7 @@ def _evaluation_section(folder: Path, names: list[str], title: str, grid: bool =
     out = [f"<h2>{_e(title)}</h2><p class=\"sub\">{metrics.get('images', '?')} images at {res} · "
            f"{_e(folder.name)}/ · threshold {_e(metrics.get('threshold', ''))}</p><div class=\"cards\">"]
     for key, label in (("iou", "IoU (mean over images)"), ("dice", "Dice"), ("accuracy", "pixel accuracy"), ("miou", "mean class IoU")):
-        out.append(f"<div class=\"card\"><b>{_f(metrics.get(key))}</b><span>{label}</span></div>")
+        out.append(f"<div class=\"card\"><b>{_e(_f(metrics.get(key)))}</b><span>{label}</span></div>")
     out.append("</div>")
     per_class = metrics.get("per_class", {})
     if per_class:
@@ -282,7 +282,7 @@ def _gallery_section(run_dir: Path, val_dir: Path, colors, n: int) -> str:
         for _, r in rows.iterrows():
             name = str(r["image"])
             img = _img_array(panels[name], f"{name}: image, truth, prediction, errors") if name in panels else ""
-            out.append(f"<tr><td class=\"l\">{_e(name)}</td><td>{_f(r['iou'])}</td><td class=\"l\">{img}</td></tr>")
+            out.append(f"<tr><td class=\"l\">{_e(name)}</td><td>{_e(_f(r['iou']))}</td><td class=\"l\">{img}</td></tr>")
         out.append("</table>")
     return "".join(out)
 
@@ -387,7 +387,7 @@ def _f(value) -> str:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        return _e(value)
+        return str(value)
     if math.isnan(v):
         return "–"
     return f"{v:,.0f}" if v == int(v) and abs(v) >= 1000 else f"{v:.4g}"
@@ -408,7 +408,7 @@ def _table(header: list[str], rows: list[list], left: int = 1) -> str:
     """An HTML table; the first ``left`` columns are left-aligned (labels)."""
     def cell(tag, i, v):
         cls = " class=\"l\"" if i < left else ""
-        return f"<{tag}{cls}>{v if isinstance(v, str) and v.startswith('<') else _e(v)}</{tag}>"
+        return f"<{tag}{cls}>{_e(v)}</{tag}>"
 
     head = "<tr>" + "".join(cell("th", i, h) for i, h in enumerate(header)) + "</tr>"
     body = "".join("<tr>" + "".join(cell("td", i, v) for i, v in enumerate(r)) + "</tr>" for r in rows)
