@@ -102,3 +102,23 @@ def test_tile_windows_are_aligned_to_the_network_stride(length, tile, overlap, a
     assert all(start % align == 0 for start, _ in windows)
     assert all(a_stop - b_start >= overlap for (_, a_stop), (b_start, _) in zip(windows, windows[1:]))
     assert all(stop - start <= tile + align - 1 for start, stop in windows)
+
+
+def test_tiles_are_normalised_like_the_whole_image():
+    # A pixel-wise network: tiled and whole-image logits must then be equal, which holds only if each
+    # tile is scaled and normalised (ImageNet mean/std) exactly as the whole image is.
+    torch.manual_seed(2)
+    cfg = RunConfig()
+    cfg.data.channels, cfg.data.num_classes = 3, 3
+    cfg.data.mean, cfg.data.std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    cfg.data.resolve()
+    net = torch.nn.Conv2d(3, 3, 1)
+    predictor = Predictor(net, cfg, "cpu", auto_tile=0)
+    image = (np.random.default_rng(4).random((90, 75, 3)) * 255).astype(np.uint8)
+    whole = predictor.predict(image)
+    predictor.tile, predictor.overlap = 32, 8
+    tiled = predictor.predict(image)
+    assert len(np.unique(whole)) > 1 and (whole == tiled).all()
+    with torch.inference_mode():
+        expected = net(predictor.prepare(image)[None]).argmax(1)[0].numpy()
+    assert (tiled == expected).all()

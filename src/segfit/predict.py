@@ -82,8 +82,12 @@ class Predictor:
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         """``H x W (x C)`` array -> normalised ``C x h x w`` tensor at the training resolution."""
         d = self.config.data
-        image = to_channels(np.asarray(image), d.channels)
-        return image_to_tensor(resize_image(image, d.size), d.mean, d.std)
+        return image_to_tensor(self._resized(image), d.mean, d.std)
+
+    def _resized(self, image: np.ndarray) -> np.ndarray:
+        """``H x W x C`` array in the training channels and resolution, not yet normalised."""
+        d = self.config.data
+        return resize_image(to_channels(np.asarray(image), d.channels), d.size)
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor, out_size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -105,13 +109,15 @@ class Predictor:
         """
         out_sizes = out_sizes or [tuple(np.asarray(im).shape[:2]) for im in images]
         results: list[np.ndarray | None] = [None] * len(images)
-        prepared = [self.prepare(im) for im in images]
-        order = sorted(range(len(images)), key=lambda i: tuple(prepared[i].shape))
-        tiled = [i for i in order if self.tile_for(*prepared[i].shape[-2:])]
+        resized = [self._resized(im) for im in images]
+        order = sorted(range(len(images)), key=lambda i: tuple(resized[i].shape))
+        tiled = [i for i in order if self.tile_for(*resized[i].shape[:2])]
         for j in tiled:
             from segfit.tiling import predict_tiled
 
-            lg = predict_tiled(prepared[j], self.logits, self.tile_for(*prepared[j].shape[-2:]), self.overlap,
+            # Tiles are normalised as they are cut: no float copy of the whole (large) image.
+            source = _Tiles(resized[j], self.config.data.mean, self.config.data.std)
+            lg = predict_tiled(source, self.logits, self.tile_for(*resized[j].shape[:2]), self.overlap,
                                align=getattr(self.net, "multiple", 1))
             results[j] = _to_mask(lg, out_sizes[j])
         skip = set(tiled)
@@ -120,9 +126,10 @@ class Predictor:
         while i < len(order):
             group = [order[i]]
             while (len(group) < batch_size and i + len(group) < len(order)
-                   and prepared[order[i + len(group)]].shape == prepared[order[i]].shape):
+                   and resized[order[i + len(group)]].shape == resized[order[i]].shape):
                 group.append(order[i + len(group)])
-            logits = self.logits(torch.stack([prepared[j] for j in group]))
+            d = self.config.data
+            logits = self.logits(torch.stack([image_to_tensor(resized[j], d.mean, d.std) for j in group]))
             for j, lg in zip(group, logits):
                 results[j] = _to_mask(lg, out_sizes[j])
             i += len(group)
@@ -178,6 +185,18 @@ class Predictor:
                 "run_dir": str(run_dir) if run_dir else None,
                 "class_names": list(self.class_names), "class_colors": [list(c) for c in self.class_colors],
                 "masks": "NAME.png: class ids (0 = background); NAME_overlay.png: overlays"}
+
+
+class _Tiles:
+    """A ``H x W x C`` image seen as a ``C x H x W`` tensor whose slices are normalised on demand."""
+
+    def __init__(self, image: np.ndarray, mean, std):
+        self.image, self.mean, self.std = image, mean, std
+        self.shape = (image.shape[2], *image.shape[:2])
+
+    def __getitem__(self, key) -> torch.Tensor:
+        _, rows, cols = key
+        return image_to_tensor(self.image[rows, cols], self.mean, self.std)
 
 
 def _to_mask(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

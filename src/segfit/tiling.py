@@ -45,7 +45,8 @@ def predict_tiled(image: torch.Tensor, forward: Callable[[torch.Tensor], torch.T
     """Logits ``K x H x W`` for a ``C x H x W`` image, computed tile by tile.
 
     Args:
-        image: the prepared (normalised) image.
+        image: the prepared (normalised) ``C x H x W`` image, or any object with that ``shape`` whose
+            ``image[:, y0:y1, x0:x1]`` gives the prepared tile (so large images need no float copy).
         forward: maps a ``B x C x h x w`` batch to ``B x K x h x w`` logits.
         tile: tile side in pixels.
         overlap: pixels shared by neighbouring tiles (clipped to ``tile - 1``).
