@@ -21,7 +21,7 @@ import segfit
 
 HERE = Path(__file__).resolve().parent
 KEYS = ("count_true", "count_pred", "count_error", "mean_diameter_true", "mean_diameter_pred", "diameter_error",
-        "precision", "recall", "f1", "mean_abs_count_error_per_image")
+        "precision", "recall", "f1", "mean_f1_per_image", "mean_abs_count_error_per_image")
 
 
 def main() -> None:

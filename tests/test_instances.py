@@ -147,3 +147,4 @@ def test_object_scores_per_class_for_index_masks():
     assert summary["per_class"]["leaves"]["fp"] == 1 and summary["per_class"]["wood"]["fn"] == 1
     assert (summary["tp"], summary["fp"], summary["fn"]) == (2, 1, 1)
     assert summary["count_error"] == 0 and summary["mean_abs_count_error_per_image"] == 2.0
+    assert summary["mean_f1_per_image"] == pytest.approx(2 * 2 / (3 + 3))  # one image: 2 matches, 3 true, 3 predicted

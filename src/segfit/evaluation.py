@@ -162,22 +162,25 @@ class _ObjectScores:
         self.options = {"split_touching": split_touching, "min_distance": min_distance, "min_area": min_area}
         self.total = {c: None for c in range(1, len(class_names))}
         self.abs_count_errors: list[int] = []
+        self.image_f1: list[float] = []
 
     def add(self, name: str, raw: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> dict:
-        from segfit.instances import match_instances, truth_instances
+        from segfit.instances import InstanceMatch, match_instances, truth_instances
         from segfit.quantify import label_objects
 
-        row, errors = {}, 0
+        row, errors, image = {}, 0, InstanceMatch()
         for c in self.total:
             match = match_instances(truth_instances(raw, truth, c, self.binary), label_objects(pred == c, **self.options))
             self.total[c] = match if self.total[c] is None else self.total[c] + match
             errors += abs(match.count_pred - match.count_true)
+            image = image + match
             suffix = "" if len(self.total) == 1 else f"_{self.names[c]}"
             scores = match.scores()
             row.update({f"instance_{key}{suffix}": scores[key] for key in ("precision", "recall", "f1")})
             row.update({f"{key}{suffix}": scores[key] for key in
                         ("count_true", "count_pred", "count_error", "mean_diameter_true", "mean_diameter_pred", "diameter_error")})
         self.abs_count_errors.append(errors)
+        self.image_f1.append(image.scores()["f1"])
         return row
 
     def summary(self) -> dict:
@@ -186,6 +189,7 @@ class _ObjectScores:
         per_class = {self.names[c]: (m or InstanceMatch()).scores() for c, m in self.total.items()}
         overall = sum((m for m in self.total.values() if m is not None), InstanceMatch()).scores()
         return {**overall, "mean_abs_count_error_per_image": float(np.mean(self.abs_count_errors)) if self.abs_count_errors else 0.0,
+                "mean_f1_per_image": float(np.mean(self.image_f1)) if self.image_f1 else 1.0,
                 "iou_threshold": 0.5, **self.options, "unit": "px", "per_class": per_class}
 
 

@@ -230,7 +230,9 @@ def _instances_table(inst: dict) -> str:
     rows = [["all objects"] + [_f(inst.get(k)) for k in keys]]
     if len(inst.get("per_class", {})) > 1:
         rows += [[n] + [_f(v.get(k)) for k in keys] for n, v in inst["per_class"].items()]
-    return ("<h3>Objects (matched at IoU ≥ 0.5; diameters in pixels)</h3>"
+    per_image = inst.get("mean_f1_per_image")
+    note = "" if per_image is None else f" · F1 per image, averaged: {_f(per_image)}"
+    return (f"<h3>Objects (matched at IoU ≥ 0.5; diameters in pixels{_e(note)})</h3>"
             + _table(["", "precision", "recall", "F1", "true count", "predicted count", "count error",
                       "mean diameter (true)", "mean diameter (predicted)", "diameter error"], rows))
 
