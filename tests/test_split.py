@@ -22,7 +22,6 @@ def _check_partition(split: dict, names: list[str]) -> None:
     (0.2, 5, (11, 5, 4)),
     (0.5, 0.2, (8, 2, 10)),
     (0.0, 0.2, (16, 4, 0)),
-    (0.1, 0.0, (18, 0, 2)),
     (0.2, 0.01, (15, 1, 4)),  # a positive fraction keeps at least one validation image
 ])
 def test_random_split_sizes(tmp_path, test, val, sizes):
@@ -129,3 +128,12 @@ def test_select(tmp_path):
         assert select(split, which) is split[which]
     with pytest.raises(SegfitError, match="unknown split 'bogus'"):
         select(split, "bogus")
+
+
+def test_no_validation_images_is_refused_before_training(tmp_path):
+    # The best checkpoint is chosen on validation loss: without validation images there is none.
+    with pytest.raises(SegfitError) as e:
+        make_split(NAMES, tmp_path, test=0.2, val=0)
+    assert "leaves no validation images" in e.value.what and "--val" in e.value.fix
+    with pytest.raises(SegfitError):
+        make_split(["a"], tmp_path, test=0.0, val=0.2)  # one image: nothing left to validate on

@@ -45,6 +45,9 @@ def make_split(names: list[str], root: str | Path, test: float = 0.2, val: float
     n_val = int(val) if val >= 1 else int(round(val * len(trainval)))
     if val > 0 and n_val == 0 and len(trainval) >= 2:
         n_val = 1
+    if n_val == 0:
+        raise SegfitError(f"--val {val} leaves no validation images ({len(trainval)} images to split)", root,
+                          "the best checkpoint is chosen on validation loss: use e.g. --val 0.2 or --val 1 or more")
     if n_val >= len(trainval):
         raise SegfitError(f"--val {val} leaves no training images ({len(trainval)} images before the validation split)",
                           root, "use a smaller --val or add images")
