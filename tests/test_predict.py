@@ -148,12 +148,18 @@ def test_cli_predict_into_the_input_folder_fails(cli_runs):
     assert _snapshot(folder) == before
 
 
-def test_failed_predict_into_the_input_folder_writes_nothing(run32, tmp_path):
+def _input_folder(tmp_path: Path, seed: int, names: list[str]) -> Path:
+    """A folder of small particle images under the given file names."""
     folder = tmp_path / "inputs"
     folder.mkdir()
-    rng = np.random.default_rng(1)
-    Image.fromarray(particle_image(rng, 32)[0]).save(folder / "a.jpg")
-    Image.fromarray(particle_image(rng, 32)[0]).save(folder / "b.png")
+    rng = np.random.default_rng(seed)
+    for name in names:
+        Image.fromarray(particle_image(rng, 32)[0]).save(folder / name)
+    return folder
+
+
+def test_failed_predict_into_the_input_folder_writes_nothing(run32, tmp_path):
+    folder = _input_folder(tmp_path, 1, ["a.jpg", "b.png"])
     before = _snapshot(folder)
     with pytest.raises(SegfitError):
         segfit.Predictor.from_checkpoint(run32).predict_files([folder], folder)
@@ -161,11 +167,7 @@ def test_failed_predict_into_the_input_folder_writes_nothing(run32, tmp_path):
 
 
 def test_overlay_never_overwrites_an_input(run32, tmp_path):
-    folder = tmp_path / "inputs"
-    folder.mkdir()
-    rng = np.random.default_rng(2)
-    Image.fromarray(particle_image(rng, 32)[0]).save(folder / "c.jpg")
-    Image.fromarray(particle_image(rng, 32)[0]).save(folder / "c_overlay.png")
+    folder = _input_folder(tmp_path, 2, ["c.jpg", "c_overlay.png"])
     before = _snapshot(folder)["c_overlay.png"]
     try:
         segfit.Predictor.from_checkpoint(run32).predict_files([folder / "c.jpg", folder / "c_overlay.png"], folder)

@@ -108,10 +108,10 @@ def truth_instances(raw: np.ndarray, class_ids: np.ndarray, cls: int, binary: bo
     """The true objects of class ``cls``: the raw mask's own ids when it is an instance map (a
     binary data set whose masks hold more than one foreground value, as EMPS), else the connected
     components of the class."""
-    from skimage.measure import label
+    from segfit.quantify import label_objects
 
     if binary:
         values = np.unique(raw)
         if len(values[values > 0]) > 1:
             return np.where(raw > 0, raw, 0)
-    return label(class_ids == cls, connectivity=2)
+    return label_objects(class_ids == cls)

@@ -50,6 +50,17 @@ def save_figure(path: str | os.PathLike, fig) -> None:
     plt.close(fig)
 
 
+def progress(items: list, desc: str, minimum: int = 4):
+    """``items`` wrapped in a tqdm bar when stderr is a terminal and there are ``minimum`` or more."""
+    import sys
+
+    if not sys.stderr.isatty() or len(items) < minimum:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, leave=False)
+
+
 def _plain(value: Any) -> Any:
     """JSON fallback for numpy scalars/arrays and paths."""
     if hasattr(value, "tolist"):

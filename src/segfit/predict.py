@@ -145,7 +145,7 @@ class Predictor:
         import pandas as pd
         from PIL import Image
 
-        from segfit.io import atomic_path, write_csv, write_json
+        from segfit.io import atomic_path, progress, write_csv, write_json
         from segfit.viz import overlay
 
         files = list_images(inputs)
@@ -160,7 +160,7 @@ class Predictor:
             raise SegfitError("--out is a folder of input images, which predictions could overwrite", out, "choose another --out folder")
         out.mkdir(parents=True, exist_ok=True)
         written, rows = [], []
-        for path in _progress(files, "predict"):
+        for path in progress(files, "predict"):
             image = read_image(path, 3 if self.config.data.channels == 3 else 1)
             mask = self.predict(image)
             target = out / f"{path.stem}.png"
@@ -208,12 +208,3 @@ def _to_mask(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
         lg = F.interpolate(lg, size=size, mode="bilinear", align_corners=False)
     return logits_to_classes(lg)[0].to(torch.uint8).cpu().numpy()
 
-
-def _progress(items, desc: str):
-    import sys
-
-    if not sys.stderr.isatty() or len(items) < 4:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, leave=False)

@@ -197,7 +197,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     """
     import pandas as pd
 
-    from segfit.io import write_csv, write_json
+    from segfit.io import progress, write_csv, write_json
 
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     out = Path(out)
@@ -233,7 +233,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     chosen = _choose(classes, names)
 
     object_frames, image_rows = [], []
-    for path, image in _progress(list(zip(masks, _image_names(masks)))):
+    for path, image in progress(list(zip(masks, _image_names(masks))), "quantify"):
         mask = read_class_mask(path, instance_maps)
         if not instance_maps and mask.size and mask.max() >= len(names):
             bad = np.unique(mask[mask >= len(names)])
@@ -402,12 +402,3 @@ def plot_size_distribution(objects, classes: list[str], path: str | os.PathLike,
     fig.tight_layout()
     save_figure(path, fig)
 
-
-def _progress(items: list, desc: str = "quantify"):
-    import sys
-
-    if not sys.stderr.isatty() or len(items) < 4:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, leave=False)

@@ -315,7 +315,8 @@ def _panels(metrics: dict, ordered: list[str], colors, n: int = 4, height: int =
         errors[wrong & (pred == 0)] = FN_COLOR
         tiles = [overlay(image, np.zeros_like(truth), colors, 0.0), overlay(image, truth, colors, 0.45),
                  overlay(image, pred, colors, 0.45), errors.astype(np.uint8)]
-        panels[name] = _strip([_fit(t, height) for t in tiles])
+        width = max(1, round(truth.shape[1] * height / truth.shape[0]))
+        panels[name] = _strip([resize_mask(t, (height, width)) for t in tiles])  # nearest: masks stay crisp
     return panels
 
 
@@ -428,14 +429,6 @@ def _img_array(array: np.ndarray, alt: str) -> str:
     Image.fromarray(array).save(buf, format="PNG", optimize=True)
     return f"<img alt=\"{_e(alt)}\" src=\"data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}\">"
 
-
-def _fit(image: np.ndarray, height: int) -> np.ndarray:
-    """Scale an RGB image to ``height`` pixels (nearest: masks stay crisp)."""
-    h, w = image.shape[:2]
-    new_w = max(1, round(w * height / h))
-    rows = ((np.arange(height) + 0.5) * h / height).astype(int).clip(0, h - 1)
-    cols = ((np.arange(new_w) + 0.5) * w / new_w).astype(int).clip(0, w - 1)
-    return image[rows[:, None], cols[None, :]]
 
 
 def _strip(tiles: list[np.ndarray], gap: int = 4) -> np.ndarray:

@@ -144,7 +144,9 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     quiet_libraries()
 
     from segfit.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
-    from segfit.data.datamodule import SegmentationDataModule, class_pixel_counts
+    import numpy as np
+
+    from segfit.data.datamodule import SegmentationDataModule
     from segfit.losses import inverse_frequency_weights
     from segfit.module import SegmentationModule
 
@@ -178,7 +180,8 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     dm.prepare(verbose)
     if resume is None:
         if cfg.train.class_weights == "auto" or (cfg.train.class_weights is None and cfg.data.num_classes > 2):
-            counts = class_pixel_counts(dm.dataset("train"), cfg.data.num_classes)
+            # the pixel counts of the data pass that dm.prepare just made (no second pass over the masks)
+            counts = np.asarray(dm.summary["splits"]["train"]["class_pixels"])
             cfg.train.class_weights = inverse_frequency_weights(counts)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     # Built before the run folder exists, so a bad model/encoder/loss name leaves nothing behind.

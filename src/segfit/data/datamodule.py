@@ -13,6 +13,7 @@ from segfit.data.formats import Layout, Sample, discover, read_image, read_mask,
 from segfit.data.split import make_split
 from segfit.data.transforms import create_transforms
 from segfit.errors import SegfitError
+from segfit.io import progress
 
 
 def resize_image(image: np.ndarray, size: int | tuple[int, int] | None) -> np.ndarray:
@@ -172,7 +173,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         --size or --crop, training batches need one image size: all training images must agree."""
         first = None
         stats = {which: _SplitStats(self.cfg.num_classes) for which in ("train", "val", "test")}
-        for sample in _progress(self.samples("train") + self.samples("val"), "reading data", verbose):
+        pairs = self.samples("train") + self.samples("val")
+        for sample in progress(pairs, "reading data", minimum=50) if verbose else pairs:
             image, mask = self.cache.get(sample)
             stats["train" if sample.name in self._train_names else "val"].add(sample, mask)
             if self.cfg.size is None and self.cfg.crop is None and sample.name in self._train_names:
@@ -252,22 +254,3 @@ def _image_size(path) -> tuple[int, int] | None:
             return im.size[1], im.size[0]
     except Exception:
         return None
-
-
-def class_pixel_counts(dataset: SegmentationDataset, num_classes: int) -> np.ndarray:
-    """Pixels per class over a data set's masks (before augmentation)."""
-    counts = np.zeros(num_classes, dtype=np.int64)
-    for i in range(len(dataset)):
-        counts += np.bincount(dataset.pair(i)[1].ravel(), minlength=num_classes)[:num_classes]
-    return counts
-
-
-
-def _progress(items: list, desc: str, verbose: bool):
-    import sys
-
-    if not verbose or not sys.stderr.isatty() or len(items) < 50:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, leave=False)
