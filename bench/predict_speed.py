@@ -37,17 +37,20 @@ def train_model(folder: Path) -> Path:
 
 def make_predictor(tile: int | None, overlap: int, checkpoint: str | None = None):
     from segfit.config import ModelConfig, RunConfig
+    from segfit.backends import TorchBackend
     from segfit.models import create_model
-    from segfit.predict import Predictor
+    from segfit.options import resolve_data
+    from segfit.predictor import Predictor
 
     if checkpoint:
         return Predictor.from_checkpoint(checkpoint, device="cpu", tile=tile, overlap=overlap, auto_tile=0)
     torch.manual_seed(0)
     cfg = RunConfig()
     cfg.data.channels, cfg.data.num_classes, cfg.data.crop = 3, 3, 256
-    cfg.data.resolve()
+    resolve_data(cfg.data)
     cfg.model = ModelConfig(name="unet", encoder="resnet34", in_channels=3, num_classes=3)
-    return Predictor(create_model(cfg.model), cfg, "cpu", tile=tile, overlap=overlap, auto_tile=0)
+    backend = TorchBackend(create_model(cfg.model), cfg, "cpu")
+    return Predictor(backend, tile=tile, overlap=overlap, auto_tile=0)
 
 
 def image(size: int) -> np.ndarray:
@@ -85,15 +88,17 @@ def one_size(size: int, tile: int, overlap: int, checkpoint: str | None) -> dict
 
 
 def onnx_vs_eager(side: int = 512, repeats: int = 3) -> dict:
-    from segfit.export import OnnxNet
+    from segfit.backends import OnnxBackend
 
     predictor = make_predictor(None, 64)
-    net = predictor.net
+    backend = predictor.backend
+    net = backend.net
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.onnx"
         torch.onnx.export(net.net.eval(), (torch.zeros(1, 3, side, side),), str(path), input_names=["image"],
                           output_names=["logits"], opset_version=18, dynamo=False)
-        onnx = OnnxNet(path, net.multiple)
+        Path(f"{path}.json").write_text(json.dumps({"config": backend.config.to_dict(), "multiple": backend.multiple}))
+        onnx = OnnxBackend(path).logits
         x = torch.rand(1, 3, side, side)
         with torch.inference_mode():
             net(x), onnx(x)

@@ -40,7 +40,7 @@ def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
 def forward_flops(size: int = 128) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from segfit.models import NotebookNet
+    from segfit.nets import NotebookNet
 
     with FlopCounterMode(display=False) as counter:
         NotebookNet(1, 1)(torch.zeros(1, 1, size, size))

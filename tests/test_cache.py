@@ -11,11 +11,12 @@ from segfit.config import DataConfig
 from segfit.data.cache import PairCache, pair_key
 from segfit.data.formats import discover
 from segfit.data.synthetic import make_particles
+from segfit.options import resolve_data
 
 
 def _setup(tmp_path, **cfg):
     data = make_particles(tmp_path / "data", n=3, size=32, seed=2)
-    config = DataConfig(root=str(data), channels=1, **cfg).resolve()
+    config = resolve_data(DataConfig(root=str(data), channels=1, **cfg))
     return data, config, discover(data).samples
 
 
@@ -42,7 +43,7 @@ def test_changed_file_or_size_rebuilds_the_entry(tmp_path):
     _, mask2 = cache2.get(samples[0])
     assert cache2.misses == 1 and mask2.sum() == 0 and mask.sum() > 0
     # A different preprocessing (size) gives another key too.
-    resized = DataConfig(root=str(data), channels=1, size=16).resolve()
+    resized = resolve_data(DataConfig(root=str(data), channels=1, size=16))
     assert pair_key(samples[1], resized) != pair_key(samples[1], cfg)
     image3, _ = PairCache(resized, memory=False, directory=tmp_path / "cache").get(samples[1])
     assert image3.shape == (16, 16, 1)

@@ -71,7 +71,8 @@ def test_copied_subset_has_instance_maps(emps_small):
 
 @pytest.mark.emps
 def test_training_binarises_the_instance_maps(emps_run, emps_small):
-    from segfit.data.datamodule import SegmentationDataModule, resize_mask
+    from segfit.data.datamodule import SegmentationDataModule
+    from segfit.data.preprocess import resize_mask
 
     run_dir = emps_run.run_dir
     config = json.loads((run_dir / "config.json").read_text())

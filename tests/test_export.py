@@ -10,8 +10,8 @@ import torch
 
 from segfit.data.synthetic import particle_image
 from segfit.errors import SegfitError
-from segfit.export import export
-from segfit.predict import Predictor
+from segfit.exporter import export
+from segfit.predictor import Predictor
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +36,15 @@ def test_onnx_masks_equal_pytorch_masks(trained_run, exported):
         agree.append((a == b).mean())
     assert min(agree) >= 0.999
     x = torch.rand(2, 1, 36, 44)
-    ref = torch_predictor.net(x).detach()
-    got = onnx_predictor.net(x)
+    ref = torch_predictor.backend.logits(x).detach()
+    got = onnx_predictor.backend.logits(x)
     assert torch.allclose(ref, got, atol=1e-4)
 
 
 def test_torchscript_export_matches(trained_run, tmp_path):
     out = export(trained_run, tmp_path / "model.pt", "torchscript")
     scripted = torch.jit.load(str(out))
-    net = Predictor.from_checkpoint(trained_run).net.net
+    net = Predictor.from_checkpoint(trained_run).backend.net.net
     x = torch.rand(1, 1, 32, 48)
     assert torch.allclose(scripted(x), net(x), atol=1e-5)
 

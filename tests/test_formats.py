@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from segfit.data.datamodule import resize_mask
+from segfit.data.preprocess import resize_mask
 from segfit.data.formats import (
     MASK_FOLDERS,
     discover,

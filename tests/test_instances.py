@@ -130,7 +130,7 @@ def test_evaluate_instances_on_instance_maps(tmp_path, trained_run):
 
 
 def test_object_scores_per_class_for_index_masks():
-    from segfit.evaluation import _ObjectScores
+    from segfit.instances import ObjectScores
 
     truth = np.zeros((40, 40), np.uint8)
     truth[2:10, 2:10] = 1  # one "leaves" object
@@ -139,7 +139,7 @@ def test_object_scores_per_class_for_index_masks():
     pred = truth.copy()
     pred[33:37, 2:6] = 1  # an extra leaf
     pred[20:30, 33:38] = 0  # a missed piece of wood
-    scores = _ObjectScores(["background", "leaves", "wood"], binary=False, split_touching=False, min_distance=5, min_area=0)
+    scores = ObjectScores(["background", "leaves", "wood"], binary=False, split_touching=False, min_distance=5, min_area=0)
     row = scores.add("a", truth, truth, pred)
     assert row["count_true_leaves"] == 1 and row["count_pred_leaves"] == 2 and row["instance_precision_leaves"] == 0.5
     assert row["count_true_wood"] == 2 and row["count_pred_wood"] == 1 and row["instance_recall_wood"] == 0.5

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from segfit.epoch_metrics import SegmentationMetrics, flatten
 from segfit.metrics import (
-    SegmentationMetrics,
     confusion_per_image,
-    flatten,
     image_scores,
     per_class_table,
     scores_from_confusion,

@@ -8,7 +8,9 @@ from torch import nn
 
 from segfit.config import ModelConfig
 from segfit.errors import SegfitError
-from segfit.models import NotebookNet, SegmentationNet, count_parameters, create_model, summary
+from segfit.models import create_model
+from segfit.nets import NotebookNet, SegmentationNet, count_parameters
+from segfit.nets import layer_table as summary
 
 NOTEBOOK_PARAMS_1CH = 664_961
 

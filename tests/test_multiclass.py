@@ -123,7 +123,7 @@ def test_history_has_per_class_columns_and_metrics_png(unet_run):
 def test_val_per_class_metrics_are_over_all_validation_pixels(unet_run, scenes):
     """The epoch's validation figures equal the confusion matrix pooled over every validation pixel,
     recomputed from the saved weights (1 epoch: best == last) and segfit.Predictor."""
-    from segfit.predict import Predictor
+    from segfit.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(unet_run / "checkpoints" / "last.ckpt", device="cpu")
     assert predictor.class_names == NAMES

@@ -13,7 +13,8 @@ from PIL import Image
 from skimage.draw import disk, ellipse
 
 from segfit.errors import SegfitError
-from segfit.quantify import OBJECT_COLUMNS, label_objects, measure_objects, quantify
+from segfit.objects import OBJECT_COLUMNS, label_objects, measure_objects
+from segfit.quantification import quantify
 
 from _segfit_cli import run_many
 

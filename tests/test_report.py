@@ -89,7 +89,7 @@ def test_report_command_rebuilds_and_evaluate_adds_a_test_section(run_copy, tmp_
 
 def test_gallery_orders_validation_images_best_to_worst(tmp_path, particles_dir):
     import segfit
-    from segfit.report import build_report
+    from segfit.report_page import build_report
 
     result = segfit.train(particles_dir, tmp_path / "run", channels=1, epochs=1, batch_size=4, val=9, test=0.2, seed=3,
                           preload=True, verbose=False, logger="none")

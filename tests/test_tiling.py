@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from segfit.config import ModelConfig, RunConfig
+from segfit.backends import TorchBackend
 from segfit.models import create_model
-from segfit.predict import Predictor
+from segfit.options import resolve_data
+from segfit.predictor import Predictor
 from segfit.tiling import gaussian_weight, predict_tiled, tile_starts
 
 
@@ -48,10 +50,10 @@ def predictor():
     torch.manual_seed(0)
     cfg = RunConfig()
     cfg.data.channels, cfg.data.num_classes = 3, 3
-    cfg.data.resolve()
+    resolve_data(cfg.data)
     cfg.model = ModelConfig(name="unet", encoder="resnet18", encoder_depth=3, decoder_channels=[32, 16, 8],
                             in_channels=3, num_classes=3)
-    return Predictor(create_model(cfg.model), cfg, "cpu", auto_tile=0)
+    return Predictor(TorchBackend(create_model(cfg.model), cfg, "cpu"), auto_tile=0)
 
 
 @pytest.mark.parametrize("h, w", [(1, 1), (37, 53), (97, 131), (200, 160)])
@@ -72,9 +74,9 @@ def test_tiled_and_whole_predictions_agree():
     torch.manual_seed(1)
     cfg = RunConfig()
     cfg.data.channels = 1
-    cfg.data.resolve()
+    resolve_data(cfg.data)
     cfg.model = ModelConfig(name="notebook", in_channels=1, num_classes=2)
-    predictor = Predictor(create_model(cfg.model), cfg, "cpu", auto_tile=0)
+    predictor = Predictor(TorchBackend(create_model(cfg.model), cfg, "cpu"), auto_tile=0)
     image = (np.random.default_rng(3).random((150, 170)) * 255).astype(np.uint8)
     whole = predictor.predict(image)
     predictor.tile, predictor.overlap = 64, 32
@@ -111,9 +113,9 @@ def test_tiles_are_normalised_like_the_whole_image():
     cfg = RunConfig()
     cfg.data.channels, cfg.data.num_classes = 3, 3
     cfg.data.mean, cfg.data.std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    cfg.data.resolve()
+    resolve_data(cfg.data)
     net = torch.nn.Conv2d(3, 3, 1)
-    predictor = Predictor(net, cfg, "cpu", auto_tile=0)
+    predictor = Predictor(TorchBackend(net, cfg, "cpu"), auto_tile=0)
     image = (np.random.default_rng(4).random((90, 75, 3)) * 255).astype(np.uint8)
     whole = predictor.predict(image)
     predictor.tile, predictor.overlap = 32, 8

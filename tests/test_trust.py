@@ -3,7 +3,6 @@ checkpoints, numerical trouble, and `segfit check`."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 

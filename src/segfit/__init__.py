@@ -1,11 +1,13 @@
 """segfit: from a folder of labelled images to a trained, evaluated segmentation model.
 
-The Python API mirrors the command line::
+The Python API is the command line: each ``segfit COMMAND`` is a function with the same parameter
+names as the command's options::
 
     import segfit
     run = segfit.train("data/emps", "runs/emps", size=128, channels=1, epochs=50, batch_size=32, val=100)
     metrics = segfit.evaluate(run.run_dir)
-    mask = segfit.Predictor.from_checkpoint(run.best_checkpoint).predict(image)
+    segfit.predict(run.run_dir, ["new_images/"], "predictions")
+    objects = segfit.quantify(["predictions"], "objects", split_touching=True)
 
 Heavy libraries (torch, Lightning, smp) load on first use, so ``import segfit`` is instant.
 """
@@ -15,11 +17,21 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
+    # the commands
     "train": ("segfit.runs", "train"),
-    "build_config": ("segfit.runs", "build_config"),
-    "TrainResult": ("segfit.runs", "TrainResult"),
     "evaluate": ("segfit.evaluation", "evaluate"),
-    "Predictor": ("segfit.predict", "Predictor"),
+    "predict": ("segfit.predictor", "predict"),
+    "quantify": ("segfit.quantification", "quantify"),
+    "check": ("segfit.data.check", "check"),
+    "export": ("segfit.exporter", "export"),
+    "report": ("segfit.runs", "report"),
+    "convert_masks": ("segfit.data.palette", "convert_masks"),
+    "show": ("segfit.data.show", "show"),
+    "summary": ("segfit.models", "summary"),
+    # building blocks
+    "Predictor": ("segfit.predictor", "Predictor"),
+    "TrainResult": ("segfit.runs", "TrainResult"),
+    "build_config": ("segfit.options", "build_config"),
     "create_model": ("segfit.models", "create_model"),
     "RunConfig": ("segfit.config", "RunConfig"),
     "DataConfig": ("segfit.config", "DataConfig"),

@@ -1,13 +1,18 @@
-"""Lightning callbacks: the per-epoch line and history.csv kept current while training runs."""
+"""Lightning plug-ins: the per-epoch line and history.csv kept current while training runs, the
+progress bar, named checkpoints, and atomic, safe checkpoint files."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from segfit.io import write_csv
+from segfit.checkpoint import load_checkpoint
+from segfit.io import atomic_path, write_csv
 
 
 class RunRecorder(pl.Callback):
@@ -61,3 +66,14 @@ class RunCheckpoint(ModelCheckpoint):
     @property
     def state_key(self) -> str:
         return self._generate_state_key(role=self.role)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO: atomic writes, safe reads."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        return load_checkpoint(path, map_location="cpu")

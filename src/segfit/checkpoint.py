@@ -2,7 +2,7 @@
 
 A checkpoint is Lightning's dictionary (weights, optimiser and loop state, callbacks) holding only
 tensors and plain data, plus ``"segfit": {"config": ..., "history": ...}``. It is written to a
-temporary file and renamed, and read with ``torch.load(weights_only=True)``, which refuses any
+temporary file and renamed (:class:`segfit.callbacks.AtomicCheckpointIO`), and read with ``torch.load(weights_only=True)``, which refuses any
 pickled object other than tensors and plain containers, so a tampered file cannot run code.
 """
 
@@ -14,21 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from segfit.errors import SegfitError
-from segfit.io import atomic_path
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint IO: atomic writes, safe reads."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
-
-    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
-        return load_checkpoint(path, map_location="cpu")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -55,24 +42,3 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:160] if text else type(exc).__name__
-
-
-def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
-    """A checkpoint file, or ``RUN/checkpoints/<which>.ckpt`` for a run folder."""
-    path = Path(path)
-    if path.is_dir():
-        candidate = path / "checkpoints" / f"{which}.ckpt"
-        if not candidate.is_file():
-            raise SegfitError(f"run folder has no checkpoints/{which}.ckpt", path, "give a finished run folder or a .ckpt file")
-        return candidate
-    if not path.exists():
-        raise SegfitError("checkpoint or run folder not found", path, "check the path")
-    return path
-
-
-def run_dir_of(checkpoint: Path) -> Path | None:
-    """The run folder a checkpoint lives in (``RUN/checkpoints/x.ckpt``), if it looks like one."""
-    parent = checkpoint.resolve().parent
-    if parent.name == "checkpoints" and (parent.parent / "config.json").is_file():
-        return parent.parent
-    return None

@@ -4,6 +4,8 @@ Three dataclasses describe a run: where the data is and how it is read (:class:`
 which network is built (:class:`ModelConfig`) and how it is trained (:class:`TrainConfig`).
 :class:`RunConfig` bundles them; ``RunConfig.to_dict()`` is what ``config.json`` holds and
 ``RunConfig.from_dict()`` rebuilds it from a checkpoint, so nothing but plain data is stored.
+These dataclasses hold the only defaults; :mod:`segfit.options` turns flat options into a resolved
+config (derived values, validation).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from segfit.errors import SegfitError
 
 # Overlay colours for classes without a colour of their own (RGB, 0-255).
 DEFAULT_COLORS = [
@@ -44,35 +45,6 @@ class DataConfig:
     preload: bool = False  # keep decoded images in memory
     mean: list[float] | None = None  # per-channel normalisation after scaling to [0, 1]
     std: list[float] | None = None
-
-    def resolve(self) -> DataConfig:
-        """Fill in derived defaults (mask mode, class names and colours) and validate."""
-        if self.channels not in (1, 3):
-            raise SegfitError(f"--channels must be 1 or 3, got {self.channels}", fix="use --channels 1 (grayscale) or 3 (RGB)")
-        if self.num_classes < 2:
-            raise SegfitError(f"--classes must be at least 2, got {self.num_classes}", fix="count the background as a class")
-        if self.mask_mode == "auto":
-            self.mask_mode = "binary" if self.num_classes == 2 else "index"
-        if self.mask_mode not in ("binary", "index"):
-            raise SegfitError(f"unknown --mask-mode {self.mask_mode!r}", fix="use binary or index")
-        if self.mask_mode == "binary" and self.num_classes != 2:
-            raise SegfitError("--mask-mode binary makes 2 classes", fix=f"use --mask-mode index for {self.num_classes} classes")
-        if not self.class_names:
-            self.class_names = ["background", "foreground"] if self.num_classes == 2 else (
-                ["background"] + [f"class{i}" for i in range(1, self.num_classes)])
-        if len(self.class_names) != self.num_classes:
-            raise SegfitError(
-                f"{len(self.class_names)} class names given for {self.num_classes} classes",
-                fix="give one name per class, background first")
-        if not self.class_colors:
-            self.class_colors = [list(DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i in range(self.num_classes)]
-        if self.size is not None and self.size < 8:
-            raise SegfitError(f"--size must be at least 8, got {self.size}", fix="use e.g. --size 128")
-        if self.test < 0 or self.test >= 1:
-            raise SegfitError(f"--test must be a fraction in [0, 1), got {self.test}", fix="use e.g. --test 0.2")
-        if self.val < 0 or (self.val >= 1 and self.val != int(self.val)):
-            raise SegfitError(f"--val must be a fraction below 1 or a whole count, got {self.val}", fix="use e.g. --val 0.2 or --val 100")
-        return self
 
 
 @dataclass
@@ -126,6 +98,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    user: list[str] = field(default_factory=list)  # the options the user gave (the rest are defaults)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -134,7 +107,8 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         return cls(data=_build(DataConfig, d.get("data", {})),
                    model=_build(ModelConfig, d.get("model", {})),
-                   train=_build(TrainConfig, d.get("train", {})))
+                   train=_build(TrainConfig, d.get("train", {})),
+                   user=list(d.get("user", [])))
 
 
 def _build(klass, values: dict[str, Any]):

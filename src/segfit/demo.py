@@ -19,9 +19,10 @@ def run_demo(out: str | Path = "segfit-demo", epochs: int | None = None, verbose
     """
     from segfit.data.synthetic import make_particles
     from segfit.evaluation import evaluate
-    from segfit.predict import Predictor
-    from segfit.quantify import quantify
-    from segfit.runs import make_run_dir, train
+    from segfit.predictor import Predictor
+    from segfit.quantification import quantify
+    from segfit.rundir import make_run_dir
+    from segfit.runs import train
 
     say = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
@@ -45,7 +46,7 @@ def run_demo(out: str | Path = "segfit-demo", epochs: int | None = None, verbose
     say(f"  predictions  {predictions}/  (NAME.png masks, NAME_overlay.png)")
     say(f"  objects      {root / 'objects'}/  (objects.csv, images.csv, size_distribution.png)")
     say(f"  report       {run.run_dir / 'report.html'}  (open it in a browser)")
-    say(f"Next: segfit train YOUR_DATA --out runs/first --size 128 --channels 1")
+    say("Next: segfit train YOUR_DATA --out runs/first --size 128 --channels 1")
     return {"data": data, "run": run.run_dir, "evaluation": run.run_dir / "eval_test", "predictions": predictions,
             "objects": root / "objects", "report": run.run_dir / "report.html", "metrics": metrics,
             "quantify": objects}

@@ -1,6 +1,7 @@
 """Evaluation of a trained model on a split of a data set: metrics.json, per_image.csv (also as
 ``<split>_metrics.csv``, with per-class metrics and coverage: the predicted and true fraction of the
-image in each class), confusion.csv, grid.png (the notebook's 3x3 figure) and overlays/."""
+image in each class), confusion.csv, grid.png (the notebook's 3x3 figure), overlays/, and gallery/
+(the best and worst images as image · truth · prediction · errors strips, which the report shows)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segfit.data.datamodule import read_pair, resize_image, resize_mask
 from segfit.data.formats import discover
+from segfit.data.preprocess import read_pair, resize_image, resize_mask
 from segfit.data.split import select
 from segfit.errors import SegfitError
+from segfit.instances import ObjectScores
 from segfit.metrics import confusion_per_image, image_scores, per_class_table, scores_from_confusion
+from segfit.rundir import record_output, resolve_checkpoint, run_dir_of
+
+GALLERY = 4  # best and worst images kept as strips in gallery/
 
 
-def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
+def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
              out: str | os.PathLike | None = None, size: int | None = None, batch_size: int = 8,
              seed: int = 0, overlays: bool = True, instances: bool = False, split_touching: bool = False,
              min_distance: int = 5, min_area: int = 0, report: bool = True, verbose: bool = True) -> dict:
-    """Evaluate a run (its best checkpoint) or a checkpoint file.
+    """Evaluate a run (its best checkpoint) or a checkpoint file (``segfit evaluate``).
 
     Args:
-        run_or_checkpoint: run folder or ``.ckpt`` file.
+        run: run folder or ``.ckpt`` file.
         data: data set folder (default: the one the run was trained on).
         split: ``test``, ``val``, ``train`` or ``all`` (the run's saved split).
         out: output folder (default ``RUN/eval_<split>``).
@@ -37,22 +42,20 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
             components, or a watershed split with ``split_touching``; ``min_area`` pixels at least,
             peaks ``min_distance`` apart) matched to true ones at IoU >= 0.5. The truth is the mask's own
             ids when it is an instance map (EMPS), else its connected components.
-        report: add this evaluation to the run's ``report.html`` (when evaluating a run's checkpoint).
+        report: record this evaluation in the run's ``outputs.json`` and rebuild its ``report.html``
+            (when evaluating a run's checkpoint).
 
     Returns:
         The content of ``metrics.json``.
     """
     import pandas as pd
 
-    from segfit.checkpoint import resolve_checkpoint, run_dir_of
-    from PIL import Image
-
-    from segfit.io import atomic_path, write_csv, write_json
-    from segfit.predict import Predictor
-    from segfit.viz import overlay, plot_grid
+    from segfit.io import write_csv, write_json
+    from segfit.predictor import Predictor
+    from segfit.viz import plot_grid
 
     say = print if verbose else (lambda *a, **k: None)
-    ckpt = resolve_checkpoint(run_or_checkpoint, "best")
+    ckpt = resolve_checkpoint(run, "best")
     run_dir = run_dir_of(ckpt)
     predictor = Predictor.from_checkpoint(ckpt)
     d = predictor.config.data
@@ -73,15 +76,15 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
 
     k = d.num_classes
     total = np.zeros((k, k), dtype=np.int64)
-    objects = _ObjectScores(d.class_names, d.mask_mode == "binary" or k == 2, split_touching, min_distance, min_area)
+    objects = ObjectScores(d.class_names, d.mask_mode == "binary" or k == 2, split_touching, min_distance, min_area)
     rows = []
     rng = np.random.default_rng(seed)
     shown = set(rng.choice(len(names), size=min(9, len(names)), replace=False).tolist())
-    gallery: list[tuple[str, np.ndarray, np.ndarray]] = []
+    grid: list[tuple[str, np.ndarray, np.ndarray]] = []
+    gallery = _Gallery(GALLERY, d.class_colors)
     for start in range(0, len(names), batch_size):
         chunk = [by_name[n] for n in names[start: start + batch_size]]
-        images, truths = [], []
-        raws = []
+        images, truths, raws = [], [], []
         for s in chunk:
             image, truth, raw = read_pair(s, d, channels=3, raw=True)  # RGB for the overlays; the predictor converts
             if size:
@@ -91,25 +94,15 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
             raws.append(raw if instances else None)
         preds = predictor.predict_many(images, [t.shape for t in truths], batch_size=batch_size)
         for j, (s, image, truth, pred, raw) in enumerate(zip(chunk, images, truths, preds, raws)):
-            cm = confusion_per_image(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None], k)
-            total += cm[0].numpy()
-            scores = image_scores(cm)
-            per_class = scores_from_confusion(cm[0])
-            row = {"image": s.name, "iou": float(scores["iou"]), "dice": float(scores["dice"]),
-                   "accuracy": float(scores["accuracy"])}
-            for metric in ("iou", "dice", "precision", "recall"):
-                row.update({f"{metric}_{name}": float(per_class[metric][c]) for c, name in enumerate(d.class_names)})
-            pred_counts, true_counts = cm[0].sum(0).numpy(), cm[0].sum(1).numpy()
-            row.update({f"coverage_pred_{name}": pred_counts[c] / pred.size for c, name in enumerate(d.class_names)})
-            row.update({f"coverage_true_{name}": true_counts[c] / truth.size for c, name in enumerate(d.class_names)})
+            row = _image_row(s.name, pred, truth, d.class_names, total)
             if instances:
                 row.update(objects.add(s.name, raw, truth, pred))
             rows.append(row)
+            gallery.add(row["iou"], s.name, image, truth, pred)
             if overlays:
-                with atomic_path(out / "overlays" / f"{s.name}.png") as tmp:
-                    Image.fromarray(overlay(image, pred, d.class_colors, alpha=0.5)).save(tmp, format="PNG")
+                _save_overlay(out / "overlays" / f"{s.name}.png", image, pred, d.class_colors)
             if start + j in shown:
-                gallery.append((s.name, image, pred))
+                grid.append((s.name, image, pred))
     per_image = pd.DataFrame(rows)
     per_class = per_class_table(total, d.class_names)
     metrics = {
@@ -133,9 +126,10 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
     confusion = pd.DataFrame(total, columns=[f"pred_{n}" for n in d.class_names])
     confusion.insert(0, "true", d.class_names)
     write_csv(out / "confusion.csv", confusion)
-    gallery.sort(key=lambda g: g[0])
-    plot_grid([g[1] for g in gallery], [g[2] for g in gallery], [g[0] for g in gallery], d.class_colors,
+    grid.sort(key=lambda g: g[0])
+    plot_grid([g[1] for g in grid], [g[2] for g in grid], [g[0] for g in grid], d.class_colors,
               out / "grid.png", alpha=0.25)
+    gallery.save(out / "gallery")
     say(f"{split}: iou {metrics['iou']:.4f}  dice {metrics['dice']:.4f}  accuracy {metrics['accuracy']:.4f}  "
         f"(means over {len(names)} images)")
     if instances:
@@ -147,50 +141,74 @@ def evaluate(run_or_checkpoint: str | os.PathLike, data: str | os.PathLike | Non
     say(f"Wrote {out}/: metrics.json, per_image.csv, {split}_metrics.csv, confusion.csv, grid.png"
         + (", overlays/" if overlays else ""))
     if run_dir is not None and report:
-        from segfit.report import register
+        from segfit.report_page import update_report
 
-        register(run_dir, "evaluations", out)
-        say(f"Updated {run_dir / 'report.html'}")
+        record_output(run_dir, "evaluations", out)
+        if update_report(run_dir):
+            say(f"Updated {run_dir / 'report.html'}")
     return metrics
 
 
-class _ObjectScores:
-    """Instance scores per image (returned as columns of per_image.csv) and summed over images."""
+def _image_row(name: str, pred: np.ndarray, truth: np.ndarray, class_names: list[str], total: np.ndarray) -> dict:
+    """One image's figures (a row of per_image.csv); its confusion matrix is added to ``total``."""
+    cm = confusion_per_image(torch.from_numpy(pred)[None], torch.from_numpy(truth)[None], len(class_names))
+    total += cm[0].numpy()
+    scores = image_scores(cm)
+    per_class = scores_from_confusion(cm[0])
+    row = {"image": name, "iou": float(scores["iou"]), "dice": float(scores["dice"]), "accuracy": float(scores["accuracy"])}
+    for metric in ("iou", "dice", "precision", "recall"):
+        row.update({f"{metric}_{n}": float(per_class[metric][c]) for c, n in enumerate(class_names)})
+    pred_counts, true_counts = cm[0].sum(0).numpy(), cm[0].sum(1).numpy()
+    row.update({f"coverage_pred_{n}": pred_counts[c] / pred.size for c, n in enumerate(class_names)})
+    row.update({f"coverage_true_{n}": true_counts[c] / truth.size for c, n in enumerate(class_names)})
+    return row
 
-    def __init__(self, class_names: list[str], binary: bool, split_touching: bool, min_distance: int, min_area: int):
-        self.names, self.binary = class_names, binary
-        self.options = {"split_touching": split_touching, "min_distance": min_distance, "min_area": min_area}
-        self.total = {c: None for c in range(1, len(class_names))}
-        self.abs_count_errors: list[int] = []
-        self.image_f1: list[float] = []
 
-    def add(self, name: str, raw: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> dict:
-        from segfit.instances import InstanceMatch, match_instances, truth_instances
-        from segfit.quantify import label_objects
+def _save_overlay(path: Path, image: np.ndarray, pred: np.ndarray, colors) -> None:
+    from PIL import Image
 
-        row, errors, image = {}, 0, InstanceMatch()
-        for c in self.total:
-            match = match_instances(truth_instances(raw, truth, c, self.binary), label_objects(pred == c, **self.options))
-            self.total[c] = match if self.total[c] is None else self.total[c] + match
-            errors += abs(match.count_pred - match.count_true)
-            image = image + match
-            suffix = "" if len(self.total) == 1 else f"_{self.names[c]}"
-            scores = match.scores()
-            row.update({f"instance_{key}{suffix}": scores[key] for key in ("precision", "recall", "f1")})
-            row.update({f"{key}{suffix}": scores[key] for key in
-                        ("count_true", "count_pred", "count_error", "mean_diameter_true", "mean_diameter_pred", "diameter_error")})
-        self.abs_count_errors.append(errors)
-        self.image_f1.append(image.scores()["f1"])
-        return row
+    from segfit.io import atomic_path
+    from segfit.viz import overlay
 
-    def summary(self) -> dict:
-        from segfit.instances import InstanceMatch
+    with atomic_path(path) as tmp:
+        Image.fromarray(overlay(image, pred, colors, alpha=0.5)).save(tmp, format="PNG")
 
-        per_class = {self.names[c]: (m or InstanceMatch()).scores() for c, m in self.total.items()}
-        overall = sum((m for m in self.total.values() if m is not None), InstanceMatch()).scores()
-        return {**overall, "mean_abs_count_error_per_image": float(np.mean(self.abs_count_errors)) if self.abs_count_errors else 0.0,
-                "mean_f1_per_image": float(np.mean(self.image_f1)) if self.image_f1 else 1.0,
-                "iou_threshold": 0.5, **self.options, "unit": "px", "per_class": per_class}
+
+class _Gallery:
+    """Keeps the ``n`` best and ``n`` worst images by IoU (ties by name) as small strips, drawn only
+    for images that enter, and saves them as ``gallery/NAME.png`` with ``gallery.csv``."""
+
+    def __init__(self, n: int, colors):
+        self.n, self.colors = n, colors
+        self.best: list[tuple] = []
+        self.worst: list[tuple] = []
+        self.strips: dict[str, np.ndarray] = {}
+
+    def add(self, iou: float, name: str, image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> None:
+        key = (-iou, name)  # the report's order: best first
+        best = sorted(self.best + [key])[: self.n]
+        worst = sorted(self.worst + [key])[-self.n:]
+        if key in best or key in worst:
+            from segfit.viz import error_strip
+
+            self.strips[name] = error_strip(image, truth, pred, self.colors)
+        self.best, self.worst = best, worst
+        kept = {k[1] for k in best + worst}
+        self.strips = {k: v for k, v in self.strips.items() if k in kept}
+
+    def save(self, folder: Path) -> None:
+        import pandas as pd
+        from PIL import Image
+
+        from segfit.io import atomic_path, write_csv
+
+        for stale in folder.glob("*.png") if folder.is_dir() else []:
+            stale.unlink()
+        for name, strip in self.strips.items():
+            with atomic_path(folder / f"{name}.png") as tmp:
+                Image.fromarray(strip).save(tmp, format="PNG", optimize=True)
+        keys = sorted(set(self.best + self.worst))
+        write_csv(folder / "gallery.csv", pd.DataFrame({"image": [k[1] for k in keys], "iou": [-k[0] for k in keys]}))
 
 
 def _warn_if_data_changed(run_dir: Path | None, samples, say) -> None:

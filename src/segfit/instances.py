@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from segfit.objects import equivalent_diameter, label_objects
+
 
 @dataclass
 class InstanceMatch:
@@ -60,11 +62,6 @@ def _areas(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids, areas
 
 
-def equivalent_diameter(area: np.ndarray | float) -> np.ndarray:
-    """Diameter of the disc of the same area."""
-    return np.sqrt(4 * np.asarray(area, dtype=np.float64) / np.pi)
-
-
 def match_instances(true_labels: np.ndarray, pred_labels: np.ndarray, iou_threshold: float = 0.5) -> InstanceMatch:
     """Match the objects of two label images of the same shape (greedily, highest IoU first).
 
@@ -108,10 +105,42 @@ def truth_instances(raw: np.ndarray, class_ids: np.ndarray, cls: int, binary: bo
     """The true objects of class ``cls``: the raw mask's own ids when it is an instance map (a
     binary data set whose masks hold more than one foreground value, as EMPS), else the connected
     components of the class."""
-    from segfit.quantify import label_objects
-
     if binary:
         values = np.unique(raw)
         if len(values[values > 0]) > 1:
             return np.where(raw > 0, raw, 0)
     return label_objects(class_ids == cls)
+
+
+class ObjectScores:
+    """Instance scores per image (returned as columns of per_image.csv) and summed over images."""
+
+    def __init__(self, class_names: list[str], binary: bool, split_touching: bool, min_distance: int, min_area: int):
+        self.names, self.binary = class_names, binary
+        self.options = {"split_touching": split_touching, "min_distance": min_distance, "min_area": min_area}
+        self.total = {c: None for c in range(1, len(class_names))}
+        self.abs_count_errors: list[int] = []
+        self.image_f1: list[float] = []
+
+    def add(self, name: str, raw: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> dict:
+        row, errors, image = {}, 0, InstanceMatch()
+        for c in self.total:
+            match = match_instances(truth_instances(raw, truth, c, self.binary), label_objects(pred == c, **self.options))
+            self.total[c] = match if self.total[c] is None else self.total[c] + match
+            errors += abs(match.count_pred - match.count_true)
+            image = image + match
+            suffix = "" if len(self.total) == 1 else f"_{self.names[c]}"
+            scores = match.scores()
+            row.update({f"instance_{key}{suffix}": scores[key] for key in ("precision", "recall", "f1")})
+            row.update({f"{key}{suffix}": scores[key] for key in
+                        ("count_true", "count_pred", "count_error", "mean_diameter_true", "mean_diameter_pred", "diameter_error")})
+        self.abs_count_errors.append(errors)
+        self.image_f1.append(image.scores()["f1"])
+        return row
+
+    def summary(self) -> dict:
+        per_class = {self.names[c]: (m or InstanceMatch()).scores() for c, m in self.total.items()}
+        overall = sum((m for m in self.total.values() if m is not None), InstanceMatch()).scores()
+        return {**overall, "mean_abs_count_error_per_image": float(np.mean(self.abs_count_errors)) if self.abs_count_errors else 0.0,
+                "mean_f1_per_image": float(np.mean(self.image_f1)) if self.image_f1 else 1.0,
+                "iou_threshold": 0.5, **self.options, "unit": "px", "per_class": per_class}

@@ -1,65 +1,66 @@
-"""Losses by name (torch and smp), and inverse-frequency class weights."""
+"""Losses by name (torch and smp), and inverse-frequency class weights.
+
+:data:`PARTS` is the table of losses; a loss name is one part or a sum of parts joined by ``+``
+(``ce+dice``), or ``auto`` (binary cross-entropy for two classes, cross-entropy otherwise). torch and
+smp load only when a loss is built, so the names are known without them.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import nn
 
 from segfit.errors import SegfitError
 
-LOSSES = ("auto", "bce", "ce", "dice", "focal", "ce+dice", "bce+dice")
+
+def _cross_entropy(binary: bool, weights):
+    from torch import nn
+
+    if binary:  # the positive class weight relative to background, as cross-entropy weights would do
+        return nn.BCEWithLogitsLoss(pos_weight=None if weights is None else (weights[1] / weights[0]).reshape(1))
+    return nn.CrossEntropyLoss(weight=weights)
 
 
-class _Loss(nn.Module):
-    """Adapts ``(logits B x K x H x W, class ids B x H x W)`` to binary (K = 1) or multi-class losses."""
+def _dice(binary: bool, weights):
+    import segmentation_models_pytorch as smp
 
-    def __init__(self, name: str, num_classes: int, weights: list[float] | None):
-        super().__init__()
-        import segmentation_models_pytorch as smp
-
-        self.binary = num_classes == 2
-        self.parts = nn.ModuleList()
-        w = torch.tensor(weights, dtype=torch.float32) if weights else None
-        for part in name.split("+"):
-            if part in ("bce", "ce"):
-                if self.binary:
-                    # The positive class weight relative to background, as CE weights would do.
-                    pos = None if w is None else (w[1] / w[0]).reshape(1)
-                    self.parts.append(nn.BCEWithLogitsLoss(pos_weight=pos))
-                else:
-                    self.parts.append(nn.CrossEntropyLoss(weight=w))
-            elif part == "dice":
-                self.parts.append(smp.losses.DiceLoss("binary" if self.binary else "multiclass", from_logits=True))
-            elif part == "focal":
-                self.parts.append(smp.losses.FocalLoss("binary" if self.binary else "multiclass"))
-            else:
-                raise SegfitError(f"unknown loss {name!r}", fix=f"use one of {', '.join(LOSSES)}")
-        self.kinds = name.split("+")
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        total = logits.new_zeros(())
-        for kind, fn in zip(self.kinds, self.parts):
-            if self.binary:
-                total = total + fn(logits, target.unsqueeze(1).to(logits.dtype))
-            elif kind == "dice":
-                total = total + fn(logits, target)
-            else:
-                total = total + fn(logits, target.long())
-        return total
+    return smp.losses.DiceLoss("binary" if binary else "multiclass", from_logits=True)
 
 
-def create_loss(name: str, num_classes: int, class_weights: list[float] | None = None) -> nn.Module:
-    """Loss by name; ``auto`` is binary cross-entropy for 2 classes and cross-entropy otherwise."""
+def _focal(binary: bool, weights):
+    import segmentation_models_pytorch as smp
+
+    return smp.losses.FocalLoss("binary" if binary else "multiclass")
+
+
+# name -> builder(binary, class-weight tensor or None); "bce" and "ce" are the same loss (one logit for
+# two classes, one per class otherwise).
+PARTS = {"bce": _cross_entropy, "ce": _cross_entropy, "dice": _dice, "focal": _focal}
+LOSSES = ("auto", *PARTS, "ce+dice", "bce+dice")  # the names the help lists; any sum of PARTS works
+DESCRIPTION = "auto (bce for 2 classes, ce otherwise), " + ", ".join(LOSSES[1:]) + ", or any sum of " + "/".join(PARTS)
+
+
+def canonical_name(name: str, num_classes: int = 2) -> str:
+    """``auto`` resolved, ``bce`` inside sums spelt ``ce``; raises for unknown names."""
     if name == "auto":
-        name = "bce" if num_classes == 2 else "ce"
-    if name == "bce+dice" or (name == "ce+dice" and num_classes == 2):
-        name = "ce+dice"
-    if name not in LOSSES:
-        raise SegfitError(f"unknown loss {name!r}", fix=f"use one of {', '.join(LOSSES)}")
+        return "bce" if num_classes == 2 else "ce"
+    parts = name.split("+")
+    if not all(p in PARTS for p in parts):
+        raise SegfitError(f"unknown loss {name!r}", fix=f"use one of {', '.join(LOSSES)} (parts join with +)")
+    return "+".join("ce" if p == "bce" and len(parts) > 1 else p for p in parts)
+
+
+def create_loss(name: str, num_classes: int, class_weights: list[float] | None = None):
+    """Loss module by name: ``(logits B x K x H x W, class ids B x H x W) -> scalar``."""
+    import torch
+
+    from segfit.nets import SumOfLosses
+
+    name = canonical_name(name, num_classes)
     if class_weights is not None and len(class_weights) != num_classes:
         raise SegfitError(f"{len(class_weights)} class weights for {num_classes} classes", fix="give one weight per class")
-    return _Loss(name, num_classes, class_weights)
+    weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+    binary = num_classes == 2
+    return SumOfLosses([(part, PARTS[part](binary, weights)) for part in name.split("+")], binary)
 
 
 def inverse_frequency_weights(counts: np.ndarray) -> list[float]:

@@ -1,72 +1,26 @@
-"""Networks: the seed notebook's encoder-decoder and segmentation_models_pytorch architectures.
+"""Networks by name: the seed notebook's encoder-decoder and segmentation_models_pytorch architectures.
 
-``create_model(cfg)`` returns a :class:`SegmentationNet`, which pads inputs to the multiple of 2
-the network needs (reflect padding) and crops the logits back, so any image size works.
+``create_model(cfg)`` returns a :class:`~segfit.nets.SegmentationNet`, which pads inputs to the
+network's total stride and crops the logits back, so any image size works. :data:`MODELS` is the
+table of names; torch and smp load only when a network is built.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from torch import nn
-import torch.nn.functional as F
-
 from segfit.config import ModelConfig
 from segfit.errors import SegfitError
 
 
-class NotebookNet(nn.Sequential):
-    """The seed notebook's encoder-decoder, layer for layer (Keras ``get_model``).
+def _notebook(cfg: ModelConfig):
+    from segfit.nets import NotebookNet
 
-    Conv 64 s2, Conv 64, Conv 128 s2, Conv 128, ConvT 128, ConvT 128 s2, ConvT 64, ConvT 64 s2,
-    all 3x3 with ReLU, then a 1x1 head, initialised as Keras does. The head returns logits; the notebook's sigmoid is applied
-    by the loss (BCE with logits) and at prediction. 664,961 parameters for 1 input channel.
-    """
-
-    def __init__(self, in_channels: int = 1, out_channels: int = 1):
-        def conv(cin, cout, stride=1):
-            return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True)]
-
-        def up(cin, cout, stride=1):
-            return [nn.ConvTranspose2d(cin, cout, 3, stride=stride, padding=1, output_padding=stride - 1),
-                    nn.ReLU(inplace=True)]
-
-        super().__init__(
-            *conv(in_channels, 64, 2), *conv(64, 64), *conv(64, 128, 2), *conv(128, 128),
-            *up(128, 128), *up(128, 128, 2), *up(128, 64), *up(64, 64, 2),
-            nn.Conv2d(64, out_channels, 1),
-        )
-        # Keras' defaults, as the notebook had them: Glorot-uniform kernels, zero biases.
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-
-
-class SegmentationNet(nn.Module):
-    """Wraps a network: pads the input to a multiple of ``multiple`` and crops the logits back."""
-
-    def __init__(self, net: nn.Module, multiple: int):
-        super().__init__()
-        self.net, self.multiple = net, multiple
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % self.multiple, (-w) % self.multiple
-        if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
-            return self.net(x)[..., :h, :w]
-        return self.net(x)
-
-
-def _notebook(cfg: ModelConfig) -> tuple[nn.Module, int]:
     return NotebookNet(cfg.in_channels, cfg.out_channels), 4
 
 
 def _smp(arch: str):
-    def build(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    def build(cfg: ModelConfig):
         import segmentation_models_pytorch as smp
 
         if cfg.encoder not in smp.encoders.encoders and not cfg.encoder.startswith("tu-"):
@@ -106,18 +60,27 @@ MODELS = {
 }
 
 
-def create_model(cfg: ModelConfig) -> SegmentationNet:
-    """Build the network a :class:`ModelConfig` describes (random initialisation unless
-    ``encoder_weights`` names a local file)."""
-    if cfg.name not in MODELS:
-        raise SegfitError(f"unknown model {cfg.name!r}", fix=f"use one of {', '.join(MODELS)}")
-    net, multiple = MODELS[cfg.name](cfg)
+def check_name(name: str) -> str:
+    """``name`` when :data:`MODELS` has it; else an error listing the names."""
+    if name not in MODELS:
+        raise SegfitError(f"unknown model {name!r}", fix=f"use one of {', '.join(MODELS)}")
+    return name
+
+
+def create_model(cfg: ModelConfig):
+    """Build the :class:`~segfit.nets.SegmentationNet` a :class:`ModelConfig` describes (random
+    initialisation unless ``encoder_weights`` names a local file)."""
+    from segfit.nets import SegmentationNet
+
+    net, multiple = MODELS[check_name(cfg.name)](cfg)
     return SegmentationNet(net, multiple)
 
 
-def load_encoder_weights(encoder: nn.Module, weights: str, encoder_name: str) -> None:
+def load_encoder_weights(encoder, weights: str, encoder_name: str) -> None:
     """Load a local state dict (``.pth``/``.pt`` via ``torch.load(weights_only=True)``, or
     ``.safetensors``) into an smp encoder; ``imagenet`` is looked up in the local torch hub cache."""
+    import torch
+
     path = Path(weights)
     if weights == "imagenet":
         path = _cached_imagenet(encoder_name)
@@ -185,34 +148,21 @@ def _cached_imagenet(encoder_name: str) -> Path:
                           settings["repo_id"], "download them once where there is internet, or give a file with --encoder-weights FILE") from None
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
-def summary(model: nn.Module, input_shape: tuple[int, int, int]) -> str:
-    """A table like Keras' ``model.summary()``: each layer, its output shape and parameter count."""
-    net = model.net if isinstance(model, SegmentationNet) else model
-    rows: list[tuple[str, str, int]] = []
-    hooks = []
-    leaves = [(n, m) for n, m in net.named_modules() if not list(m.children())]
-    for name, module in leaves:
-        def hook(mod, _inp, out, name=name):
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else "?"
-            own = sum(p.numel() for p in mod.parameters(recurse=False))
-            rows.append((f"{name} ({type(mod).__name__})", str((None,) + tuple(shape[1:])) if shape != "?" else "?", own))
-        hooks.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            net.eval()(torch.zeros((1,) + tuple(input_shape)))
-    finally:
-        for h in hooks:
-            h.remove()
-    width = max([len(r[0]) for r in rows] + [20]) + 2
-    lines = [f"{'Layer (type)':<{width}}{'Output Shape':<24}{'Param #':>12}", "=" * (width + 36),
-             f"{'input':<{width}}{str((None,) + tuple(input_shape)):<24}{0:>12,}"]
-    lines += [f"{n:<{width}}{s:<24}{p:>12,}" for n, s, p in rows]
-    total = count_parameters(net)
-    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    lines += ["=" * (width + 36), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-              f"Non-trainable params: {total - trainable:,}"]
-    return "\n".join(lines)
+def summary(model: str = ModelConfig.name, encoder: str = ModelConfig.encoder, encoder_depth: int = ModelConfig.encoder_depth,
+            size: int = 128, channels: int = ModelConfig.in_channels, classes: int = ModelConfig.num_classes,
+            verbose: bool = True) -> str:
+    """Layer table, output shapes and parameter count of a model (``segfit summary``), as Keras prints it.
+
+    Returns the table; ``verbose`` prints it too.
+    """
+    from segfit.nets import layer_table
+
+    if channels not in (1, 3):
+        raise SegfitError(f"--channels must be 1 or 3, got {channels}", fix="use --channels 1 (grayscale) or 3 (RGB)")
+    cfg = ModelConfig(name=model, encoder=encoder, encoder_depth=encoder_depth, in_channels=channels, num_classes=classes)
+    table = layer_table(create_model(cfg), (channels, size, size))
+    if verbose:
+        print(table)
+    return table

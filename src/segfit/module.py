@@ -11,31 +11,22 @@ from torchmetrics import MeanMetric
 from segfit.config import ModelConfig, RunConfig
 from segfit.errors import SegfitError
 from segfit.losses import create_loss
-from segfit.metrics import SegmentationMetrics, flatten
+from segfit.epoch_metrics import SegmentationMetrics, flatten
 from segfit.models import create_model
-
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-SCHEDULERS = ("none", "onecycle", "cosine")
-
-
-def logits_to_classes(logits: torch.Tensor) -> torch.Tensor:
-    """Class ids from logits: threshold 0.5 on the sigmoid for one channel, argmax otherwise."""
-    if logits.shape[1] == 1:
-        return (logits[:, 0] > 0).long()
-    return logits.argmax(1)
+from segfit.nets import logits_to_classes
+from segfit.optim import create_optimizer, create_scheduler, stretch_onecycle
 
 
 class SegmentationModule(pl.LightningModule):
     """Trains a segmentation network and records a history row per epoch.
 
     Args:
-        config: ``RunConfig.to_dict()``: plain data, stored in every checkpoint.
+        config: ``RunConfig.to_dict()``: plain data, stored once in every checkpoint (``"segfit"``).
         pretrained: load ``encoder_weights`` (False when the weights come from a checkpoint).
     """
 
     def __init__(self, config: dict, pretrained: bool = True):
         super().__init__()
-        self.save_hyperparameters({"config": config})
         self.cfg = RunConfig.from_dict(config)
         model_cfg = self.cfg.model if pretrained else ModelConfig(**{**vars(self.cfg.model), "encoder_weights": None})
         self.net = create_model(model_cfg).to(memory_format=torch.channels_last)
@@ -108,32 +99,16 @@ class SegmentationModule(pl.LightningModule):
 
     def configure_optimizers(self):
         t = self.cfg.train
-        if t.optimizer not in OPTIMIZERS:
-            raise SegfitError(f"unknown optimizer {t.optimizer!r}", fix=f"use one of {', '.join(OPTIMIZERS)}")
-        opt = OPTIMIZERS[t.optimizer](self.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        if t.scheduler == "none":
-            return opt
-        if t.scheduler == "onecycle":
-            steps = int(self.trainer.estimated_stepping_batches)
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, total_steps=max(steps, 1))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        if t.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(t.epochs, 1))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-        raise SegfitError(f"unknown scheduler {t.scheduler!r}", fix=f"use one of {', '.join(SCHEDULERS)}")
+        opt = create_optimizer(t.optimizer, self.parameters(), t.lr, t.weight_decay)
+        sched = create_scheduler(t.scheduler, opt, t.lr, t.epochs, int(self.trainer.estimated_stepping_batches))
+        return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
 
     def on_train_start(self) -> None:
         """A resumed one-cycle schedule is stretched to the (possibly larger) new number of epochs."""
-        sched = self.lr_schedulers()
-        total = int(self.trainer.estimated_stepping_batches)
-        if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR) and sched.total_steps != total:
-            phases = sched._schedule_phases
-            fraction = (phases[0]["end_step"] + 1) / sched.total_steps
-            sched.total_steps = total
-            phases[0]["end_step"] = float(fraction * total) - 1
-            phases[-1]["end_step"] = total - 1
-            if len(phases) == 3:
-                phases[1]["end_step"] = float(2 * fraction * total) - 2
+        config = self.trainer.lr_scheduler_configs[0] if self.trainer.lr_scheduler_configs else None
+        if config is not None:
+            config.scheduler = stretch_onecycle(config.scheduler, self.trainer.optimizers[0], self.cfg.train.lr,
+                                                int(self.trainer.estimated_stepping_batches))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["segfit"] = {"config": self.cfg.to_dict(), "history": self.history}

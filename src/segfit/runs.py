@@ -1,106 +1,19 @@
-"""Training runs: config from options, the run folder, the Trainer and the ``train()`` API."""
+"""Training runs: the ``train()`` API, from options to a finished run folder and its report."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime
-import logging
 import os
-import shutil
-import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segfit.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, ModelConfig, RunConfig, TrainConfig
+from segfit.config import RunConfig
 from segfit.errors import SegfitError
-from segfit.io import write_csv, write_json
-
-LOGGERS = ("csv", "tensorboard", "none")
-
-# Option names that differ from the config field they set.
-ALIASES = {"model": ("model", "name"), "classes": ("data", "num_classes"), "encoder": ("model", "encoder")}
-
-
-def quiet_libraries() -> None:
-    """Silence library chatter (tips, device banners, deprecation warnings); keep real problems."""
-    import lightning.pytorch  # noqa: F401  (it sets its own log level on import)
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    for pattern in (".*does not have many workers.*", ".*number of training batches.*", ".*LeafSpec.*",
-                    ".*sync_dist.*", ".*litlogger.*", ".*torch.tensor results.*", ".*Checkpoint directory.*exists.*",
-                    ".*ShiftScaleRotate.*", ".*is deprecated.*", ".*weights_only.*", ".*srun.*"):
-        warnings.filterwarnings("ignore", message=pattern)
-
-
-def build_config(data: str | os.PathLike | None = None, **options: Any) -> RunConfig:
-    """A resolved :class:`RunConfig` from a data folder and flat options.
-
-    Options are config field names (``epochs=30``, ``size=128``, ``lr=1e-3``, ``channels=1``) plus
-    ``model`` (the network name), ``classes`` and ``encoder``; ``seed`` sets both the split and the
-    initialisation. Unknown names raise a ``TypeError`` listing the valid ones.
-    """
-    cfg = RunConfig()
-    sections = {"data": cfg.data, "model": cfg.model, "train": cfg.train}
-    fields = {name: section for section, obj in sections.items() for name in (f.name for f in dataclasses.fields(obj))}
-    for key, value in options.items():
-        if value is None:
-            continue
-        if key in ALIASES:
-            section, name = ALIASES[key]
-            setattr(sections[section], name, value)
-        elif key == "seed":
-            cfg.data.seed = cfg.train.seed = value
-        elif key in fields:
-            setattr(sections[fields[key]], key, value)
-        else:
-            valid = sorted(set(fields) | set(ALIASES))
-            raise TypeError(f"unknown option {key!r}; valid options: {', '.join(valid)}")
-    if data is not None:
-        cfg.data.root = str(Path(data).resolve())
-    return resolve(cfg)
-
-
-def resolve(cfg: RunConfig) -> RunConfig:
-    """Fill derived values: model channels/classes from the data, normalisation, validation of names."""
-    cfg.data.resolve()
-    cfg.model.in_channels, cfg.model.num_classes = cfg.data.channels, cfg.data.num_classes
-    if cfg.data.mean is None and cfg.model.name != "notebook" and cfg.data.channels == 3:
-        cfg.data.mean, cfg.data.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
-    if cfg.train.epochs < 1 or cfg.train.batch_size < 1:
-        raise SegfitError("--epochs and --batch-size must be at least 1", fix="use e.g. --epochs 20 --batch-size 16")
-    if cfg.train.lr <= 0:
-        raise SegfitError(f"--lr must be positive, got {cfg.train.lr}", fix="use e.g. --lr 1e-3")
-    if cfg.train.logger not in LOGGERS:
-        raise SegfitError(f"unknown logger {cfg.train.logger!r}", fix=f"use one of {', '.join(LOGGERS)}")
-    return cfg
-
-
-def make_run_dir(out: str | os.PathLike | None, overwrite: bool = False) -> Path:
-    """Create the run folder. An existing non-empty folder is never mixed into: a suffixed new one
-    is made instead, unless ``overwrite`` (which replaces a previous segfit run only)."""
-    out = Path(out or f"Training_{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}")
-    if out.exists() and not out.is_dir():
-        raise SegfitError("output path is a file", out, "give a folder name with --out")
-    if out.is_dir() and any(out.iterdir()):
-        if overwrite:
-            if not (out / "config.json").is_file():
-                raise SegfitError("--overwrite only replaces a segfit run folder, and this one holds other files", out,
-                                  "choose another --out")
-            shutil.rmtree(out)
-        else:
-            n = 2
-            while Path(f"{out}-{n}").exists():
-                n += 1
-            out = Path(f"{out}-{n}")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+from segfit.io import write_json
+from segfit.options import build_config, resolve, resume_config
+from segfit.rundir import make_run_dir, read_json, require_run_dir, resolve_checkpoint, run_dir_of
 
 
 @dataclass
@@ -124,8 +37,8 @@ class TrainResult:
 
 def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None = None, *,
           config: RunConfig | None = None, resume: str | os.PathLike | None = None, overwrite: bool = False,
-          verbose: bool = True, **options: Any) -> TrainResult:
-    """Train a segmentation model and write a run folder.
+          name: str | None = None, verbose: bool = True, **options: Any) -> TrainResult:
+    """Train a segmentation model and write a run folder (``segfit train``).
 
     Args:
         data: data set folder (layouts are detected; see :func:`segfit.data.formats.discover`).
@@ -133,56 +46,37 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         config: a ready :class:`RunConfig` instead of ``data`` and ``options``.
         resume: a checkpoint or run folder to continue from (``epochs`` may be raised).
         overwrite: replace an existing run folder at ``out``.
+        name: run name: the run folder becomes ``out/name``.
         verbose: print the layout, a progress bar and a line per epoch.
-        **options: config fields, e.g. ``epochs=50, size=128, channels=1, batch_size=32``.
+        **options: the command line's options by their long names, e.g. ``epochs=50, size=128,
+            channels=1, batch_size=32, model="unet", palette="vineyard"`` (see :func:`segfit.options.build_config`).
 
     Returns:
         A :class:`TrainResult` with the run folder, best epoch and history.
     """
-    import lightning.pytorch as pl
+    from segfit.trainer import quiet_libraries
 
     quiet_libraries()
-
-    from segfit.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
-    import numpy as np
+    import lightning.pytorch as pl
 
     from segfit.data.datamodule import SegmentationDataModule
-    from segfit.losses import inverse_frequency_weights
     from segfit.module import SegmentationModule
+    from segfit.trainer import build_trainer
 
     verbose = verbose and _env_rank() == 0
     say = print if verbose else (lambda *a, **k: None)
-    ckpt_path = None
+    if name:
+        out = Path(out or ".") / name
     if resume is not None:
-        ckpt_path = resolve_checkpoint(resume, "last")
-        stored = load_checkpoint(ckpt_path)
-        cfg = RunConfig.from_dict(stored["segfit"]["config"])
-        for key in ("epochs", "save_every", "num_workers", "accelerator", "devices", "num_nodes", "strategy", "precision",
-                    "logger", "report"):
-            if options.get(key) is not None:
-                setattr(cfg.train, key, options[key])
-        if options.get("preload") is not None:
-            cfg.data.preload = options["preload"]
-        if data is not None:
-            cfg.data.root = str(Path(data).resolve())
-        run_dir = Path(out) if out else run_dir_of(ckpt_path)
-        if run_dir is None:
-            raise SegfitError("cannot tell which run folder this checkpoint belongs to", ckpt_path, "give the run folder with --out")
-        split = _read_json(run_dir / "split.json")
-        for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
-            stale.unlink(missing_ok=True)  # half-written files of a killed run (the real ones are whole)
-        write_json(run_dir / "config.json", cfg.to_dict())
-        say(f"Resuming {run_dir} from {ckpt_path.name} (epoch {stored.get('epoch', 0) + 1} done), up to epoch {cfg.train.epochs}")
+        ckpt_path, cfg, run_dir, split = _resumed(resume, data, out, options, say)
     else:
-        cfg = resolve(config) if config is not None else build_config(data, **options)
-        split = None
+        if config is None and data is None:
+            raise SegfitError("no data set given", fix="segfit train DATA --out RUN (or -d DATA)")
+        ckpt_path, cfg, run_dir, split = None, resolve(config) if config is not None else build_config(data, **options), None, None
     dm = SegmentationDataModule(cfg.data, cfg.train, split=split)
     dm.prepare(verbose)
     if resume is None:
-        if cfg.train.class_weights == "auto" or (cfg.train.class_weights is None and cfg.data.num_classes > 2):
-            # the pixel counts of the data pass that dm.prepare just made (no second pass over the masks)
-            counts = np.asarray(dm.summary["splits"]["train"]["class_pixels"])
-            cfg.train.class_weights = inverse_frequency_weights(counts)
+        _auto_class_weights(cfg, dm.summary)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     # Built before the run folder exists, so a bad model/encoder/loss name leaves nothing behind.
     module = SegmentationModule(cfg.to_dict(), pretrained=resume is None)
@@ -220,10 +114,67 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     rows = module.history or _history_rows(run_dir)
     result = finish_run(run_dir, rows, cfg, n, time.perf_counter() - start, say)
     if cfg.train.report:
-        from segfit.report import report_after_training
-
-        report_after_training(run_dir, cfg.data.size, verbose=verbose)
+        report(run_dir, refresh=True, verbose=verbose, intro=True)
     return result
+
+
+def _resumed(resume, data, out, options: dict, say):
+    """Checkpoint, config, run folder and split of a run to resume."""
+    from segfit.checkpoint import load_checkpoint
+
+    ckpt_path = resolve_checkpoint(resume, "last")
+    stored = load_checkpoint(ckpt_path)
+    cfg, ignored = resume_config(stored["segfit"]["config"], data, **options)
+    run_dir = Path(out) if out else run_dir_of(ckpt_path)
+    if run_dir is None:
+        raise SegfitError("cannot tell which run folder this checkpoint belongs to", ckpt_path, "give the run folder with --out")
+    split = read_json(run_dir / "split.json")
+    for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
+        stale.unlink(missing_ok=True)  # half-written files of a killed run (the real ones are whole)
+    write_json(run_dir / "config.json", cfg.to_dict())
+    say(f"Resuming {run_dir} from {ckpt_path.name} (epoch {stored.get('epoch', 0) + 1} done), up to epoch {cfg.train.epochs}")
+    if ignored:
+        say("Note: a resumed run keeps its own " + ", ".join("--" + k.replace("_", "-") for k in sorted(ignored))
+            + " (only epochs, hardware, records and --preload can change)")
+    return ckpt_path, cfg, run_dir, split
+
+
+def _auto_class_weights(cfg: RunConfig, summary: dict) -> None:
+    """Inverse-frequency class weights (``auto``, and the default with more than two classes), from the
+    pixel counts of the data pass just made (no second pass over the masks)."""
+    import numpy as np
+
+    from segfit.losses import inverse_frequency_weights
+
+    if cfg.train.class_weights == "auto" or (cfg.train.class_weights is None and cfg.data.num_classes > 2):
+        cfg.train.class_weights = inverse_frequency_weights(np.asarray(summary["splits"]["train"]["class_pixels"]))
+
+
+def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, intro: bool = False) -> Path:
+    """(Re)build ``RUN/report.html`` (``segfit report``); returns its path.
+
+    The best checkpoint is scored on the validation split first (``eval_val/``, at the training size)
+    when ``refresh`` is set or that has not been done yet.
+    """
+    from segfit.report_page import build_report
+
+    run_dir = require_run_dir(run)
+    cfg = RunConfig.from_dict(read_json(run_dir / "config.json"))
+    split = read_json(run_dir / "split.json") if (run_dir / "split.json").is_file() else {}
+    if split.get("val") and (refresh or not (run_dir / "eval_val" / "metrics.json").is_file()):
+        from segfit.evaluation import evaluate
+
+        if not (run_dir / "checkpoints" / "best.ckpt").is_file():
+            raise SegfitError("the run has no best checkpoint yet", run_dir / "checkpoints",
+                              "train it first (segfit train --resume RUN)")
+        if verbose:
+            print(f"Report: scoring the best checkpoint on the {len(split['val'])} validation images"
+                  if intro else "Evaluating the best checkpoint on the validation split for the report")
+        evaluate(run_dir, split="val", size=cfg.data.size, overlays=False, report=False, verbose=False)
+    path = build_report(run_dir)
+    if verbose:
+        print(f"Report: {path}" if intro else f"Wrote {path}")
+    return path
 
 
 def _history_rows(run_dir: Path) -> list[dict]:
@@ -279,16 +230,15 @@ def finish_run(run_dir: Path, rows: list[dict], cfg: RunConfig, counts: dict, se
 
     from segfit.viz import plot_class_metrics, plot_curves
 
-    history = pd.DataFrame(rows)
+    history = pd.DataFrame(rows)  # history.csv itself is written after every epoch (callbacks.RunRecorder)
     if history.empty:
         raise SegfitError("training ended before the first epoch finished", run_dir, "run it again or lower --batch-size")
     best_row = history.loc[history["val_loss"].idxmin()]
     best_epoch = int(best_row["epoch"])
-    write_csv(run_dir / "history.csv", history)
     plot_curves(history, run_dir / "curves.png", best_epoch)
     plot_class_metrics(history, cfg.data.class_names, run_dir / "metrics.png")
     best = {k: float(v) for k, v in best_row.items() if k.startswith("val_")}
-    previous = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
+    previous = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
     summary = {
         "best_epoch": best_epoch,
         "best": best,
@@ -303,64 +253,3 @@ def finish_run(run_dir: Path, rows: list[dict], cfg: RunConfig, counts: dict, se
         f"val_dice {best['val_dice']:.4f}, val_accuracy {best['val_accuracy']:.4f})")
     say(f"Wrote {run_dir}/: checkpoints/best.ckpt, checkpoints/last.ckpt, history.csv, curves.png, metrics.png, summary.json")
     return TrainResult(run_dir, best_epoch, best, history, cfg)
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SegfitError("file missing from the run folder", path, "give a complete run folder") from None
-    except ValueError:
-        raise SegfitError("file is not valid JSON", path, "restore it or start a new run") from None
-
-
-def build_trainer(t: TrainConfig, run_dir: Path, verbose: bool = True):
-    """A Lightning Trainer with segfit's checkpoints, progress and epoch lines."""
-    import lightning.pytorch as pl
-    from segfit.callbacks import ProgressBar, RunCheckpoint, RunRecorder
-    from segfit.checkpoint import AtomicCheckpointIO
-
-    ckpts = run_dir / "checkpoints"
-    show_bar = verbose and sys.stderr.isatty()
-    callbacks = [
-        RunRecorder(run_dir, t.epochs, verbose),
-        ProgressBar() if show_bar else None,
-        RunCheckpoint("best", dirpath=ckpts, filename="best", monitor="val_loss", mode="min", save_top_k=1,
-                        enable_version_counter=False, auto_insert_metric_name=False),
-        # Every epoch (save_last would only write when the best checkpoint is written too).
-        RunCheckpoint("last", dirpath=ckpts, filename="last", monitor=None, save_top_k=1,
-                        enable_version_counter=False, auto_insert_metric_name=False),
-    ]
-    if t.save_every > 0:
-        callbacks.append(RunCheckpoint("every", dirpath=ckpts, filename="epoch_{ep:.0f}", every_n_epochs=t.save_every,
-                                         save_top_k=-1, auto_insert_metric_name=False, enable_version_counter=False))
-    devices: Any = int(t.devices) if str(t.devices).isdigit() else t.devices
-    return pl.Trainer(
-        default_root_dir=run_dir, max_epochs=t.epochs, accelerator=t.accelerator, devices=devices,
-        num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision, deterministic=t.deterministic,
-        logger=create_logger(t.logger, run_dir), callbacks=[c for c in callbacks if c is not None], enable_model_summary=False,
-        use_distributed_sampler=False,  # segfit's samplers shard by rank themselves (no repeated val images)
-        enable_progress_bar=show_bar, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
-    )
-
-
-def create_logger(name: str, run_dir: Path):
-    """Lightning's CSV or TensorBoard logger, writing to ``RUN/logs/version_N/`` (a new version on
-    each resume, so earlier logs are kept), or ``False`` for ``none``."""
-    if name == "none":
-        return False
-    if name == "csv":
-        from lightning.pytorch.loggers import CSVLogger
-
-        return CSVLogger(run_dir, name="logs")
-    if name == "tensorboard":
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
-            raise SegfitError("--logger tensorboard needs the tensorboard package", fix="pip install tensorboard, or use --logger csv")
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        return TensorBoardLogger(run_dir, name="logs", default_hp_metric=False)
-    raise SegfitError(f"unknown logger {name!r}", fix=f"use one of {', '.join(LOGGERS)}")

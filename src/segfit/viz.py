@@ -9,6 +9,9 @@ import numpy as np
 
 from segfit.io import save_figure
 
+FP_COLOR = (230, 40, 40)  # error overlays: predicted, not true
+FN_COLOR = (40, 120, 255)  # true, not predicted
+
 
 def _plt():
     import matplotlib
@@ -109,3 +112,47 @@ def plot_pair(image: np.ndarray, mask: np.ndarray, title: str, num_classes: int,
     for ax in (a, b):
         ax.axis("off")
     save_figure(path, fig)
+
+
+def error_strip(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, colors, height: int = 150, gap: int = 4) -> np.ndarray:
+    """Image · truth · prediction · errors side by side, ``height`` pixels high (the report's gallery):
+    errors are :data:`FP_COLOR` (predicted but not true) and :data:`FN_COLOR` (true but missed) over
+    the dimmed image."""
+    from segfit.data.preprocess import resize_image, resize_mask
+
+    width = max(1, round(truth.shape[1] * height / truth.shape[0]))
+    image = resize_image(to_rgb8(image), (height, width))
+    truth, pred = resize_mask(truth, (height, width)), resize_mask(pred, (height, width))
+    errors = image.astype(np.float32) * 0.6
+    wrong = pred != truth
+    errors[wrong & (pred > 0)] = FP_COLOR
+    errors[wrong & (pred == 0)] = FN_COLOR
+    tiles = [image, overlay(image, truth, colors, 0.45), overlay(image, pred, colors, 0.45), errors.astype(np.uint8)]
+    sep = np.full((height, gap, 3), 255, np.uint8)
+    return np.concatenate([part for tile in tiles for part in (tile, sep)][:-1], axis=1)
+
+
+def plot_size_distribution(objects, classes: list[str], path: str | os.PathLike, scale: float | None = None,
+                           unit: str = "px") -> None:
+    """Histogram of equivalent diameters, one panel per class, in ``unit`` (pixels times ``scale``)."""
+    plt = _plt()
+    cols = min(3, max(1, len(classes)))
+    rows = max(1, math.ceil(len(classes) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.5 * rows), dpi=100, squeeze=False)
+    for ax in axes.ravel()[len(classes):]:
+        ax.axis("off")
+    for i, (ax, name) in enumerate(zip(axes.ravel(), classes)):
+        d = objects.loc[objects["class"] == name, "equivalent_diameter"].to_numpy(float) * (scale or 1.0)
+        if len(d):
+            ax.hist(d, bins=min(30, max(5, int(np.sqrt(len(d))))), color=plt.get_cmap("tab10")(i % 10))
+            ax.axvline(np.median(d), color="black", ls="--", lw=1, label=f"median {np.median(d):.3g} {unit}")
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no objects", ha="center", va="center", transform=ax.transAxes, fontsize=12)
+        ax.set_title(f"{name}: {len(d)} objects")
+        ax.set_xlabel(f"equivalent diameter ({unit})")
+        ax.set_ylabel("objects")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(path, fig)
+

@@ -16,6 +16,8 @@ import numpy as np
 
 from segfit.config import DataConfig
 from segfit.data.formats import Sample
+from segfit.data.preprocess import load_pair
+from segfit.io import atomic_path
 
 CACHE_VERSION = 1
 
@@ -52,8 +54,6 @@ class PairCache:
         self.hits = self.misses = 0
 
     def get(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-        from segfit.data.datamodule import load_pair
-
         if self.memory:
             pair = self._store.get(sample.name)
             if pair is None:
@@ -78,9 +78,7 @@ class PairCache:
 
     def _write(self, path: Path, image: np.ndarray, mask: np.ndarray) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-            np.savez(tmp, image=image, mask=mask)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.savez(f, image=image, mask=mask)
         except OSError:
             pass  # a read-only or full disk only costs speed

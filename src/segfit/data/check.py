@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from segfit.config import DataConfig
-from segfit.data.formats import IMAGE_EXTS, MASK_EXTS, discover, read_image, read_mask
+from segfit.data.formats import MASK_EXTS, discover, list_files, read_image, read_mask, to_class_ids
 from segfit.errors import SegfitError
 
 
@@ -55,9 +56,25 @@ class CheckReport:
         return out
 
 
+def check(data: str | os.PathLike, verbose: bool = True, **options) -> CheckReport:
+    """Validate a data set without training: ``segfit check DATA`` (same options as the data options of
+    ``train``: ``images``, ``masks``, ``mask_suffix``, ``mask_mode``, ``classes``, ``class_names`` ...).
+
+    Returns the :class:`CheckReport`; with ``verbose`` its lines are printed.
+    """
+    from segfit.options import data_config
+
+    report = check_dataset(data_config(data, **options))
+    if verbose:
+        print("\n".join(report.lines()))
+    return report
+
+
 def check_dataset(cfg: DataConfig) -> CheckReport:
     """Read every image and mask once and collect every problem (not only the first)."""
-    cfg.resolve()
+    from segfit.options import resolve_data
+
+    resolve_data(cfg)
     report = CheckReport(class_names=list(cfg.class_names))
     layout = discover(cfg.root, cfg.images, cfg.masks, cfg.mask_suffix, require_masks=False)
     report.layout = layout.description
@@ -72,32 +89,15 @@ def check_dataset(cfg: DataConfig) -> CheckReport:
             raw_image = read_image(s.image, 3)
             image_channels = _file_channels(s.image)
             mask = read_mask(s.mask)
+            report.sizes[raw_image.shape[:2]] += 1
+            report.channels[image_channels] += 1
+            if mask.shape != raw_image.shape[:2]:
+                raise SegfitError(f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is "
+                                  f"{raw_image.shape[0]}x{raw_image.shape[1]}", s.mask, "masks must have the size of their image")
+            ids = to_class_ids(mask, cfg.mask_mode, cfg.num_classes, s.mask)  # the readers' own rules
         except SegfitError as exc:
             report.problems.append(exc)
             continue
-        report.sizes[raw_image.shape[:2]] += 1
-        report.channels[image_channels] += 1
-        if mask.shape != raw_image.shape[:2]:
-            report.problems.append(SegfitError(
-                f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is {raw_image.shape[0]}x{raw_image.shape[1]}",
-                s.mask, "masks must have the size of their image"))
-            continue
-        if cfg.mask_mode == "binary":
-            ids = (mask > 0).astype(np.int64)
-        else:
-            values, counts = np.unique(mask, return_counts=True)
-            if set(values.tolist()) <= {0, 255} and 255 in values and cfg.num_classes < 256:
-                report.problems.append(SegfitError("mask holds 0/255 values but --mask-mode is index", s.mask,
-                                                   "use --mask-mode binary"))
-                continue
-            bad = values >= cfg.num_classes
-            if bad.any():
-                listed = ", ".join(f"{v}: {c} px" for v, c in zip(values[bad][:6].tolist(), counts[bad][:6].tolist()))
-                report.problems.append(SegfitError(
-                    f"mask values outside the {cfg.num_classes} classes 0..{cfg.num_classes - 1} ({listed})", s.mask,
-                    "declare more classes with --classes, or fix the mask"))
-                continue
-            ids = mask.astype(np.int64)
         report.class_pixels += np.bincount(ids.ravel(), minlength=cfg.num_classes)[: cfg.num_classes]
     return report
 
@@ -122,8 +122,8 @@ def _orphan_masks(layout, cfg: DataConfig) -> list[Path]:
     image_folders = {s.image.parent for s in layout.samples}
     orphans = []
     for folder in folders:
-        for p in sorted(folder.iterdir()):
-            if p.is_file() and p.suffix.lower() in MASK_EXTS and p.resolve() not in used:
+        for p in list_files(folder, MASK_EXTS):
+            if p.resolve() not in used:
                 # In a flat folder, files without the mask suffix are images, not masks.
                 if folder in image_folders and not p.stem.endswith(cfg.mask_suffix):
                     continue

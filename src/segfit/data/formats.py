@@ -46,7 +46,8 @@ class Layout:
     description: str
 
 
-def _files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
+def list_files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
+    """The files of ``folder`` with one of the extensions ``exts``, sorted (hidden files skipped)."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."))
 
 
@@ -84,14 +85,14 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         if mask_dir is None and require_masks:
             raise SegfitError(f"no mask folder beside {image_dir.name}/", root,
                               f"add one of {', '.join(MASK_FOLDERS)}/ or name it with --masks")
-        image_files = _by_stem(_files(image_dir, IMAGE_EXTS), "image")
-        mask_files = _by_stem(_files(mask_dir, MASK_EXTS), "mask") if mask_dir else {}
+        image_files = _by_stem(list_files(image_dir, IMAGE_EXTS), "image")
+        mask_files = _by_stem(list_files(mask_dir, MASK_EXTS), "mask") if mask_dir else {}
         mask_files = {_strip(s, mask_suffix, image_files): p for s, p in mask_files.items()}
         where = f"{_rel(image_dir, root)}/ with masks in {_rel(mask_dir, root)}/" if mask_dir else f"{_rel(image_dir, root)}/"
     else:
         if masks is not None:
             raise SegfitError("--masks needs an image folder", root, "name it with --images")
-        files = _files(root, IMAGE_EXTS + MASK_EXTS)
+        files = list_files(root, IMAGE_EXTS + MASK_EXTS)
         mask_list = [p for p in files if p.stem.endswith(mask_suffix) and p.suffix.lower() in MASK_EXTS] if mask_suffix else []
         image_list = [p for p in files if p not in mask_list and p.suffix.lower() in IMAGE_EXTS]
         image_files = _by_stem(image_list, "image")
@@ -138,17 +139,28 @@ def _rel(path: Path, root: Path) -> str:
 
 def list_images(inputs: list[str | os.PathLike]) -> list[Path]:
     """Image files named directly or found in the given folders (mask-like ``*_bin`` files skipped)."""
+    found = list_inputs(inputs, IMAGE_EXTS, ("_bin", "_overlay", "_mask"))
+    if not found:
+        raise SegfitError("no images found", ", ".join(map(str, inputs)), "give image files or folders that hold them")
+    return found
+
+
+def list_inputs(inputs: list[str | os.PathLike], exts: tuple[str, ...], skip: tuple[str, ...] = (),
+                empty_folder: SegfitError | None = None) -> list[Path]:
+    """Files named directly, and the files with one of ``exts`` in the named folders (stems ending in one of
+    ``skip`` left out). ``empty_folder``: raised (with the folder as its file) for a folder with none."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found += [p for p in _files(path, IMAGE_EXTS) if not p.stem.endswith(("_bin", "_overlay", "_mask"))]
+            files = [p for p in list_files(path, exts) if not (skip and p.stem.endswith(skip))]
+            if not files and empty_folder is not None:
+                raise SegfitError(empty_folder.what, path, empty_folder.fix)
+            found += files
         elif path.is_file():
             found.append(path)
         else:
             raise SegfitError("input not found", path, "check the path")
-    if not found:
-        raise SegfitError("no images found", ", ".join(map(str, inputs)), "give image files or folders that hold them")
     return found
 
 
@@ -264,12 +276,13 @@ def to_class_ids(mask: np.ndarray, mode: str, num_classes: int, path: Path | Non
         return (mask > 0).astype(np.uint8)
     top = int(mask.max()) if mask.size else 0
     if top >= num_classes:
-        values = np.unique(mask)
+        values, counts = np.unique(mask, return_counts=True)
         if set(values.tolist()) <= {0, 255}:
             raise SegfitError("mask holds 0/255 values but --mask-mode is index", path, "use --mask-mode binary")
-        bad = values[values >= num_classes]
-        raise SegfitError(f"mask values {_short(bad)} are outside the {num_classes} classes 0..{num_classes - 1}", path,
-                          "declare more classes with --classes, or fix the mask")
+        bad = values >= num_classes
+        pixels = ", ".join(f"{v}: {c} px" for v, c in zip(values[bad][:6].tolist(), counts[bad][:6].tolist()))
+        raise SegfitError(f"mask values {_short(values[bad])} are outside the {num_classes} classes 0..{num_classes - 1}"
+                          f" ({pixels})", path, "declare more classes with --classes, or fix the mask")
     return mask.astype(np.uint8)
 
 

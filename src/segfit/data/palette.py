@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segfit.data.formats import list_files
 from segfit.errors import SegfitError
 
 _CHANNELS = {"red": 0, "r": 0, "green": 1, "g": 1, "blue": 2, "b": 2}
@@ -167,22 +168,38 @@ def load_palette(spec: str | os.PathLike | dict) -> Palette:
     return palette
 
 
-def convert_masks(src: str | os.PathLike, dst: str | os.PathLike, palette: Palette, suffix: str = "_bin",
-                  dry_run: bool = False, force: bool = False, unmatched: str | None = None) -> dict:
-    """Convert every colour mask ``SRC/NAME.png`` into ``DST/NAME<suffix>.png`` (8-bit class ids).
+def convert_masks(src: str | os.PathLike, dst: str | os.PathLike, palette: Palette | str | os.PathLike | dict,
+                  suffix: str = "_bin", dry_run: bool = False, force: bool = False, unmatched: str | None = None,
+                  verbose: bool = False) -> dict:
+    """Convert every colour mask ``SRC/NAME.png`` into ``DST/NAME<suffix>.png`` (8-bit class ids):
+    ``segfit convert-masks``.
 
-    Nothing is written when a target exists (unless ``force``), when ``dry_run``, or when
-    ``unmatched="error"`` and a pixel matches no rule. Returns the report: files, pixels per class,
-    unmatched pixels.
+    ``palette`` is a :class:`Palette`, a palette file or a preset name. Nothing is written when a target
+    exists (unless ``force``), when ``dry_run``, or when ``unmatched="error"`` and a pixel matches no rule.
+    Returns the report: files, pixels per class, unmatched pixels; ``verbose`` prints it.
     """
+    if not isinstance(palette, Palette):
+        palette = load_palette(palette)
+    report = _convert(Path(src), Path(dst), palette, suffix, dry_run, force, unmatched)
+    if verbose:
+        total = sum(report["pixels"].values()) or 1
+        print(f"{report['files']} colour masks in {src}")
+        for name, n in report["pixels"].items():
+            print(f"  {name:<14}{n:>14,} pixels  {100 * n / total:6.2f} %")
+        print(f"  {'unmatched':<14}{report['unmatched']:>14,} pixels (counted as background)")
+        print("Dry run: nothing written." if dry_run else f"Wrote {report['written']} masks NAME{suffix}.png to {dst}/")
+    return report
+
+
+def _convert(src: Path, dst: Path, palette: Palette, suffix: str, dry_run: bool, force: bool,
+             unmatched: str | None) -> dict:
     from PIL import Image
 
     from segfit.io import atomic_path
 
-    src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise SegfitError("source folder not found", src, "give the folder of colour-coded masks")
-    files = sorted(p for p in src.iterdir() if p.suffix.lower() in (".png", ".bmp", ".tif", ".tiff") and not p.name.startswith("."))
+    files = list_files(src, (".png", ".bmp", ".tif", ".tiff"))
     if not files:
         raise SegfitError("no colour masks (.png, .bmp, .tif) found", src, "check the folder")
     targets = [dst / f"{p.stem}{suffix}.png" for p in files]
@@ -192,7 +209,7 @@ def convert_masks(src: str | os.PathLike, dst: str | os.PathLike, palette: Palet
             raise SegfitError(f"{len(existing)} target files exist already", existing[0], "add --force to replace them")
     policy = unmatched or palette.unmatched
     if policy == "error" and not dry_run:  # check every file before writing any
-        convert_masks(src, dst, palette, suffix, dry_run=True, force=force, unmatched="error")
+        _convert(src, dst, palette, suffix, dry_run=True, force=force, unmatched="error")
     counts = np.zeros(len(palette.names), np.int64)
     unmatched_total, per_file = 0, []
     for path, target in zip(files, targets):

@@ -16,130 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-from segfit.data.formats import MASK_EXTS, read_image, read_mask
+from segfit.data.formats import MASK_EXTS, list_inputs, read_image, read_mask
 from segfit.errors import SegfitError
+from segfit.objects import LENGTHS, OBJECT_COLUMNS, label_objects, measure_objects, renumber
 
-OBJECT_COLUMNS = ["image", "class", "object_id", "area", "equivalent_diameter", "perimeter", "major_axis",
-                  "minor_axis", "eccentricity", "solidity", "centroid_x", "centroid_y"]
 IMAGE_COLUMNS = ["image", "class", "count", "coverage", "mean_diameter", "median_diameter", "std_diameter"]
 FILES = ["objects.csv", "images.csv", "size_distribution.png"]
-LENGTHS = ["equivalent_diameter", "perimeter", "major_axis", "minor_axis", "centroid_x", "centroid_y"]
-# regionprops_table name -> our column (centroid-0 is the row, centroid-1 the column)
-_PROPS = {"label": "object_id", "area": "area", "equivalent_diameter_area": "equivalent_diameter",
-          "perimeter": "perimeter", "axis_major_length": "major_axis", "axis_minor_length": "minor_axis",
-          "eccentricity": "eccentricity", "solidity": "solidity", "centroid-1": "centroid_x", "centroid-0": "centroid_y"}
-_EIGHT = np.ones((3, 3), bool)
-# Distance-map peaks less than this many pixels above the saddle to a higher peak are the staircase of
-# pixelated outlines (thin or tilted ellipses), not separate objects: they share the higher one's marker.
-_MERGE_HEIGHT = 1.0
 _MAX_CLASS_VALUES = 64  # more distinct values than this: a photo or an instance map, not class ids
-
-
-def label_objects(binary: np.ndarray, split_touching: bool = False, min_distance: int = 5,
-                  min_area: int = 0) -> np.ndarray:
-    """Label the objects of a boolean mask.
-
-    Args:
-        binary: ``H x W`` mask (non-zero is foreground).
-        split_touching: split touching objects by a watershed of the Euclidean distance transform, from
-            markers at its peaks (``skimage.feature.peak_local_max`` with ``min_distance``); peaks on one
-            plateau, or less than 1 px above the saddle to a higher peak, share a marker, and every
-            connected component without a peak gets its own, so no foreground pixel is lost.
-        min_distance: smallest distance in pixels between two peaks (two object centres).
-        min_area: objects with fewer pixels are removed.
-
-    Returns:
-        An int32 label image: 0 is background, objects are 1..N in raster order of their first pixel
-        (connected components with 8-connectivity unless split).
-    """
-    from scipy import ndimage
-
-    mask = np.asarray(binary) != 0
-    if mask.ndim != 2:
-        raise ValueError(f"label_objects needs a 2-D mask, not shape {mask.shape}")
-    labels, n = ndimage.label(mask, structure=_EIGHT)
-    if split_touching and n:
-        labels = _watershed_split(mask, labels, min_distance)
-    return _renumber(labels, min_area)
-
-
-def _watershed_split(mask: np.ndarray, components: np.ndarray, min_distance: int) -> np.ndarray:
-    from scipy import ndimage
-    from skimage.feature import peak_local_max
-    from skimage.morphology import local_maxima, reconstruction
-    from skimage.segmentation import watershed
-
-    distance = ndimage.distance_transform_edt(mask)
-    peaks = np.zeros(mask.shape, bool)
-    peaks[tuple(peak_local_max(distance, min_distance=min_distance, labels=components, exclude_border=False).T)] = True
-    per_component = np.bincount(components[peaks], minlength=int(components.max()) + 1)
-    markers = np.zeros(mask.shape, np.int32)
-    n = 0
-    for index, box in enumerate(ndimage.find_objects(components), start=1):
-        own = components[box] == index
-        if per_component[index] < 2:  # one peak, or none: the whole component is one object
-            n += 1
-            markers[box][own] = n
-            continue
-        # A peak's marker is the top of its dome: the connected pixels within _MERGE_HEIGHT of it. Adjacent
-        # peaks of a plateau or ridge, and staircase peaks, fall in one top and become one marker.
-        d = np.where(own, distance[box], 0.0)
-        tops, _ = ndimage.label(local_maxima(reconstruction(d - _MERGE_HEIGHT, d), connectivity=2) & own, structure=_EIGHT)
-        chosen = np.unique(tops[peaks[box] & own])
-        found, k = ndimage.label(np.isin(tops, chosen[chosen > 0]), structure=_EIGHT)
-        if k == 0:
-            found, k = own.astype(np.int32), 1
-        markers[box][found > 0] = found[found > 0] + n
-        n += k
-    return watershed(-distance, markers, mask=mask, connectivity=2)
-
-
-def _renumber(labels: np.ndarray, min_area: int = 0) -> np.ndarray:
-    """Drop objects smaller than ``min_area`` pixels; number the rest 1..N in raster order (int32)."""
-    ids, first, inverse, areas = np.unique(np.asarray(labels).ravel(), return_index=True, return_inverse=True,
-                                           return_counts=True)
-    kept = np.flatnonzero((ids > 0) & (areas >= max(min_area, 1)))
-    new = np.zeros(len(ids), np.int32)
-    new[kept[np.argsort(first[kept])]] = np.arange(1, len(kept) + 1, dtype=np.int32)
-    return new[inverse].reshape(np.shape(labels))
-
-
-def measure_objects(labels: np.ndarray):
-    """One row per object of a label image (``skimage.measure.regionprops_table``), in pixels.
-
-    Columns: object_id, area, equivalent_diameter, perimeter, major_axis, minor_axis, eccentricity,
-    solidity, centroid_x (column), centroid_y (row).
-    """
-    import pandas as pd
-    from skimage.measure import regionprops_table
-
-    labels = np.asarray(labels)
-    if labels.dtype.kind not in "iu":
-        raise ValueError(f"measure_objects needs an integer label image, not {labels.dtype}")
-    table = regionprops_table(labels, properties=("label", "area", "equivalent_diameter_area", "perimeter",
-                                                  "axis_major_length", "axis_minor_length", "eccentricity",
-                                                  "solidity", "centroid"))
-    frame = pd.DataFrame({ours: np.asarray(table[theirs], dtype=float) for theirs, ours in _PROPS.items()})
-    return frame.astype({"object_id": int, "area": int})
 
 
 def list_masks(inputs: list[str | os.PathLike]) -> list[Path]:
     """Mask files named directly or found in folders (``*_overlay.png`` and non-mask files skipped)."""
-    found: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MASK_EXTS
-                           and not p.name.startswith(".") and not p.stem.endswith("_overlay"))
-            if not files:
-                raise SegfitError("no masks found", path, "give a folder of class-index masks (NAME.png from "
-                                  "`segfit predict`), or images with --checkpoint to predict masks first")
-            found += files
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise SegfitError("input not found", path, "check the path")
-    return found
+    return list_inputs(inputs, MASK_EXTS, ("_overlay",), SegfitError(
+        "no masks found", fix="give a folder of class-index masks (NAME.png from `segfit predict`), "
+                              "or images with --checkpoint to predict masks first"))
 
 
 def read_class_mask(path: Path, instance_maps: bool = False) -> np.ndarray:
@@ -179,9 +69,9 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         out: output folder (never an input folder).
         checkpoint: checkpoint, run folder or .onnx file: predict masks into ``out/masks`` first.
         classes: class names or ids to measure (default: every class but background).
-        class_names: names, background first, when neither the checkpoint nor a ``predictions.json`` beside
+        class_names: names (a list or comma-separated text), background first, when neither the checkpoint nor a ``predictions.json`` beside
             the masks names them (default background, class_1, ...).
-        split_touching: split touching objects (see :func:`label_objects`).
+        split_touching: split touching objects (see :func:`segfit.objects.label_objects`).
         min_distance: smallest distance between two object centres when splitting, in pixels.
         min_area: drop objects of fewer pixels.
         pixel_size: size of one pixel in ``unit``: adds ``area_<unit>2``, ``*_<unit>`` columns.
@@ -200,6 +90,8 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     from segfit.io import progress, write_csv, write_json
 
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if isinstance(class_names, str):
+        class_names = [n.strip() for n in class_names.split(",") if n.strip()]
     out = Path(out)
     scale = _check_options(pixel_size, unit, min_distance, min_area, checkpoint, class_names, instance_maps)
     for item in inputs:
@@ -211,15 +103,14 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
 
     run_dir = masks_dir = None
     if checkpoint is not None:
-        from segfit.checkpoint import run_dir_of
-        from segfit.predict import Predictor
+        from segfit.predictor import Predictor
+        from segfit.rundir import run_dir_of_model
 
         predictor = Predictor.from_checkpoint(checkpoint)
         masks_dir = out / "masks"
         masks = predictor.predict_files(inputs, masks_dir)
         names = list(predictor.class_names)
-        ckpt = predictor.checkpoint
-        run_dir = run_dir_of(Path(ckpt)) if ckpt and str(ckpt).endswith(".ckpt") else None
+        run_dir = run_dir_of_model(predictor.checkpoint)
     else:
         masks = list_masks(inputs)
         names, run_dir = _recorded(masks)
@@ -241,7 +132,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
                               path, "name every class with --class-names, background first; for instance label maps add --instance-maps")
         for cid in chosen:
             if instance_maps:
-                labels, coverage = _renumber(mask, min_area), float(np.mean(mask > 0))
+                labels, coverage = renumber(mask, min_area), float(np.mean(mask > 0))
             else:
                 binary = mask == cid
                 labels = label_objects(binary, split_touching, min_distance, min_area)
@@ -268,6 +159,8 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     write_csv(out / "objects.csv", objects)
     write_csv(out / "images.csv", per_image)
     shown = [names[c] for c in chosen]
+    from segfit.viz import plot_size_distribution
+
     plot_size_distribution(objects, shown, out / "size_distribution.png", scale, unit if scale else "px")
     summary = {"images": len(masks), "classes": _class_summary(objects, per_image, shown, scale),
                "class_names": names, "unit": unit if scale else "px", "pixel_size": scale,
@@ -282,10 +175,11 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
             print(_summary_line(name, info, len(masks), summary["unit"]))
         print(f"Wrote {out}/: {'masks/, ' if masks_dir else ''}{', '.join(FILES)}, quantify.json")
     if run_dir and (Path(run_dir) / "config.json").is_file():  # a run's predictions: add them to its report
-        from segfit.report import register
+        from segfit.report_page import update_report
+        from segfit.rundir import record_output
 
-        register(run_dir, "quantifications", out)
-        if verbose:
+        record_output(run_dir, "quantifications", out)
+        if update_report(run_dir) and verbose:
             print(f"Updated {Path(run_dir) / 'report.html'}")
     return summary
 
@@ -303,7 +197,7 @@ def _check_options(pixel_size, unit, min_distance, min_area, checkpoint, class_n
                           "the checkpoint names its classes: drop --class-names")
     if pixel_size is None:
         if unit != "px":
-            raise SegfitError(f"unit {unit!r} needs a pixel size", fix=f"give the size of one pixel, e.g. --pixel-size 2.5 --unit {unit}")
+            raise SegfitError(f"--unit needs --pixel-size (unit {unit!r} needs a pixel size)", fix=f"give the size of one pixel, e.g. --pixel-size 2.5 --unit {unit}")
         return None
     if not (isinstance(pixel_size, (int, float)) and math.isfinite(pixel_size) and pixel_size > 0):
         raise SegfitError(f"--pixel-size must be a number above 0, not {pixel_size}", fix="give e.g. --pixel-size 2.5 --unit nm")
@@ -373,32 +267,3 @@ def _summary_line(name: str, info: dict, n_images: int, unit: str) -> str:
     if info["objects"]:
         line += f", mean equivalent diameter {info['mean_diameter']:.1f} {unit} (median {info['median_diameter']:.1f})"
     return line
-
-
-def plot_size_distribution(objects, classes: list[str], path: str | os.PathLike, scale: float | None = None,
-                           unit: str = "px") -> None:
-    """Histogram of equivalent diameters, one panel per class, in ``unit`` (pixels times ``scale``)."""
-    from segfit.io import save_figure
-    from segfit.viz import _plt
-
-    plt = _plt()
-    cols = min(3, max(1, len(classes)))
-    rows = max(1, math.ceil(len(classes) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.5 * rows), dpi=100, squeeze=False)
-    for ax in axes.ravel()[len(classes):]:
-        ax.axis("off")
-    for i, (ax, name) in enumerate(zip(axes.ravel(), classes)):
-        d = objects.loc[objects["class"] == name, "equivalent_diameter"].to_numpy(float) * (scale or 1.0)
-        if len(d):
-            ax.hist(d, bins=min(30, max(5, int(np.sqrt(len(d))))), color=plt.get_cmap("tab10")(i % 10))
-            ax.axvline(np.median(d), color="black", ls="--", lw=1, label=f"median {np.median(d):.3g} {unit}")
-            ax.legend(fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "no objects", ha="center", va="center", transform=ax.transAxes, fontsize=12)
-        ax.set_title(f"{name}: {len(d)} objects")
-        ax.set_xlabel(f"equivalent diameter ({unit})")
-        ax.set_ylabel("objects")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_figure(path, fig)
-

@@ -2,7 +2,8 @@
 
 The page is rebuilt from the files of the run folder: ``config.json``, ``data.json``,
 ``history.csv``, ``summary.json``, ``environment.json``, the validation evaluation ``eval_val/``
-(written after training) and every evaluation and quantification registered in ``outputs.json``.
+(written after training, with its gallery of strips) and every evaluation and quantification recorded
+in ``outputs.json``. This module only reads those files and writes the page: it never runs a network.
 ``segfit report RUN`` rebuilds it; ``train``, ``evaluate`` and ``quantify`` keep it current.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import io
 import json
 import math
 import os
@@ -19,58 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
-from segfit.errors import SegfitError
-from segfit.io import write_json, write_text
-
-FP_COLOR = (230, 40, 40)  # predicted, not true
-FN_COLOR = (40, 120, 255)  # true, not predicted
+from segfit.io import write_text
+from segfit.rundir import outputs, read_json_if_any, require_run_dir
+from segfit.viz import FN_COLOR, FP_COLOR
 
 
-# ---------------------------------------------------------------------------------------------
-# Keeping the report current
-
-
-def register(run_dir: str | os.PathLike, kind: str, path: str | os.PathLike, rebuild: bool = True) -> None:
-    """Record an output folder (``kind``: ``evaluations`` or ``quantifications``) in the run's
-    ``outputs.json`` and rebuild ``report.html``. A failure to rebuild is reported, not raised:
-    the output it describes is already written."""
-    run_dir = Path(run_dir)
-    record_file = run_dir / "outputs.json"
-    record = _json(record_file) or {}
-    target = Path(path).resolve()
+def update_report(run_dir: str | os.PathLike) -> Path | None:
+    """Rebuild ``report.html`` after an output was added; a failure is reported, not raised (the
+    output it describes is already written). Returns the page, or None when it failed."""
     try:
-        entry = str(target.relative_to(run_dir.resolve()))
-    except ValueError:
-        entry = str(target)
-    entries = [e for e in record.get(kind, []) if e != entry] + [entry]
-    record[kind] = entries
-    write_json(record_file, record)
-    if rebuild:
-        try:
-            build_report(run_dir)
-        except Exception as exc:  # noqa: BLE001 (the page is a view; the figures are already saved)
-            print(f"Note: report.html was not updated ({type(exc).__name__}: {exc}); rebuild it with: segfit report {run_dir}")
-
-
-def report_after_training(run_dir: str | os.PathLike, size: int | None, verbose: bool = True) -> Path:
-    """Evaluate the best checkpoint on the validation split (``eval_val/``, at the training size)
-    and write ``report.html``."""
-    from segfit.evaluation import evaluate
-
-    run_dir = Path(run_dir)
-    split = _json(run_dir / "split.json") or {}
-    if split.get("val"):
-        if verbose:
-            print(f"Report: scoring the best checkpoint on the {len(split['val'])} validation images")
-        evaluate(run_dir, split="val", size=size, overlays=False, report=False, verbose=False)
-    path = build_report(run_dir)
-    if verbose:
-        print(f"Report: {path}")
-    return path
-
-
-# ---------------------------------------------------------------------------------------------
-# The page
+        return build_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 (the page is a view; the figures are already saved)
+        print(f"Note: report.html was not updated ({type(exc).__name__}: {exc}); rebuild it with: segfit report {run_dir}")
+        return None
 
 
 def build_report(run_dir: str | os.PathLike, gallery_size: int = 4) -> Path:
@@ -82,36 +43,30 @@ def build_report(run_dir: str | os.PathLike, gallery_size: int = 4) -> Path:
     """
     import pandas as pd
 
-    run_dir = Path(run_dir)
-    config = _json(run_dir / "config.json")
-    if config is None:
-        raise SegfitError("not a run folder (no config.json)", run_dir, "give the folder that segfit train wrote")
-    summary = _json(run_dir / "summary.json") or {}
+    run_dir = require_run_dir(run_dir)
+    config = read_json_if_any(run_dir / "config.json") or {}
+    summary = read_json_if_any(run_dir / "summary.json") or {}
     history = pd.read_csv(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else None
     names = config.get("data", {}).get("class_names") or ["background", "foreground"]
-    colors = config.get("data", {}).get("class_colors") or [[0, 0, 0], [255, 0, 0]]
-    outputs = _json(run_dir / "outputs.json") or {}
 
     parts = [_header(run_dir, config, summary)]
-    parts.append(_data_section(_json(run_dir / "data.json"), names, config))
+    parts.append(_data_section(read_json_if_any(run_dir / "data.json"), names, config))
     parts.append(_config_section(config))
     parts.append(_training_section(run_dir, history, summary, names))
     val_dir = run_dir / "eval_val"
     if (val_dir / "metrics.json").is_file():
         parts.append(_evaluation_section(val_dir, names, "Validation (best checkpoint)", grid=False))
-        parts.append(_gallery_section(run_dir, val_dir, colors, gallery_size))
-    for entry in outputs.get("evaluations", []):
-        folder = _resolve(run_dir, entry)
+        parts.append(_gallery_section(val_dir, gallery_size))
+    for folder in outputs(run_dir, "evaluations"):
         if folder.resolve() != val_dir.resolve() and (folder / "metrics.json").is_file():
-            metrics = _json(folder / "metrics.json") or {}
+            metrics = read_json_if_any(folder / "metrics.json") or {}
             split = str(metrics.get("split", "test"))
             title = f"{split.capitalize()} set" + ("" if folder.name == f"eval_{split}" else f" ({folder.name})")
             parts.append(_evaluation_section(folder, names, title))
-    for entry in outputs.get("quantifications", []):
-        folder = _resolve(run_dir, entry)
+    for folder in outputs(run_dir, "quantifications"):
         if (folder / "quantify.json").is_file():
             parts.append(_quantify_section(folder))
-    parts.append(_environment_section(_json(run_dir / "environment.json"), summary, history))
+    parts.append(_environment_section(read_json_if_any(run_dir / "environment.json"), summary, history))
     title = f"segfit report: {run_dir.name}"
     page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -200,7 +155,7 @@ def _training_section(run_dir: Path, history, summary: dict, names: list[str]) -
 def _evaluation_section(folder: Path, names: list[str], title: str, grid: bool = True) -> str:
     import pandas as pd
 
-    metrics = _json(folder / "metrics.json") or {}
+    metrics = read_json_if_any(folder / "metrics.json") or {}
     resolution = metrics.get("resolution")
     res = f"{resolution}×{resolution}" if isinstance(resolution, int) else "original resolution"
     out = [f"<h2>{_e(title)}</h2><p class=\"sub\">{metrics.get('images', '?')} images at {res} · "
@@ -255,12 +210,12 @@ def _heatmap(confusion) -> str:
     return f"<table>{head}{''.join(body)}</table>"
 
 
-def _gallery_section(run_dir: Path, val_dir: Path, colors, n: int) -> str:
-    """The best and worst validation images: image, truth, prediction and an error overlay."""
+def _gallery_section(val_dir: Path, n: int) -> str:
+    """The best and worst validation images: image, truth, prediction and an error overlay (the strips
+    that ``evaluate`` saved in ``gallery/``)."""
     import pandas as pd
 
     per_image = val_dir / "per_image.csv"
-    metrics = _json(val_dir / "metrics.json") or {}
     if not per_image.is_file():
         return ""
     table = pd.read_csv(per_image).sort_values(["iou", "image"], ascending=[False, True])
@@ -268,12 +223,6 @@ def _gallery_section(run_dir: Path, val_dir: Path, colors, n: int) -> str:
         picks = [("", table)]
     else:
         picks = [(f"best {n}", table.head(n)), (f"worst {n}", table.tail(n).iloc[::-1])]
-    try:
-        best = run_dir / "checkpoints" / "best.ckpt"  # the run's own, should the folder have moved
-        panels = _panels({**metrics, "checkpoint": best if best.is_file() else metrics["checkpoint"]},
-                         [str(v) for v in table["image"]], colors)
-    except Exception as exc:  # noqa: BLE001 (data moved, checkpoint gone: the report still renders)
-        return f"<h3>Validation images</h3><p class=\"note\">Gallery unavailable: {_e(str(exc))}</p>"
     legend = (f"<p class=\"legend note\">Error overlay:<span style=\"background:rgb{FP_COLOR}\"></span>predicted but not "
               f"true (false positive)<span style=\"background:rgb{FN_COLOR}\"></span>true but missed (false negative)</p>")
     out = ["<h3>Validation images, by IoU</h3>", legend]
@@ -283,47 +232,17 @@ def _gallery_section(run_dir: Path, val_dir: Path, colors, n: int) -> str:
         out.append("<table><tr><th class=\"l\">image</th><th>IoU</th><th class=\"l\">image · truth · prediction · errors</th></tr>")
         for _, r in rows.iterrows():
             name = str(r["image"])
-            img = _img_array(panels[name], f"{name}: image, truth, prediction, errors") if name in panels else ""
+            strip = val_dir / "gallery" / f"{name}.png"
+            img = _img_file(strip, f"{name}: image, truth, prediction, errors") if strip.is_file() else ""
             out.append(f"<tr><td class=\"l\">{_e(name)}</td><td>{_e(_f(r['iou']))}</td><td class=\"l\">{img}</td></tr>")
         out.append("</table>")
     return "".join(out)
 
 
-def _panels(metrics: dict, ordered: list[str], colors, n: int = 4, height: int = 150) -> dict[str, np.ndarray]:
-    """Predict the shown validation images again and draw their four panels."""
-    from segfit.data.datamodule import read_pair, resize_image, resize_mask
-    from segfit.data.formats import discover
-    from segfit.predict import Predictor
-    from segfit.viz import overlay
-
-    names = ordered if len(ordered) <= 2 * n else ordered[:n] + ordered[-n:]
-    predictor = Predictor.from_checkpoint(metrics["checkpoint"], device="cpu")
-    d = predictor.config.data
-    by_name = {s.name: s for s in discover(metrics["data"], d.images, d.masks, d.mask_suffix).samples}
-    size = metrics.get("resolution") if isinstance(metrics.get("resolution"), int) else None
-    panels = {}
-    for name in names:
-        if name not in by_name:
-            continue
-        image, truth = read_pair(by_name[name], d, channels=3)
-        if size:
-            image, truth = resize_image(image, size), resize_mask(truth, size)
-        pred = predictor.predict(image)
-        errors = overlay(image, np.zeros_like(truth), colors, 0.0).astype(np.float32) * 0.6
-        wrong = pred != truth
-        errors[wrong & (pred > 0)] = FP_COLOR
-        errors[wrong & (pred == 0)] = FN_COLOR
-        tiles = [overlay(image, np.zeros_like(truth), colors, 0.0), overlay(image, truth, colors, 0.45),
-                 overlay(image, pred, colors, 0.45), errors.astype(np.uint8)]
-        width = max(1, round(truth.shape[1] * height / truth.shape[0]))
-        panels[name] = _strip([resize_mask(t, (height, width)) for t in tiles])  # nearest: masks stay crisp
-    return panels
-
-
 def _quantify_section(folder: Path) -> str:
     import pandas as pd
 
-    q = _json(folder / "quantify.json") or {}
+    q = read_json_if_any(folder / "quantify.json") or {}
     unit = q.get("unit", "px")
     out = [f"<h2>Objects measured</h2><p class=\"sub\">{_e(str(folder))} · {q.get('images', '?')} images"
            + (" · touching objects split" if q.get("split_touching") else "")
@@ -364,18 +283,6 @@ def _environment_section(env: dict | None, summary: dict, history) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def _json(path: Path) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _resolve(run_dir: Path, entry: str) -> Path:
-    p = Path(entry)
-    return p if p.is_absolute() else run_dir / p
 
 
 def _e(text) -> str:
@@ -420,21 +327,3 @@ def _table(header: list[str], rows: list[list], left: int = 1) -> str:
 
 def _img_file(path: Path, alt: str) -> str:
     return f"<img alt=\"{_e(alt)}\" src=\"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}\">"
-
-
-def _img_array(array: np.ndarray, alt: str) -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", optimize=True)
-    return f"<img alt=\"{_e(alt)}\" src=\"data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}\">"
-
-
-
-def _strip(tiles: list[np.ndarray], gap: int = 4) -> np.ndarray:
-    h = tiles[0].shape[0]
-    sep = np.full((h, gap, 3), 255, np.uint8)
-    out = []
-    for t in tiles:
-        out += [t, sep]
-    return np.concatenate(out[:-1], axis=1)

@@ -1,8 +1,10 @@
-"""Inference from a checkpoint alone: ``Predictor.from_checkpoint(path).predict(image)``.
+"""Inference from a model file alone: ``Predictor.from_checkpoint(path).predict(image)``.
 
-The checkpoint's config says how images were prepared for training (channels, resize, normalisation);
-the predictor prepares new images the same way, runs the network and returns class ids at the
-image's original size (logits are resized back with bilinear interpolation before the threshold).
+The model's config says how images were prepared for training (channels, resize, normalisation);
+the predictor prepares new images the same way, asks its backend (:mod:`segfit.backends`: a torch
+checkpoint or an exported ``.onnx``) for logits and returns class ids at the image's original size
+(logits are resized back with bilinear interpolation before the threshold). ``predict()`` is the
+``segfit predict`` command.
 """
 
 from __future__ import annotations
@@ -14,19 +16,63 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segfit.config import ModelConfig, RunConfig
-from segfit.data.datamodule import image_to_tensor, resize_image
+from segfit.backends import OnnxBackend, TorchBackend, load_backend
+from segfit.config import RunConfig
 from segfit.data.formats import list_images, read_image, to_channels
+from segfit.data.preprocess import image_to_tensor, resize_image
 from segfit.errors import SegfitError
+from segfit.nets import logits_to_classes
+
+
+def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike,
+            tile: int | None = None, overlap: int = 64, auto_tile: float = 4.0, verbose: bool = True) -> list[Path]:
+    """Predict image files or folders into ``out`` (``segfit predict``): ``NAME.png`` class ids,
+    ``NAME_overlay.png``, ``coverage.csv`` and ``predictions.json``. Returns the mask paths.
+
+    Args:
+        checkpoint: checkpoint file, run folder or exported ``.onnx`` file.
+        inputs: image files or folders.
+        out: output folder (never an input folder).
+        tile: sliding-window tiles of ``tile x tile`` (default: automatic for large images).
+        overlap: pixels shared by neighbouring tiles.
+        auto_tile: tile images larger than this many times the training size (0: never).
+    """
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    predictor = Predictor.from_checkpoint(checkpoint, tile=tile, overlap=overlap, auto_tile=auto_tile)
+    written = predictor.predict_files(inputs, out)
+    if verbose:
+        print(f"Wrote {len(written)} masks (NAME.png, class ids), overlays (NAME_overlay.png) and coverage.csv to {out}/")
+    return written
 
 
 class Predictor:
-    """A trained network with the preprocessing it was trained with."""
+    """A model backend with the preprocessing it was trained with.
 
-    def __init__(self, net: torch.nn.Module, config: RunConfig, device: str | torch.device = "cpu",
-                 checkpoint: Path | None = None, tile: int | None = None, overlap: int = 64, auto_tile: float = 4.0):
-        self.net, self.config, self.device, self.checkpoint = net.eval().to(device), config, torch.device(device), checkpoint
+    Args:
+        backend: a :class:`~segfit.backends.TorchBackend` or :class:`~segfit.backends.OnnxBackend`.
+        tile: sliding-window tile side (None: automatic, see :meth:`tile_for`).
+        overlap: pixels shared by neighbouring tiles.
+        auto_tile: tile images larger than this many times the training size (0: never).
+    """
+
+    def __init__(self, backend: TorchBackend | OnnxBackend, tile: int | None = None, overlap: int = 64,
+                 auto_tile: float = 4.0):
+        self.backend = backend
         self.tile, self.overlap, self.auto_tile = tile, overlap, auto_tile
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, **options) -> Predictor:
+        """A predictor for a checkpoint, a run folder (its best checkpoint) or an exported ``.onnx``
+        file; ``options`` as for the constructor."""
+        return cls(load_backend(path, device), **options)
+
+    @property
+    def config(self) -> RunConfig:
+        return self.backend.config
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return self.backend.path
 
     @property
     def training_size(self) -> int:
@@ -41,35 +87,6 @@ class Predictor:
             return self.tile if max(h, w) > self.tile else None
         limit = self.auto_tile * self.training_size
         return 2 * self.training_size if self.auto_tile and max(h, w) > limit else None
-
-    @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, **options) -> Predictor:
-        """Rebuild the network from the config stored in a checkpoint (or a run folder's best.ckpt).
-
-        ``options``: ``tile`` (sliding-window tile side), ``overlap``, ``auto_tile`` (tile images
-        larger than this many times the training size; 0 never)."""
-        from segfit.checkpoint import load_checkpoint, resolve_checkpoint
-        from segfit.models import create_model
-
-        if str(path).endswith(".onnx"):
-            from segfit.export import load_exported
-
-            predictor = load_exported(path)
-            for key, value in options.items():
-                setattr(predictor, key, value)
-            return predictor
-        path = resolve_checkpoint(path, "best")
-        ckpt = load_checkpoint(path)
-        config = RunConfig.from_dict(ckpt["segfit"]["config"])
-        net = create_model(ModelConfig(**{**vars(config.model), "encoder_weights": None}))
-        state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise SegfitError(f"checkpoint weights do not fit its {config.model.name} model ({str(exc).splitlines()[0]})",
-                              path, "the file is damaged or was edited: use another checkpoint") from None
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(net, config, device, path, **options)
 
     @property
     def class_names(self) -> list[str]:
@@ -92,8 +109,7 @@ class Predictor:
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor, out_size: tuple[int, int] | None = None) -> torch.Tensor:
         """Network logits for a ``B x C x h x w`` batch, resized to ``out_size`` when given."""
-        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        out = self.net(x).float()
+        out = self.backend.logits(batch)
         if out_size is not None and tuple(out.shape[-2:]) != tuple(out_size):
             out = F.interpolate(out, size=out_size, mode="bilinear", align_corners=False)
         return out
@@ -118,7 +134,7 @@ class Predictor:
             # Tiles are normalised as they are cut: no float copy of the whole (large) image.
             source = _Tiles(resized[j], self.config.data.mean, self.config.data.std)
             lg = predict_tiled(source, self.logits, self.tile_for(*resized[j].shape[:2]), self.overlap,
-                               align=getattr(self.net, "multiple", 1))
+                               align=self.backend.multiple)
             results[j] = _to_mask(lg, out_sizes[j])
         skip = set(tiled)
         order = [i for i in order if i not in skip]
@@ -178,9 +194,9 @@ class Predictor:
     def record(self) -> dict:
         """What ``predictions.json`` says about the masks: their classes and where the model came from
         (``quantify`` reads the class names from it, and finds the run whose report it adds to)."""
-        from segfit.checkpoint import run_dir_of
+        from segfit.rundir import run_dir_of_model
 
-        run_dir = run_dir_of(self.checkpoint) if self.checkpoint and str(self.checkpoint).endswith(".ckpt") else None
+        run_dir = run_dir_of_model(self.checkpoint)
         return {"checkpoint": str(Path(self.checkpoint).resolve()) if self.checkpoint else None,
                 "run_dir": str(run_dir) if run_dir else None,
                 "class_names": list(self.class_names), "class_colors": [list(c) for c in self.class_colors],
@@ -201,8 +217,6 @@ class _Tiles:
 
 def _to_mask(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """``K x h x w`` logits -> uint8 class ids of ``size`` (logits resized bilinearly first)."""
-    from segfit.module import logits_to_classes
-
     lg = logits[None]
     if tuple(lg.shape[-2:]) != tuple(size):
         lg = F.interpolate(lg, size=size, mode="bilinear", align_corners=False)

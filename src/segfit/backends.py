@@ -1,0 +1,99 @@
+"""Inference backends: a model loaded from a path that turns a prepared image batch into logits.
+
+``load_backend(path)`` reads a torch checkpoint (or a run folder's best one) or an exported ``.onnx``
+file with its ``.onnx.json`` record. Every backend has ``config`` (the run's :class:`RunConfig`: how
+images were prepared, the classes), ``path``, ``multiple`` (the network's total stride) and
+``logits(batch)``: ``B x C x h x w`` float tensor -> ``B x K x h x w`` float logits, any ``h x w``.
+Nothing here imports Lightning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from segfit.config import ModelConfig, RunConfig
+from segfit.errors import SegfitError
+
+
+class TorchBackend:
+    """A PyTorch network (a :class:`~segfit.nets.SegmentationNet`, which pads to its stride itself)."""
+
+    def __init__(self, net: torch.nn.Module, config: RunConfig, device: str | torch.device = "cpu",
+                 path: Path | None = None):
+        self.device = torch.device(device)
+        self.net, self.config, self.path = net.eval().to(self.device), config, path
+        self.multiple = int(getattr(net, "multiple", 1))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> TorchBackend:
+        """Rebuild the network from the config stored in a checkpoint (or a run folder's best.ckpt)."""
+        from segfit.checkpoint import load_checkpoint
+        from segfit.models import create_model
+        from segfit.rundir import resolve_checkpoint
+
+        path = resolve_checkpoint(path, "best")
+        ckpt = load_checkpoint(path)
+        config = RunConfig.from_dict(ckpt["segfit"]["config"])
+        net = create_model(ModelConfig(**{**vars(config.model), "encoder_weights": None}))
+        state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise SegfitError(f"checkpoint weights do not fit its {config.model.name} model ({str(exc).splitlines()[0]})",
+                              path, "the file is damaged or was edited: use another checkpoint") from None
+        return cls(net, config, device or ("cuda" if torch.cuda.is_available() else "cpu"), path)
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        return self.net(x).float()
+
+
+class OnnxBackend:
+    """An exported ``.onnx`` network run by onnxruntime on the CPU, with the record written beside it."""
+
+    def __init__(self, path: str | os.PathLike):
+        path = Path(path)
+        record = Path(f"{path}.json")
+        if not path.is_file():
+            raise SegfitError("model file not found", path, "check the path")
+        if not record.is_file():
+            raise SegfitError("the exported model has no preprocessing record beside it", record,
+                              "export it with segfit export, which writes MODEL.onnx.json")
+        try:
+            meta = json.loads(record.read_text())
+            self.config, self.multiple = RunConfig.from_dict(meta["config"]), int(meta["multiple"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SegfitError(f"cannot read the export record ({type(exc).__name__})", record, "export the model again") from None
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise SegfitError("onnxruntime is not installed", path, "pip install onnxruntime") from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise SegfitError(f"cannot load ONNX model ({type(exc).__name__})", path, "export it again with segfit export") from None
+        self.path, self.device = path, torch.device("cpu")
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run(None, {"image": arr})[0])
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        from segfit.nets import run_padded
+
+        return run_padded(self._run, batch, self.multiple)
+
+
+def load_backend(path: str | os.PathLike, device: str | torch.device | None = None) -> TorchBackend | OnnxBackend:
+    """The backend for a checkpoint, a run folder (its best checkpoint) or an exported ``.onnx`` file."""
+    if str(path).endswith(".onnx"):
+        return OnnxBackend(path)
+    return TorchBackend.from_checkpoint(path, device)

@@ -1,0 +1,76 @@
+"""From files to the arrays and tensors a network sees: read a pair, resize, convert to a tensor.
+
+Training (the data module and its cache) and inference (predict, evaluate) prepare images with these
+same functions, so a model sees at prediction what it saw in training. No Lightning here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from segfit.config import DataConfig
+from segfit.data.formats import Sample, read_image, read_mask, to_class_ids
+from segfit.errors import SegfitError
+
+
+def resize_image(image: np.ndarray, size: int | tuple[int, int] | None) -> np.ndarray:
+    """Resize ``H x W x C`` to ``size`` (int: square; (h, w)); area for shrinking, linear for growing."""
+    if size is None:
+        return image
+    import cv2
+
+    h, w = (size, size) if isinstance(size, int) else size
+    if image.shape[:2] == (h, w):
+        return image
+    interp = cv2.INTER_AREA if h < image.shape[0] and w < image.shape[1] else cv2.INTER_LINEAR
+    out = cv2.resize(image, (w, h), interpolation=interp)
+    return out[..., None] if out.ndim == 2 else out
+
+
+def resize_mask(mask: np.ndarray, size: int | tuple[int, int] | None) -> np.ndarray:
+    """Resize a class-id mask with nearest-neighbour sampling."""
+    if size is None:
+        return mask
+    h, w = (size, size) if isinstance(size, int) else size
+    if mask.shape == (h, w):
+        return mask
+    # Sample at pixel centres (as PIL's NEAREST), so masks stay aligned with area-resized images.
+    rows = ((np.arange(h) + 0.5) * mask.shape[0] / h).astype(np.int64).clip(0, mask.shape[0] - 1)
+    cols = ((np.arange(w) + 0.5) * mask.shape[1] / w).astype(np.int64).clip(0, mask.shape[1] - 1)
+    return mask[rows[:, None], cols[None, :]]
+
+
+def image_to_tensor(image: np.ndarray, mean=None, std=None) -> torch.Tensor:
+    """``H x W x C`` array (uint8, uint16 or float) -> ``C x H x W`` float32 in [0, 1], then normalised."""
+    if image.dtype == np.uint8:
+        scale = 1 / 255.0
+    elif image.dtype == np.uint16:
+        scale = 1 / 65535.0
+    else:
+        scale = 1.0
+    t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().mul_(scale)
+    if mean is not None:
+        m = torch.tensor(mean, dtype=t.dtype).view(-1, 1, 1)
+        s = torch.tensor(std, dtype=t.dtype).view(-1, 1, 1)
+        t = (t - m[: t.shape[0]]) / s[: t.shape[0]]
+    return t
+
+
+def read_pair(sample: Sample, cfg: DataConfig, channels: int | None = None, raw: bool = False):
+    """Read and check one image/mask pair at its original size; the mask comes back as uint8
+    class ids. ``channels`` overrides ``cfg.channels`` (e.g. RGB for display); ``raw`` also returns
+    the mask's own values (instance ids, for instance evaluation)."""
+    image = read_image(sample.image, channels or cfg.channels)
+    mask = read_mask(sample.mask)
+    if mask.shape != image.shape[:2]:
+        raise SegfitError(f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}",
+                          sample.mask, "masks must have the size of their image")
+    ids = to_class_ids(mask, cfg.mask_mode, cfg.num_classes, sample.mask)
+    return (image, ids, mask) if raw else (image, ids)
+
+
+def load_pair(sample: Sample, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Read, check and resize one image/mask pair, as training sees it."""
+    image, mask = read_pair(sample, cfg)
+    return resize_image(image, cfg.size), resize_mask(mask, cfg.size)

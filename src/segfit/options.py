@@ -1,0 +1,156 @@
+"""Flat options -> a resolved :class:`~segfit.config.RunConfig`: the one place where option names,
+aliases, derived values and validation live.
+
+``build_config(data, epochs=30, size=128, ...)`` is what ``segfit train`` and ``segfit.train`` do with
+their options: every name is a config field (or an alias below), unset values keep the dataclass
+defaults, and the names the caller gave are recorded in ``config.user`` (``config.json``). Names of
+models, losses, optimisers, schedules, augmentations and loggers are checked against the factories'
+own tables here, before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from segfit.config import IMAGENET_MEAN, IMAGENET_STD, DEFAULT_COLORS, DataConfig, RunConfig
+from segfit.errors import SegfitError
+
+# Option names that differ from the config field they set: option -> (section, field).
+ALIASES = {"model": ("model", "name"), "classes": ("data", "num_classes"), "workers": ("train", "num_workers")}
+# Options that only shape the config: palette (class names and colours from a palette file).
+EXTRA = ("palette",)
+# What a resumed run may change (the rest is the run's own).
+RESUMABLE = ("epochs", "save_every", "num_workers", "accelerator", "devices", "num_nodes", "strategy", "precision",
+             "logger", "report", "preload")
+
+
+# Fields that are not options: the data folder is an argument, the model's name is ``model``, and the
+# model's channels and classes follow the data's.
+NOT_OPTIONS = {"data": ("root",), "model": ("name", "in_channels", "num_classes"), "train": ()}
+
+
+def fields() -> dict[str, tuple[str, str]]:
+    """Every option name -> ``(section, field)``; ``seed`` sets both the split's and the training's."""
+    cfg = RunConfig()
+    found = {f.name: (section, f.name) for section in ("data", "model", "train")
+             for f in dataclasses.fields(getattr(cfg, section)) if f.name not in NOT_OPTIONS[section]}
+    return {**found, **ALIASES, "seed": ("data", "seed")}
+
+
+def build_config(data: str | os.PathLike | None = None, **options: Any) -> RunConfig:
+    """A resolved :class:`RunConfig` from a data folder and flat options.
+
+    Options are config field names (``epochs=30``, ``size=128``, ``lr=1e-3``, ``channels=1``) plus
+    ``model`` (the network name), ``classes``, ``workers`` and ``palette`` (a palette file or preset
+    naming the classes and their colours); ``class_names`` may be a comma-separated text. ``None``
+    means unset. Unknown names raise a ``TypeError`` listing the valid ones.
+    """
+    cfg = RunConfig()
+    table = fields()
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(given) - set(table) - set(EXTRA))
+    if unknown:
+        raise TypeError(f"unknown option {unknown[0]!r}; valid options: {', '.join(sorted(set(table) | set(EXTRA)))}")
+    if isinstance(given.get("class_names"), str):
+        given["class_names"] = [n.strip() for n in given["class_names"].split(",") if n.strip()]
+    if "palette" in given:
+        from segfit.data.palette import load_palette
+
+        palette = load_palette(given.pop("palette"))
+        given.setdefault("class_names", palette.names)
+        given.setdefault("class_colors", palette.colors)
+    if given.get("class_names") and "classes" not in given and "num_classes" not in given:
+        given["classes"] = len(given["class_names"])
+    for key, value in given.items():
+        section, name = table[key]
+        setattr(getattr(cfg, section), name, value)
+        if key == "seed":
+            cfg.train.seed = value
+    cfg.user = sorted(given)
+    if data is not None:
+        cfg.data.root = str(Path(data).resolve())
+    return resolve(cfg)
+
+
+def resume_config(stored: dict, data: str | os.PathLike | None = None, **options: Any) -> tuple[RunConfig, list[str]]:
+    """The config of a run being resumed, with the :data:`RESUMABLE` options changed; returns it and
+    the names of the options that were given but cannot change (the run keeps its own)."""
+    cfg = RunConfig.from_dict(stored)
+    table = fields()
+    ignored = []
+    for key, value in options.items():
+        if value is None:
+            continue
+        section, name = table.get(key, (None, key))
+        if name in RESUMABLE and section is not None:
+            setattr(getattr(cfg, section), name, value)
+        else:
+            ignored.append(key)
+    if data is not None:
+        cfg.data.root = str(Path(data).resolve())
+    return cfg, ignored
+
+
+def resolve(cfg: RunConfig) -> RunConfig:
+    """Fill derived values (mask mode, class names and colours, the model's channels and classes,
+    normalisation) and validate every value and name."""
+    from segfit.data.transforms import TRANSFORMS
+    from segfit.losses import canonical_name
+    from segfit.models import check_name
+    from segfit.optim import OPTIMIZERS, SCHEDULERS
+    from segfit.optim import check_name as check_in
+    from segfit.trainer import LOGGERS
+
+    resolve_data(cfg.data)
+    cfg.model.in_channels, cfg.model.num_classes = cfg.data.channels, cfg.data.num_classes
+    if cfg.data.mean is None and cfg.model.name != "notebook" and cfg.data.channels == 3:
+        cfg.data.mean, cfg.data.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+    t = cfg.train
+    if t.epochs < 1 or t.batch_size < 1:
+        raise SegfitError("--epochs and --batch-size must be at least 1", fix="use e.g. --epochs 20 --batch-size 16")
+    if t.lr <= 0:
+        raise SegfitError(f"--lr must be positive, got {t.lr}", fix="use e.g. --lr 1e-3")
+    check_name(cfg.model.name)
+    canonical_name(t.loss, cfg.data.num_classes)
+    check_in(t.optimizer, OPTIMIZERS, "optimizer")
+    check_in(t.scheduler, SCHEDULERS, "scheduler")
+    check_in(t.augment, TRANSFORMS, "augmentation")
+    check_in(t.logger, LOGGERS, "logger")
+    return cfg
+
+
+def resolve_data(d: DataConfig) -> DataConfig:
+    """Fill in the data's derived defaults (mask mode, class names and colours) and validate them."""
+    if d.channels not in (1, 3):
+        raise SegfitError(f"--channels must be 1 or 3, got {d.channels}", fix="use --channels 1 (grayscale) or 3 (RGB)")
+    if d.num_classes < 2:
+        raise SegfitError(f"--classes must be at least 2, got {d.num_classes}", fix="count the background as a class")
+    if d.mask_mode == "auto":
+        d.mask_mode = "binary" if d.num_classes == 2 else "index"
+    if d.mask_mode not in ("binary", "index"):
+        raise SegfitError(f"unknown --mask-mode {d.mask_mode!r}", fix="use binary or index")
+    if d.mask_mode == "binary" and d.num_classes != 2:
+        raise SegfitError("--mask-mode binary makes 2 classes", fix=f"use --mask-mode index for {d.num_classes} classes")
+    if not d.class_names:
+        d.class_names = ["background", "foreground"] if d.num_classes == 2 else (
+            ["background"] + [f"class{i}" for i in range(1, d.num_classes)])
+    if len(d.class_names) != d.num_classes:
+        raise SegfitError(f"{len(d.class_names)} class names given for {d.num_classes} classes",
+                          fix="give one name per class, background first")
+    if not d.class_colors:
+        d.class_colors = [list(DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i in range(d.num_classes)]
+    if d.size is not None and d.size < 8:
+        raise SegfitError(f"--size must be at least 8, got {d.size}", fix="use e.g. --size 128")
+    if d.test < 0 or d.test >= 1:
+        raise SegfitError(f"--test must be a fraction in [0, 1), got {d.test}", fix="use e.g. --test 0.2")
+    if d.val < 0 or (d.val >= 1 and d.val != int(d.val)):
+        raise SegfitError(f"--val must be a fraction below 1 or a whole count, got {d.val}", fix="use e.g. --val 0.2 or --val 100")
+    return d
+
+
+def data_config(data: str | os.PathLike, **options: Any) -> DataConfig:
+    """The resolved :class:`DataConfig` of a data folder and data options (``segfit check``, ``show``)."""
+    return build_config(data, **options).data

@@ -1,0 +1,115 @@
+"""A run folder: where it is made, which checkpoint a path means, and its record of outputs.
+
+``segfit train`` writes a run folder (``config.json``, ``split.json``, ``checkpoints/``, ...).
+Evaluations and quantifications of its model are recorded in ``outputs.json``, which the report reads.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+from pathlib import Path
+
+from segfit.errors import SegfitError
+from segfit.io import write_json
+
+OUTPUT_KINDS = ("evaluations", "quantifications")
+
+
+def make_run_dir(out: str | os.PathLike | None, overwrite: bool = False) -> Path:
+    """Create the run folder. An existing non-empty folder is never mixed into: a suffixed new one
+    is made instead, unless ``overwrite`` (which replaces a previous segfit run only)."""
+    out = Path(out or f"Training_{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}")
+    if out.exists() and not out.is_dir():
+        raise SegfitError("output path is a file", out, "give a folder name with --out")
+    if out.is_dir() and any(out.iterdir()):
+        if overwrite:
+            if not (out / "config.json").is_file():
+                raise SegfitError("--overwrite only replaces a segfit run folder, and this one holds other files", out,
+                                  "choose another --out")
+            shutil.rmtree(out)
+        else:
+            n = 2
+            while Path(f"{out}-{n}").exists():
+                n += 1
+            out = Path(f"{out}-{n}")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def require_run_dir(run: str | os.PathLike) -> Path:
+    """``run`` when it is a run folder (it has ``config.json``); else a clear error."""
+    run = Path(run)
+    if not (run / "config.json").is_file():
+        raise SegfitError("not a run folder (no config.json)", run, "give the folder that segfit train wrote")
+    return run
+
+
+def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
+    """A checkpoint file, or ``RUN/checkpoints/<which>.ckpt`` for a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "checkpoints" / f"{which}.ckpt"
+        if not candidate.is_file():
+            raise SegfitError(f"run folder has no checkpoints/{which}.ckpt", path, "give a finished run folder or a .ckpt file")
+        return candidate
+    if not path.exists():
+        raise SegfitError("checkpoint or run folder not found", path, "check the path")
+    return path
+
+
+def run_dir_of(checkpoint: Path) -> Path | None:
+    """The run folder a checkpoint lives in (``RUN/checkpoints/x.ckpt``), if it looks like one."""
+    parent = checkpoint.resolve().parent
+    if parent.name == "checkpoints" and (parent.parent / "config.json").is_file():
+        return parent.parent
+    return None
+
+
+def run_dir_of_model(path: str | os.PathLike | None) -> Path | None:
+    """The run folder of a model file, if it is a checkpoint inside one (exported files have none)."""
+    return run_dir_of(Path(path)) if path is not None and str(path).endswith(".ckpt") else None
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """A JSON file of the run folder; a clear error when it is missing or damaged."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SegfitError("file missing from the run folder", path, "give a complete run folder") from None
+    except ValueError:
+        raise SegfitError("file is not valid JSON", path, "restore it or start a new run") from None
+
+
+def read_json_if_any(path: str | os.PathLike) -> dict | None:
+    """A JSON file's content, or None when it is missing or damaged (for optional records)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def record_output(run_dir: str | os.PathLike, kind: str, path: str | os.PathLike) -> None:
+    """Record an output folder (``kind``: ``evaluations`` or ``quantifications``) in the run's
+    ``outputs.json`` (relative to the run folder when inside it), last written last."""
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"unknown output kind {kind!r}; use one of {', '.join(OUTPUT_KINDS)}")
+    run_dir = Path(run_dir)
+    record = read_json_if_any(run_dir / "outputs.json") or {}
+    target = Path(path).resolve()
+    try:
+        entry = str(target.relative_to(run_dir.resolve()))
+    except ValueError:
+        entry = str(target)
+    record[kind] = [e for e in record.get(kind, []) if e != entry] + [entry]
+    write_json(run_dir / "outputs.json", record)
+
+
+def outputs(run_dir: str | os.PathLike, kind: str) -> list[Path]:
+    """The recorded output folders of one kind, as paths."""
+    run_dir = Path(run_dir)
+    entries = (read_json_if_any(run_dir / "outputs.json") or {}).get(kind, [])
+    return [Path(e) if Path(e).is_absolute() else run_dir / e for e in entries]
