@@ -112,6 +112,7 @@ def _add_train(sub) -> None:
     p.add_argument("-d", "--directory", help="data set folder (same as DATA)")
     p.add_argument("-o", "--out", "--output", dest="out", help="run folder (default Training_<date>)")
     p.add_argument("-n", "--name", help="run name: the run folder becomes OUT/NAME")
+    _add_plan_args(p)
     _add_data_args(p)
     g = p.add_argument_group("split")
     g.add_argument("--test", type=float, help=_h("held-out test fraction when DATA has no test.csv", "test"))
@@ -155,6 +156,15 @@ def _add_train(sub) -> None:
                    help=_h("Lightning logger writing to RUN/logs/; history.csv is always written", "logger"))
     g.add_argument("--no-report", dest="report", action="store_false",
                    help="skip the validation pass and report.html after training")
+
+
+def _add_plan_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("plan")
+    g.add_argument("-t", "--time", help="time budget: 90s, 10m, 1h or seconds (default 10m unless --epochs is given); "
+                                        "the plan sizes the network and the epochs to finish within it")
+    g.add_argument("--plan", action=argparse.BooleanOptionalAction,
+                   help="fingerprint the data and the machine and plan what you do not give (default: with --time, or "
+                        "when neither --model nor --epochs is given; never for --model notebook)")
 
 
 def _add_inference(sub) -> None:
@@ -209,6 +219,13 @@ def _add_tools(sub) -> None:
 
     p = _command(sub, "check", "validate a data set without training (exit 0: ready, 2: problems)")
     p.add_argument("data", help="data set folder")
+    _add_data_args(p)
+
+    p = _command(sub, "plan", "fingerprint a data set and this machine and show the training plan, without training",
+                 "Example: segfit plan data/ --time 10m --out plan.json")
+    p.add_argument("data", help="data set folder")
+    p.add_argument("-t", "--time", help="time budget: 90s, 10m, 1h or seconds (default 10m)")
+    p.add_argument("--out", help="write the plan and the fingerprint to this JSON file")
     _add_data_args(p)
 
     p = _command(sub, "report", "(re)build RUN/report.html: config, data, curves, metrics, galleries, environment")
@@ -277,7 +294,7 @@ def _version() -> str:
 # ---------------------------------------------------------------------------------------------
 # Commands: the API function each one calls, with the options the user typed.
 
-API = {"train": ("segfit.runs", "train"), "check": ("segfit.data.check", "check"),
+API = {"train": ("segfit.runs", "train"), "check": ("segfit.data.check", "check"), "plan": ("segfit.planner", "plan"),
        "evaluate": ("segfit.evaluation", "evaluate"), "predict": ("segfit.predictor", "predict"),
        "quantify": ("segfit.quantification", "quantify"), "report": ("segfit.runs", "report"),
        "convert-masks": ("segfit.data.palette", "convert_masks"), "export": ("segfit.exporter", "export"),

@@ -34,6 +34,7 @@ class DataConfig:
     mask_suffix: str = "_bin"  # flat layout: NAME.jpg + NAME<suffix>.png
     channels: int = 3  # 1 = grayscale, 3 = RGB
     size: int | None = None  # resize to size x size (nearest for masks); None keeps the original size
+    scale: float | None = None  # or resize by this factor, keeping the aspect ratio (the plan's working scale)
     crop: int | None = None  # random training crops of crop x crop (augment pipelines); None: whole image
     mask_mode: str = "auto"  # binary: value > 0 is foreground; index: values are class ids
     num_classes: int = 2
@@ -89,6 +90,7 @@ class TrainConfig:
     seed: int = 0
     logger: str = "csv"  # csv | tensorboard | none: Lightning's logger, writing under RUN/logs/version_N/
     report: bool = True  # after training: evaluate the validation split and write report.html
+    max_time: float | None = None  # seconds: training stops there (the time budget's hard limit)
 
 
 @dataclass

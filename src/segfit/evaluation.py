@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from segfit.data.preprocess import read_pair, resize_image, resize_mask
 from segfit.data.split import select
 from segfit.errors import SegfitError
 from segfit.instances import ObjectScores
-from segfit.metrics import confusion_per_image, image_scores, per_class_table, scores_from_confusion
+from segfit.metrics import confusion_per_image, image_scores, learning_warnings, per_class_table, scores_from_confusion
 from segfit.rundir import record_output, resolve_checkpoint, run_dir_of
 
 GALLERY = 4  # best and worst images kept as strips in gallery/
@@ -120,6 +121,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     }
     if instances:
         metrics["instances"] = objects.summary()
+    metrics["warnings"] = learning_warnings(total, d.class_names)
     write_json(out / "metrics.json", metrics)
     write_csv(out / "per_image.csv", per_image)
     write_csv(out / f"{split}_metrics.csv", per_image)
@@ -132,6 +134,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     gallery.save(out / "gallery")
     say(f"{split}: iou {metrics['iou']:.4f}  dice {metrics['dice']:.4f}  accuracy {metrics['accuracy']:.4f}  "
         f"(means over {len(names)} images)")
+    for warning in metrics["warnings"]:
+        print(f"segfit: warning: {warning}", file=sys.stderr)
     if instances:
         inst = metrics["instances"]
         say(f"{split} objects: {inst['count_pred']} predicted vs {inst['count_true']} true "

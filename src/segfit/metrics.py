@@ -68,3 +68,18 @@ def per_class_table(confusion: np.ndarray, class_names: list[str]) -> dict[str, 
     """``{class name: {iou, dice, precision, recall, accuracy}}`` from a confusion matrix."""
     scores = scores_from_confusion(torch.as_tensor(confusion))
     return {name: {m: float(scores[m][i]) for m in PER_CLASS} for i, name in enumerate(class_names)}
+
+
+def learning_warnings(confusion: np.ndarray, class_names: list[str]) -> list[str]:
+    """Warnings for a model that has learned nothing useful: it predicts one class everywhere, or never
+    predicts a class that the true masks contain. Each says the likely cause and the fix."""
+    confusion = np.asarray(confusion)
+    predicted, true = confusion.sum(0), confusion.sum(1)
+    present = [i for i in range(len(class_names)) if true[i] > 0]
+    fix = ("likely cause: too little training for this data (or a rare class); fix: train longer (a larger --time), "
+           "or let segfit plan (no --model notebook), or use --loss ce+dice / --class-weights auto")
+    if len(present) > 1 and int((predicted > 0).sum()) == 1:
+        only = class_names[int(np.argmax(predicted))]
+        return [f"the model predicts {only} everywhere, though the masks hold {len(present)} classes: {fix}"]
+    missing = [class_names[i] for i in present if predicted[i] == 0]
+    return [f"the model never predicts {', '.join(missing)}, which the masks contain: {fix}"] if missing else []

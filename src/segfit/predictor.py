@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from segfit.backends import OnnxBackend, TorchBackend, load_backend
 from segfit.config import RunConfig
 from segfit.data.formats import list_images, read_image, to_channels
-from segfit.data.preprocess import image_to_tensor, resize_image
+from segfit.data.preprocess import image_to_tensor, resize_image, working_size
 from segfit.errors import SegfitError
 from segfit.nets import logits_to_classes
 
@@ -104,7 +104,8 @@ class Predictor:
     def _resized(self, image: np.ndarray) -> np.ndarray:
         """``H x W x C`` array in the training channels and resolution, not yet normalised."""
         d = self.config.data
-        return resize_image(to_channels(np.asarray(image), d.channels), d.size)
+        image = to_channels(np.asarray(image), d.channels)
+        return resize_image(image, working_size(image.shape, d))
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor, out_size: tuple[int, int] | None = None) -> torch.Tensor:

@@ -51,6 +51,7 @@ def build_report(run_dir: str | os.PathLike, gallery_size: int = 4) -> Path:
 
     parts = [_header(run_dir, config, summary)]
     parts.append(_data_section(read_json_if_any(run_dir / "data.json"), names, config))
+    parts.append(_plan_section(read_json_if_any(run_dir / "plan.json")))
     parts.append(_config_section(config))
     parts.append(_training_section(run_dir, history, summary, names))
     val_dir = run_dir / "eval_val"
@@ -94,6 +95,7 @@ figure{margin:0 0 14px} figcaption{font-size:.8rem;color:#5b6575}
 .legend span{display:inline-block;width:12px;height:12px;vertical-align:middle;margin:0 4px 0 12px;border-radius:2px}
 details{margin:6px 0} pre{background:#fff;border:1px solid #dde2ea;padding:8px;overflow:auto;font-size:.8rem}
 .note{color:#5b6575;font-size:.85rem}
+.warn{background:#fdecea;border-left:4px solid #c62828;padding:8px 12px;color:#7f1d1d}
 """
 
 
@@ -105,9 +107,22 @@ def _header(run_dir: Path, config: dict, summary: dict) -> str:
              ("validation loss", _f(best.get("val_loss"))), ("validation IoU", _f(best.get("val_iou"))),
              ("validation mIoU", _f(best.get("val_miou"))), ("training time", _duration(summary.get("seconds")))]
     made = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    warnings = "".join(f"<p class=\"warn\">Warning: {_e(w)}</p>" for w in summary.get("warnings", []))
     return (f"<h1>segfit run: {_e(run_dir.name)}</h1><p class=\"sub\">{_e(str(run_dir.resolve()))} · model {_e(model)}"
-            f" · report made {made}</p><div class=\"cards\">"
+            f" · report made {made}</p>{warnings}<div class=\"cards\">"
             + "".join(f"<div class=\"card\"><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in cards) + "</div>")
+
+
+def _plan_section(plan: dict | None) -> str:
+    if not plan:
+        return ""
+    rows = [[key, json.dumps(e["value"]) if not isinstance(e["value"], str) else e["value"], e["source"], e["reason"]]
+            for key, e in plan.get("entries", {}).items()]
+    budget = f" for a budget of {_duration(plan['budget_s'])}" if plan.get("budget_s") else ""
+    notes = "".join(f"<p class=\"note\">{_e(n)}</p>" for n in plan.get("notes", []))
+    return (f"<h2>Plan</h2><p class=\"sub\">Chosen from the data's and the machine's fingerprint{_e(budget)} "
+            f"(plan.json, fingerprint.json); what the user gave wins.</p>{notes}"
+            + _table(["option", "value", "from", "reason"], rows, left=4))
 
 
 def _data_section(data: dict | None, names: list[str], config: dict) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
+from time import perf_counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from segfit.config import RunConfig
 from segfit.errors import SegfitError
 from segfit.io import write_json
 from segfit.options import build_config, resolve, resume_config
+from segfit.planner import DEFAULT_BUDGET, epochs_for_budget, parse_duration, plan_for
 from segfit.rundir import make_run_dir, read_json, require_run_dir, resolve_checkpoint, run_dir_of
 
 
@@ -37,7 +38,8 @@ class TrainResult:
 
 def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None = None, *,
           config: RunConfig | None = None, resume: str | os.PathLike | None = None, overwrite: bool = False,
-          name: str | None = None, verbose: bool = True, **options: Any) -> TrainResult:
+          name: str | None = None, time: str | float | None = None, plan: bool | str = "auto", verbose: bool = True,
+          **options: Any) -> TrainResult:
     """Train a segmentation model and write a run folder (``segfit train``).
 
     Args:
@@ -47,6 +49,10 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         resume: a checkpoint or run folder to continue from (``epochs`` may be raised).
         overwrite: replace an existing run folder at ``out``.
         name: run name: the run folder becomes ``out/name``.
+        time: wall-clock budget for the whole run (``90s``, ``10m``, ``1h`` or seconds; default 10m when
+            planning and ``epochs`` is not given): the plan sizes the epochs to end within it.
+        plan: fingerprint the data and the machine and plan every option not given (``auto``: unless
+            ``model="notebook"``, the teaching path); see :mod:`segfit.planner`.
         verbose: print the layout, a progress bar and a line per epoch.
         **options: the command line's options by their long names, e.g. ``epochs=50, size=128,
             channels=1, batch_size=32, model="unet", palette="vineyard"`` (see :func:`segfit.options.build_config`).
@@ -54,6 +60,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     Returns:
         A :class:`TrainResult` with the run folder, best epoch and history.
     """
+    start = perf_counter()  # the time budget counts from here: imports, data pass, calibration, report
     from segfit.trainer import quiet_libraries
 
     quiet_libraries()
@@ -67,14 +74,29 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     say = print if verbose else (lambda *a, **k: None)
     if name:
         out = Path(out or ".") / name
+    options = {k: v for k, v in options.items() if v is not None}
+    budget = None if time is None else parse_duration(time)
+    planned = fingerprint = None
     if resume is not None:
         ckpt_path, cfg, run_dir, split = _resumed(resume, data, out, options, say)
     else:
         if config is None and data is None:
             raise SegfitError("no data set given", fix="segfit train DATA --out RUN (or -d DATA)")
-        ckpt_path, cfg, run_dir, split = None, resolve(config) if config is not None else build_config(data, **options), None, None
+        ckpt_path, run_dir, split = None, None, None
+        if config is None and _planning(plan, time, options):
+            budget = budget if budget is not None or "epochs" in options else DEFAULT_BUDGET
+            say("Planning from the data and the machine" + (f" (budget {budget:.0f} s)" if budget else ""))
+            planned, fingerprint = plan_for(data, budget, options)
+            cfg = build_config(data, **{**planned.values(), **options})
+            cfg.user = sorted(options)
+            for line in planned.lines()[1:]:
+                say("  " + line)
+        else:
+            cfg = resolve(config) if config is not None else build_config(data, **options)
     dm = SegmentationDataModule(cfg.data, cfg.train, split=split)
     dm.prepare(verbose)
+    if budget and resume is None and "epochs" not in options:
+        _fit_budget(cfg, planned, fingerprint, dm.split, budget - (perf_counter() - start), say)
     if resume is None:
         _auto_class_weights(cfg, dm.summary)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -88,6 +110,9 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         os.environ["SEGFIT_RUN_DIR"] = str(run_dir)  # for the processes Lightning starts for DDP
         write_json(run_dir / "config.json", cfg.to_dict())
         write_json(run_dir / "split.json", dm.split)
+        if planned is not None:
+            write_json(run_dir / "plan.json", planned.to_dict())
+            write_json(run_dir / "fingerprint.json", fingerprint)
     if _env_rank() == 0:
         write_json(run_dir / "data.json", dm.summary)
     n = {k: len(dm.split[k]) for k in ("train", "val", "test")}
@@ -100,19 +125,23 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         from segfit.record import environment
 
         write_json(run_dir / "environment.json", environment(dm.layout.samples, cfg.train.seed, trainer))
-    start = time.perf_counter()
+    fit_start = perf_counter()
     with _sigterm_as_interrupt():
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
         except SystemExit:  # Lightning's graceful Ctrl-C shutdown ends in sys.exit(1)
             if not trainer.interrupted:
                 raise
-            _interrupted(run_dir, module.history, cfg, n, time.perf_counter() - start, say)
+            _interrupted(run_dir, module.history, cfg, n, perf_counter() - fit_start, say)
     if not trainer.is_global_zero:  # under DDP the other processes leave the files to process 0
         return TrainResult(run_dir, 0, {}, None, cfg)
+    if cfg.train.max_time:  # the time budget re-sized the epochs as they were timed (or stopped them)
+        done = max([int(r["epoch"]) for r in module.history] or [0])
+        if done and done != cfg.train.epochs:
+            _record_epochs(run_dir, cfg, planned, done)
     # History from the file process 0 wrote: with ddp_spawn, this process did not train.
     rows = module.history or _history_rows(run_dir)
-    result = finish_run(run_dir, rows, cfg, n, time.perf_counter() - start, say)
+    result = finish_run(run_dir, rows, cfg, n, perf_counter() - fit_start, say)
     if cfg.train.report:
         report(run_dir, refresh=True, verbose=verbose, intro=True)
     return result
@@ -125,6 +154,7 @@ def _resumed(resume, data, out, options: dict, say):
     ckpt_path = resolve_checkpoint(resume, "last")
     stored = load_checkpoint(ckpt_path)
     cfg, ignored = resume_config(stored["segfit"]["config"], data, **options)
+    cfg.train.max_time = None  # a time budget was the first session's
     run_dir = Path(out) if out else run_dir_of(ckpt_path)
     if run_dir is None:
         raise SegfitError("cannot tell which run folder this checkpoint belongs to", ckpt_path, "give the run folder with --out")
@@ -137,6 +167,39 @@ def _resumed(resume, data, out, options: dict, say):
         say("Note: a resumed run keeps its own " + ", ".join("--" + k.replace("_", "-") for k in sorted(ignored))
             + " (only epochs, hardware, records and --preload can change)")
     return ckpt_path, cfg, run_dir, split
+
+
+def _planning(plan, time, options: dict) -> bool:
+    """Plan when asked, or (``auto``) when a time budget is given or neither a network nor epochs are:
+    ``--model notebook`` is the teaching path, and a run whose network or epochs are fixed keeps segfit's
+    fixed defaults for the rest."""
+    if plan in (True, False):
+        return plan
+    if options.get("model") == "notebook":
+        return False
+    return time is not None or not ({"model", "epochs"} & set(options))
+
+
+def _fit_budget(cfg: RunConfig, planned, fingerprint, split: dict, remaining: float, say) -> None:
+    """Epochs (and Lightning's hard stop) that fit the time left after the data pass."""
+    n_train, n_val = len(split["train"]), len(split["val"])
+    if planned is not None:
+        d, scale = fingerprint["data"], cfg.data.scale or 1.0
+        pixels = d["height"]["median"] * d["width"]["median"] * scale**2
+        cfg.train.epochs, cfg.train.max_time = epochs_for_budget(planned, remaining, n_train, n_val, pixels)
+        say(f"  epochs  {cfg.train.epochs}  ({planned.entries['epochs']['reason']})")
+    else:
+        cfg.train.max_time = max(1.0, 0.9 * remaining)
+
+
+def _record_epochs(run_dir: Path, cfg: RunConfig, planned, epochs: int) -> None:
+    planned_epochs, cfg.train.epochs = cfg.train.epochs, epochs
+    write_json(run_dir / "config.json", cfg.to_dict())
+    if planned is not None:
+        entry = planned.entries["epochs"]
+        entry["value"] = epochs
+        entry["reason"] += f"; re-sized from {planned_epochs} to {epochs} by the measured epoch time"
+        write_json(run_dir / "plan.json", planned.to_dict())
 
 
 def _auto_class_weights(cfg: RunConfig, summary: dict) -> None:
@@ -170,7 +233,9 @@ def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, 
         if verbose:
             print(f"Report: scoring the best checkpoint on the {len(split['val'])} validation images"
                   if intro else "Evaluating the best checkpoint on the validation split for the report")
-        evaluate(run_dir, split="val", size=cfg.data.size, overlays=False, report=False, verbose=False)
+        metrics = evaluate(run_dir, split="val", size=cfg.data.size, overlays=False, report=False, verbose=False)
+        if (run_dir / "summary.json").is_file():  # a model that learned nothing says so in its summary too
+            write_json(run_dir / "summary.json", {**read_json(run_dir / "summary.json"), "warnings": metrics["warnings"]})
     path = build_report(run_dir)
     if verbose:
         print(f"Report: {path}" if intro else f"Wrote {path}")

@@ -60,12 +60,14 @@ def quiet_libraries() -> None:
 def build_trainer(t: TrainConfig, run_dir: Path, verbose: bool = True):
     """A Lightning Trainer with segfit's checkpoints, progress and epoch lines."""
     import lightning.pytorch as pl
-    from segfit.callbacks import AtomicCheckpointIO, ProgressBar, RunCheckpoint, RunRecorder
+    from segfit.callbacks import AtomicCheckpointIO, ProgressBar, RunCheckpoint, RunRecorder, TimeBudget
 
     ckpts = run_dir / "checkpoints"
     show_bar = verbose and sys.stderr.isatty()
+    recorder = RunRecorder(run_dir, t.epochs, verbose)
     callbacks = [
-        RunRecorder(run_dir, t.epochs, verbose),
+        recorder,
+        TimeBudget(t.max_time, recorder) if t.max_time else None,
         ProgressBar() if show_bar else None,
         RunCheckpoint("best", dirpath=ckpts, filename="best", monitor="val_loss", mode="min", save_top_k=1,
                         enable_version_counter=False, auto_insert_metric_name=False),
@@ -83,4 +85,5 @@ def build_trainer(t: TrainConfig, run_dir: Path, verbose: bool = True):
         logger=create_logger(t.logger, run_dir), callbacks=[c for c in callbacks if c is not None], enable_model_summary=False,
         use_distributed_sampler=False,  # segfit's samplers shard by rank themselves (no repeated val images)
         enable_progress_bar=show_bar, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
+        max_time=None if t.max_time is None else {"seconds": max(1, int(t.max_time))},
     )

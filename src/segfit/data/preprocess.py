@@ -70,7 +70,17 @@ def read_pair(sample: Sample, cfg: DataConfig, channels: int | None = None, raw:
     return (image, ids, mask) if raw else (image, ids)
 
 
+def working_size(shape: tuple[int, ...], cfg: DataConfig) -> int | tuple[int, int] | None:
+    """The size an image of ``shape`` is resized to: ``size`` (square), the ``scale`` factor, or None."""
+    if cfg.size is not None:
+        return cfg.size
+    if cfg.scale and cfg.scale != 1:
+        return max(1, round(shape[0] * cfg.scale)), max(1, round(shape[1] * cfg.scale))
+    return None
+
+
 def load_pair(sample: Sample, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     """Read, check and resize one image/mask pair, as training sees it."""
     image, mask = read_pair(sample, cfg)
-    return resize_image(image, cfg.size), resize_mask(mask, cfg.size)
+    size = working_size(image.shape, cfg)
+    return resize_image(image, size), resize_mask(mask, size)

@@ -35,7 +35,18 @@ def _vineyard(crop: int | None):
     ]
 
 
-TRANSFORMS = {"none": _none, "light": _light, "vineyard": _vineyard}
+def _photo(crop: int | None):
+    """Photos of scenes: up stays up (horizontal flips only); light, colour and contrast vary."""
+    import albumentations as A
+
+    return _none(crop) + [
+        A.HorizontalFlip(p=0.5),
+        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+        A.RandomGamma(p=0.2),
+    ]
+
+
+TRANSFORMS = {"none": _none, "light": _light, "photo": _photo, "vineyard": _vineyard}
 
 
 def create_transforms(name: str, crop: int | None = None, train: bool = True):

@@ -1,0 +1,63 @@
+"""Benchmark: `segfit train DATA --time T` with no other flag, per data set: the plan, the wall time of the
+whole command and the test metrics at the images' original resolution. One JSON line per data set.
+
+Usage: python bench/auto_config.py [--emps DIR] [--times 5m,10m] [--synthetic] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_one(name: str, data: Path, budget: str, out: Path) -> dict:
+    run = out / f"{name}-{budget}"
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "segfit", "train", str(data), "--out", str(run), "--time", budget],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        return {"bench": "auto_config", "data": name, "time": budget, "error": proc.stderr.strip()[-400:]}
+    import segfit
+    from segfit.planner import parse_duration
+
+    metrics = segfit.evaluate(run, split="test", overlays=False, verbose=False, report=False)
+    plan = json.loads((run / "plan.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    chosen = {k: e["value"] for k, e in plan["entries"].items()
+              if k in ("model", "encoder", "encoder_depth", "scale", "crop", "batch_size", "loss", "augment",
+                       "precision", "epochs", "channels", "val")}
+    return {"bench": "auto_config", "data": name, "time": budget, "wall_s": round(wall, 1),
+            "within_budget": round(wall / parse_duration(budget), 3), "plan": chosen,
+            "best_epoch": summary["best_epoch"], "test_iou": round(metrics["iou"], 4), "test_dice": round(metrics["dice"], 4),
+            "test_miou": round(metrics["miou"], 4), "warnings": metrics.get("warnings", []), "run": str(run)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--emps", default=str(HERE.parent.parent / "shared" / "data" / "emps"))
+    p.add_argument("--times", default="5m,10m")
+    p.add_argument("--synthetic", action="store_true", help="also the synthetic stress sets (1 minute each)")
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    out = Path(a.out or tempfile.mkdtemp(prefix="segfit-auto-"))
+    out.mkdir(parents=True, exist_ok=True)
+    if a.emps and Path(a.emps).is_dir():
+        for budget in a.times.split(","):
+            print(json.dumps(run_one("emps", Path(a.emps), budget, out)), flush=True)
+    if a.synthetic:
+        from stress_sets import make_all
+
+        for name, data in make_all(out / "data").items():
+            print(json.dumps(run_one(name, data, "60s", out)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""A data set's and a machine's fingerprint: what the planner (:mod:`segfit.planner`) decides from.
+
+``fingerprint_data(root)`` reads the images and masks (a sample of them when the set is large) and
+describes them: sizes, channels and whether RGB files are really grey, bit depth, intensity
+percentiles, the kind of masks (instance maps, 0/255 or 0/1 binary, class indices, colours), class
+pixel fractions and, per class, the objects (count per image, median and 5th-percentile equivalent
+diameter, fraction touching another object). ``fingerprint_machine()`` gives cores, native bf16,
+GPU and free memory. Both are plain dicts, written as ``fingerprint.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+from segfit.data.formats import discover, read_image, read_mask
+from segfit.errors import SegfitError
+
+SAMPLE = 64  # images read when the set is larger (said in the fingerprint)
+_INSTANCE_VALUES = 24  # more distinct non-zero values than this in one mask: an instance map
+
+
+def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: str | None = None,
+                     mask_suffix: str = "_bin", sample: int = SAMPLE, seed: int = 0) -> dict:
+    """Describe the images and masks of a data set (see the module's docstring)."""
+    from segfit.objects import equivalent_diameter, label_objects
+
+    layout = discover(root, images, masks, mask_suffix)
+    samples = layout.samples
+    chosen = sorted(random.Random(seed).sample(range(len(samples)), sample)) if len(samples) > sample else range(len(samples))
+    heights, widths, files, dtypes, greys, raw_masks, pixels = [], [], {}, set(), [], [], []
+    for i in chosen:
+        s = samples[i]
+        image = read_image(s.image, 3)
+        mask = read_mask(s.mask)
+        if mask.shape != image.shape[:2]:
+            raise SegfitError(f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}",
+                              s.mask, "masks must have the size of their image")
+        heights.append(image.shape[0])
+        widths.append(image.shape[1])
+        kind = _file_kind(s.image)
+        files[kind] = files.get(kind, 0) + 1
+        dtypes.add(str(image.dtype))
+        greys.append(bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2])))
+        raw_masks.append(mask)
+        step = max(1, image.shape[0] * image.shape[1] // 20000)  # a subsample per image for percentiles
+        pixels.append(_unit(image.reshape(-1, 3)[::step]))
+    values = np.concatenate(pixels)
+    grey = all(greys)
+    channels = 1 if grey else 3
+    used = values[:, :1] if grey else values
+    kind, num_classes = _mask_kind(raw_masks)
+    ids = [_class_ids(m, kind) for m in raw_masks]
+    counts = np.zeros(num_classes, np.int64)
+    for m in ids:
+        counts += np.bincount(m.ravel(), minlength=num_classes)[:num_classes]
+    objects = {}
+    for cid in range(1, num_classes):
+        per_image, diameters, touching = [], [], []
+        for raw, m in zip(raw_masks, ids):
+            labels = raw.astype(np.int64) * (m == cid) if kind == "instance" else label_objects(m == cid)
+            areas = np.bincount(labels.ravel())[1:]
+            areas = areas[areas > 0]
+            per_image.append(len(areas))
+            diameters.append(equivalent_diameter(areas))
+            touching.append(_touching(labels) if kind == "instance" else 0)
+        d = np.concatenate(diameters) if diameters else np.zeros(0)
+        n = int(sum(per_image))
+        objects[str(cid)] = {
+            "objects": n, "per_image_median": float(np.median(per_image)) if per_image else 0.0,
+            "diameter_median": round(float(np.median(d)), 2) if n else None,
+            "diameter_p05": round(float(np.percentile(d, 5)), 2) if n else None,
+            "touching_fraction": round(sum(touching) / n, 4) if n else 0.0}
+    root = Path(root)
+    return {
+        "root": str(root.resolve()), "layout": layout.description, "images": len(samples),
+        "sampled": len(chosen), "split_files": sorted(p.name for p in root.glob("*.csv") if p.stem in ("train", "test", "val")),
+        "height": _spread(heights), "width": _spread(widths), "files": files, "grey_in_rgb": grey and files.get("RGB", 0) > 0,
+        "channels": channels, "dtype": sorted(dtypes)[0] if len(dtypes) == 1 else sorted(dtypes),
+        "bit_depth": 16 if "uint16" in dtypes else (32 if "float32" in dtypes else 8),
+        "percentiles": {p: [round(float(v), 5) for v in np.percentile(used, p, axis=0)] for p in (1, 50, 99)},
+        "mean": [round(float(v), 5) for v in used.mean(0)], "std": [round(float(max(v, 1e-3)), 5) for v in used.std(0)],
+        "mask_kind": kind, "num_classes": num_classes,
+        "class_fractions": [round(float(c) / max(int(counts.sum()), 1), 6) for c in counts],
+        "objects": objects}
+
+
+def fingerprint_machine() -> dict:
+    """Cores, native bf16 (CPU: AVX-512 BF16 or AMX; GPU: Ampere or newer), GPU and memory."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        cpu_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        cpu_bf16 = False
+    gpu = None
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        gpu = {"name": props.name, "memory_gb": round(props.total_memory / 2**30, 1), "count": torch.cuda.device_count(),
+               "bf16": bool(torch.cuda.is_bf16_supported())}
+    return {"cores": cores, "cpu_bf16": cpu_bf16, "gpu": gpu, "free_ram_gb": _free_ram_gb(),
+            "torch_threads": torch.get_num_threads()}
+
+
+def _unit(pixels: np.ndarray) -> np.ndarray:
+    """Pixel values in [0, 1] as the network sees them (uint8 / 255, uint16 / 65535)."""
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / 255.0
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / 65535.0
+    return pixels.astype(np.float32)
+
+
+def _file_kind(path: Path) -> str:
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return {"L": "grey", "I;16": "grey", "I;16B": "grey", "I": "grey", "1": "grey", "P": "palette",
+                    "RGBA": "RGB"}.get(im.mode, im.mode)
+    except Exception:
+        return "other"
+
+
+def _mask_kind(masks: list[np.ndarray]) -> tuple[str, int]:
+    """``instance`` (one id per object), ``binary_255``, ``binary_01`` or ``index``, and the class count."""
+    values = np.unique(np.concatenate([np.unique(m) for m in masks]))
+    many = max(len(np.unique(m)) - 1 for m in masks) > _INSTANCE_VALUES
+    if set(values.tolist()) <= {0, 255}:
+        return "binary_255", 2
+    if set(values.tolist()) <= {0, 1}:
+        return "binary_01", 2
+    if many or int(values.max()) > 255 or any(m.dtype.itemsize >= 2 for m in masks):
+        return "instance", 2  # 16-bit label maps hold object ids (class ids fit in 8 bits)
+    return "index", int(values.max()) + 1
+
+
+def _class_ids(mask: np.ndarray, kind: str) -> np.ndarray:
+    return (mask > 0).astype(np.uint8) if kind != "index" else mask.astype(np.uint8)
+
+
+def _touching(labels: np.ndarray) -> int:
+    """How many objects of a label image share an edge with another object."""
+    touching = set()
+    for a, b in ((labels[1:, :], labels[:-1, :]), (labels[:, 1:], labels[:, :-1])):
+        edge = (a != b) & (a > 0) & (b > 0)
+        touching.update(np.unique(a[edge]).tolist())
+        touching.update(np.unique(b[edge]).tolist())
+    return len(touching)
+
+
+def _spread(values: list[int]) -> dict:
+    return {"min": int(min(values)), "median": float(np.median(values)), "max": int(max(values))}
+
+
+def _free_ram_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None

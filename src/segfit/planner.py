@@ -1,0 +1,341 @@
+"""The plan: training options chosen by rules from the data's and the machine's fingerprint.
+
+``make_plan(fingerprint, machine, budget, user)`` returns a :class:`Plan`: for each option its value,
+where it came from (``plan`` or ``user``: what the user gave always wins) and the reason. The number
+of epochs comes from a short calibration (a few timed training steps of the candidate networks at the
+planned patch size, :func:`calibrate`) so that training, with its one-cycle schedule, ends annealed
+within the time budget; :func:`epochs_for_budget` sizes it once the data pass has been timed too.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+
+from segfit.errors import SegfitError
+
+DEFAULT_BUDGET = 600.0  # seconds: --time 10m
+MIN_OBJECT_PX = 10.0  # the 5th-percentile object keeps at least this diameter at the working scale
+WORKING_SIDE = {"cpu": 768, "gpu": 1536}  # images larger than this are shrunk, when the objects allow
+PATCH = {"cpu": 256, "gpu": 512}
+MAX_VAL_IMAGES = 48  # validation runs every epoch: a bounded share of the budget
+# Candidate networks, largest first: (name, encoder, depth, decoder channels).
+# Depth 5: a ResNet encoder cut shorter keeps weights that no loss reaches (DDP refuses them).
+CANDIDATES = {
+    "gpu": [("unet", "resnet34", 5, [256, 128, 64, 32, 16]), ("unet", "resnet18", 5, [128, 64, 32, 16, 8])],
+    "cpu": [("unet", "resnet18", 5, [128, 64, 32, 16, 8]), ("unet", "resnet18", 5, [64, 32, 16, 16, 8])],
+}
+ENOUGH_EPOCHS = 40  # a candidate that gets this many epochs in the budget is not traded for a smaller one
+PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "mean", "std", "val", "preload", "model", "encoder",
+           "encoder_depth", "decoder_channels", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "loss",
+           "class_weights", "augment", "precision", "workers", "epochs")
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from ``90s``, ``10m``, ``1h``, ``1h30m`` or a number of seconds."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", str(text))
+        if not parts or not any(parts.groups()):
+            raise SegfitError(f"--time takes a duration like 90s, 10m or 1h, not {text!r}", fix="e.g. --time 10m")
+        h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+        seconds = 3600 * h + 60 * m + s
+    if not seconds > 0:
+        raise SegfitError(f"--time must be positive, not {text!r}", fix="e.g. --time 10m")
+    return seconds
+
+
+@dataclass
+class Plan:
+    """Planned options: ``entries[option] = {"value", "source", "reason"}``, plus the budget and the
+    calibration the epochs were derived from. Saved as ``plan.json``."""
+
+    entries: dict = field(default_factory=dict)
+    budget_s: float | None = None
+    device: str = "cpu"
+    calibration: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    def set(self, option: str, value, reason: str) -> None:
+        self.entries[option] = {"value": value, "source": "plan", "reason": reason}
+
+    def values(self) -> dict:
+        return {k: e["value"] for k, e in self.entries.items()}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Plan:
+        return cls(**{k: d[k] for k in ("entries", "budget_s", "device", "calibration", "notes") if k in d})
+
+    def lines(self) -> list[str]:
+        width = max([len(k) for k in self.entries] + [8])
+        out = [f"{'option':<{width}}  {'value':<24} {'from':<5} reason"]
+        for k, e in self.entries.items():
+            value = e["value"] if not isinstance(e["value"], float) else f"{e['value']:.4g}"
+            out.append(f"{k:<{width}}  {str(value):<24} {e['source']:<5} {e['reason']}")
+        return out + [f"note: {n}" for n in self.notes]
+
+
+def make_plan(fp: dict, machine: dict, budget_s: float | None, user: dict, calibrate_steps: int = 3) -> Plan:
+    """Choose every training option the user did not give (see the module's docstring).
+
+    Args:
+        fp: :func:`segfit.fingerprint.fingerprint_data`.
+        machine: :func:`segfit.fingerprint.fingerprint_machine`.
+        budget_s: wall-clock budget in seconds for the whole run; None when the user fixed the epochs.
+        user: the options the user gave (they win).
+        calibrate_steps: timed training steps per candidate network (0: estimate without timing).
+    """
+    device = "gpu" if machine.get("gpu") and user.get("accelerator", "auto") in ("auto", "gpu", "cuda") else "cpu"
+    plan = Plan(budget_s=budget_s, device=device)
+    _data_rules(plan, fp, device)
+    _training_rules(plan, fp, machine, device)
+    if "size" in user:  # a fixed square size replaces the planned scale (and crops, unless given)
+        plan.entries.pop("scale", None)
+        plan.entries.pop("crop", None)
+    for key, value in user.items():  # what the user gave wins
+        if key in plan.entries or key in PLANNED:
+            plan.entries[key] = {"value": value, "source": "user", "reason": "given by the user"}
+    _network_rule(plan, fp, user, device, calibrate_steps)
+    if "epochs" in user:
+        plan.entries["epochs"] = {"value": user["epochs"], "source": "user", "reason": "given by the user"}
+    return plan
+
+
+def _data_rules(plan: Plan, fp: dict, device: str) -> None:
+    if fp["channels"] == 1:
+        plan.set("channels", 1, "RGB files hold grey pixels" if fp.get("grey_in_rgb") else "the images are grey")
+    else:
+        plan.set("channels", 3, "the images are in colour")
+    kind = fp["mask_kind"]
+    reason = {"instance": "instance label maps (one id per object): foreground vs background",
+              "binary_255": "0/255 masks", "binary_01": "0/1 masks"}.get(kind)
+    if reason:
+        plan.set("classes", 2, reason)
+        plan.set("mask_mode", "binary", reason)
+    else:
+        plan.set("classes", fp["num_classes"], f"class-index masks with ids 0..{fp['num_classes'] - 1}")
+        plan.set("mask_mode", "index", "class-index masks")
+    side = max(fp["height"]["median"], fp["width"]["median"])
+    d05 = [o["diameter_p05"] for o in fp["objects"].values() if o.get("diameter_p05")]
+    keep = min(1.0, MIN_OBJECT_PX / min(d05)) if d05 else 0.0
+    scale = min(1.0, max(WORKING_SIDE[device] / side, keep))
+    if scale >= 0.9:
+        why = "images are small enough" if side <= WORKING_SIDE[device] else (
+            f"the 5th-percentile object ({min(d05):.0f} px) would fall below {MIN_OBJECT_PX:.0f} px")
+        plan.set("scale", 1.0, f"original resolution: {why}; never upscale")
+        scale = 1.0
+    else:
+        scale = round(scale, 3)
+        plan.set("scale", scale, f"images of {side:.0f} px shrink to {side * scale:.0f} px; the 5th-percentile "
+                                 f"object keeps {min(d05) * scale:.0f} px" if d05 else f"large images ({side:.0f} px)")
+    low = min(fp["height"]["min"], fp["width"]["min"]) * scale
+    high = max(fp["height"]["max"], fp["width"]["max"]) * scale
+    patch = PATCH[device]
+    if high > 1.25 * patch:
+        plan.set("crop", patch, f"random {patch}x{patch} crops of {high:.0f} px images (memory and speed)")
+    elif low != high:
+        crop = max(32, int(low) // 32 * 32)
+        plan.set("crop", crop, "sizes differ: random crops of the smallest side, a multiple of the stride")
+    else:
+        plan.set("crop", None, f"whole {low:.0f} px images fit in a batch")
+    plan.set("mean", fp["mean"][: fp["channels"]], "the data set's own mean (sampled pixels)")
+    plan.set("std", fp["std"][: fp["channels"]], "the data set's own standard deviation")
+    n = fp["images"]
+    if fp.get("split_files") and "test.csv" in fp["split_files"]:
+        n = int(n * 0.8)  # test.csv keeps about a fifth out
+    val = max(1, min(MAX_VAL_IMAGES, round(0.2 * n)))
+    plan.set("val", float(val) if n >= 10 else 0.2,
+             f"{val} validation images (a fifth, at most {MAX_VAL_IMAGES}: validation runs every epoch)")
+
+
+def _training_rules(plan: Plan, fp: dict, machine: dict, device: str) -> None:
+    fractions = fp["class_fractions"]
+    rare = min(fractions[1:]) if len(fractions) > 1 else 1.0
+    binary = plan.entries["classes"]["value"] == 2
+    if rare < 0.1:
+        plan.set("loss", "bce+dice" if binary else "ce+dice", f"a rare class ({100 * rare:.1f} % of pixels): Dice "
+                                                               "weighs classes by their overlap, not their pixels")
+    else:
+        plan.set("loss", "bce" if binary else "ce", "classes are balanced enough for cross-entropy")
+    if not binary and rare < 0.02:
+        plan.set("class_weights", "auto", "inverse-frequency class weights for the rarest classes")
+    photo = fp["channels"] == 3
+    plan.set("augment", "photo" if photo else "light",
+             "photos: horizontal flips and colour jitter (up is up)" if photo else
+             "micrographs: flips, 90-degree rotations and mild contrast changes (orientation carries no meaning)")
+    bf16 = (machine.get("gpu") or {}).get("bf16") if device == "gpu" else machine.get("cpu_bf16")
+    plan.set("precision", "bf16-mixed" if bf16 else "32",
+             f"native bf16 on this {device.upper()}" if bf16 else f"no native bf16 on this {device.upper()}: 32-bit")
+    plan.set("optimizer", "adamw", "AdamW with decoupled weight decay")
+    plan.set("weight_decay", 1e-4, "mild regularisation")
+    plan.set("scheduler", "onecycle", "one-cycle: warm up, then anneal to the end of the budget")
+    plan.set("preload", True, "decoded images are kept in memory" if (machine.get("free_ram_gb") or 8) > 2 else "")
+    cores = machine.get("cores", 1)
+    workers = 0 if device == "cpu" else min(8, max(0, cores - 1))
+    plan.set("workers", workers, "CPU training: the cores compute, data comes from memory" if device == "cpu"
+             else f"{workers} loader processes keep the GPU fed")
+
+
+def _network_rule(plan: Plan, fp: dict, user: dict, device: str, calibrate_steps: int) -> None:
+    v = plan.values()
+    patch = v.get("crop") or user.get("size") or int(max(fp["height"]["median"], fp["width"]["median"]) * (v.get("scale") or 1.0))
+    gpu_mem = 8.0
+    batch = max(2, min(32, int(8 * (256 / max(patch, 32)) ** 2))) if device == "cpu" else max(4, min(32, int(16 * gpu_mem / 8 * (512 / max(patch, 64)) ** 2)))
+    plan.set("batch_size", batch, f"{batch} patches of {patch} px per step")
+    plan.set("lr", 2e-3 if device == "cpu" else 1e-3, "one-cycle peak for AdamW at this batch size")
+    for key in ("batch_size", "lr"):
+        if key in user:
+            plan.entries[key] = {"value": user[key], "source": "user", "reason": "given by the user"}
+    if "model" in user:
+        return
+    candidates = CANDIDATES[device]
+    chosen, timing = candidates[-1], None
+    if plan.budget_s is None or calibrate_steps <= 0 or "epochs" in user:
+        chosen = candidates[0]
+        reason = "the default network for this device (epochs fixed, no calibration)"
+    else:
+        for cand in candidates:
+            timing = calibrate(cand, v["channels"], v["classes"], patch, plan.values()["batch_size"],
+                               v.get("precision", "32"), device, calibrate_steps)
+            plan.calibration[f"{cand[1]}-d{cand[2]}-{cand[3][0]}"] = timing
+            epochs = _rough_epochs(plan, fp, timing)
+            chosen = cand
+            if epochs >= ENOUGH_EPOCHS:
+                break
+        reason = (f"U-Net {chosen[1]} depth {chosen[2]}: {timing['step_s']:.2f} s a step of "
+                  f"{plan.values()['batch_size']} x {patch} px on this machine")
+    arch, encoder, depth, decoder = chosen
+    if patch < 128:  # small images: a bottleneck of at least 4 px (depth 5 would leave 1 px at 32 px)
+        depth = max(3, min(5, int(math.log2(max(patch, 8))) - 2))
+        decoder = decoder[:depth]
+        reason += f"; depth {depth} for {patch} px images"
+    for key, value in (("model", arch), ("encoder", encoder), ("encoder_depth", depth), ("decoder_channels", decoder)):
+        if key not in user:
+            plan.set(key, value, reason)
+    if timing is not None:
+        plan.calibration["chosen"] = f"{chosen[1]}-d{chosen[2]}-{chosen[3][0]}"
+
+
+def _rough_epochs(plan: Plan, fp: dict, timing: dict) -> float:
+    v = plan.values()
+    n_val = int(v["val"]) if v["val"] >= 1 else max(1, int(0.2 * fp["images"]))
+    n_train = max(1, fp["images"] * (0.8 if "test.csv" in fp.get("split_files", []) else 0.8) - n_val)
+    epoch = math.ceil(n_train / v["batch_size"]) * timing["step_s"] + n_val * timing["val_image_s"]
+    return 0.8 * (plan.budget_s or 0) / max(epoch, 1e-3)
+
+
+def calibrate(candidate, channels: int, classes: int, patch: int, batch: int, precision: str, device: str,
+              steps: int = 3) -> dict:
+    """Seconds per training step (``batch`` x ``patch``²) and per validation image of ``patch``² x 2,
+    timed after one warm-up step."""
+    import torch
+
+    from segfit.config import ModelConfig
+    from segfit.models import create_model
+
+    arch, encoder, depth, decoder = candidate
+    dev = torch.device("cuda" if device == "gpu" else "cpu")
+    net = create_model(ModelConfig(name=arch, encoder=encoder, encoder_depth=depth, decoder_channels=decoder,
+                                   in_channels=channels, num_classes=classes)).to(dev).to(memory_format=torch.channels_last)
+    out = 1 if classes == 2 else classes
+    opt = torch.optim.AdamW(net.parameters(), 1e-3)
+    x = torch.rand(batch, channels, patch, patch, device=dev).contiguous(memory_format=torch.channels_last)
+    y = torch.rand(batch, out, patch, patch, device=dev)
+    dtype = torch.bfloat16 if precision.startswith("bf16") else None
+    times = []
+    for _ in range(steps + 1):
+        _sync(dev)
+        t = time.perf_counter()
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            loss = torch.nn.functional.mse_loss(net(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _sync(dev)
+        times.append(time.perf_counter() - t)
+    net.eval()
+    v = torch.rand(1, channels, 2 * patch, 2 * patch, device=dev).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+        net(v)
+        _sync(dev)
+        t = time.perf_counter()
+        net(v)
+        _sync(dev)
+    return {"step_s": round(min(times[1:]), 4), "val_image_s": round((time.perf_counter() - t) / 4 * 1.2, 4),
+            "patch": patch, "batch": batch}
+
+
+def _sync(dev) -> None:
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def epochs_for_budget(plan: Plan, remaining_s: float, n_train: int, n_val: int, val_pixels: float) -> tuple[int, float]:
+    """Epochs that fit in ``remaining_s`` (after the data pass), keeping back the final validation pass
+    for the report; and the training time allowed (a hard stop for Lightning)."""
+    timing = plan.calibration.get(plan.calibration.get("chosen", ""))
+    v = plan.values()
+    patch_px = float(timing["patch"]) ** 2 if timing else 256.0**2
+    val_s = (timing["val_image_s"] if timing else 0.2) * val_pixels / (4 * patch_px)
+    epoch_s = n_train / v["batch_size"] * (timing["step_s"] if timing else 1.0) * 1.05 + n_val * val_s + 0.3
+    reserve = n_val * val_s * 2 + 5 + 0.03 * (plan.budget_s or 0)
+    fit_s = max(remaining_s - reserve, epoch_s)  # the TimeBudget callback re-sizes the epochs as they are timed
+    epochs = max(1, min(1000, int(fit_s / epoch_s)))
+    plan.entries["epochs"] = {"value": epochs, "source": "plan",
+                              "reason": f"{epoch_s:.1f} s an epoch (calibrated): {epochs} epochs fit in the "
+                                        f"{fit_s:.0f} s left for training"}
+    return epochs, fit_s
+
+
+def plan_for(data, budget_s: float | None, user: dict, calibrate_steps: int = 3) -> tuple[Plan, dict]:
+    """Fingerprint ``data`` and this machine, then plan: the :class:`Plan` and ``{"data", "machine"}``."""
+    from segfit.fingerprint import fingerprint_data, fingerprint_machine
+
+    fp = fingerprint_data(data, user.get("images"), user.get("masks"), user.get("mask_suffix") or "_bin")
+    machine = fingerprint_machine()
+    planned = make_plan(fp, machine, budget_s, user, calibrate_steps)
+    if fp["sampled"] < fp["images"]:
+        planned.notes.append(f"fingerprint from a sample of {fp['sampled']} of the {fp['images']} images")
+    return planned, {"data": fp, "machine": machine}
+
+
+def plan(data, time: str | float | None = None, out=None, verbose: bool = True, **options) -> Plan:
+    """Fingerprint a data set and this machine and plan training, without training (``segfit plan``).
+
+    Args:
+        data: data set folder.
+        time: the time budget (``90s``, ``10m``, ``1h`` or seconds; default 10m unless ``epochs`` is given).
+        out: write the plan and the fingerprint to this JSON file.
+        verbose: print the plan as a table, one reason per choice.
+        **options: training options the user fixes (they win over the plan), as for :func:`segfit.train`.
+
+    Returns:
+        The :class:`Plan`.
+    """
+    from segfit.io import write_json
+
+    options = {k: v for k, v in options.items() if v is not None}
+    budget = parse_duration(time) if time is not None else (None if "epochs" in options else DEFAULT_BUDGET)
+    planned, fingerprint = plan_for(data, budget, options)
+    if verbose:
+        d, m = fingerprint["data"], fingerprint["machine"]
+        print(f"Data: {d['layout']}; {d['mask_kind']} masks, {d['num_classes']} classes, median size "
+              f"{d['height']['median']:.0f}x{d['width']['median']:.0f}")
+        print(f"Machine: {m['cores']} cores, bf16 {'yes' if m['cpu_bf16'] else 'no'}, GPU "
+              f"{m['gpu']['name'] if m['gpu'] else 'none'}" + (f"; budget {budget:.0f} s" if budget else ""))
+        print("\n".join(planned.lines()))
+        if budget and "epochs" not in planned.entries:
+            print("epochs: sized when training starts, from the calibration above and the time the data pass takes")
+    if out is not None:
+        write_json(out, {"plan": planned.to_dict(), "fingerprint": fingerprint})
+        if verbose:
+            print(f"Wrote {out}")
+    return planned

@@ -1,0 +1,160 @@
+"""The automatic plan: each rule on crafted fingerprints, the fingerprint on files the tests make, the budget."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import segfit
+from segfit.errors import SegfitError
+from segfit.fingerprint import fingerprint_data
+from segfit.metrics import learning_warnings
+from segfit.planner import Plan, make_plan, parse_duration
+
+CPU = {"cores": 2, "cpu_bf16": False, "gpu": None, "free_ram_gb": 8.0}
+
+
+def _fp(side=256, d05=12.0, channels=1, kind="instance", fractions=(0.7, 0.3), images=40, **extra) -> dict:
+    objects = {str(c): {"objects": 50, "per_image_median": 5.0, "diameter_median": 3 * d05, "diameter_p05": d05,
+                        "touching_fraction": 0.3} for c in range(1, len(fractions))}
+    fp = {"images": images, "sampled": images, "split_files": [], "height": {"min": side, "median": side, "max": side},
+          "width": {"min": side, "median": side, "max": side}, "channels": channels, "grey_in_rgb": False,
+          "mean": [0.5] * 3, "std": [0.2] * 3, "mask_kind": kind, "num_classes": len(fractions),
+          "class_fractions": list(fractions), "objects": objects}
+    fp.update(extra)
+    return fp
+
+
+def _plan(fp, user=None, machine=CPU) -> dict:
+    return make_plan(fp, machine, None, user or {}, calibrate_steps=0).values()
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("600", 600),
+                                           (45, 45)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["ten minutes", "", "-5", "0"])
+def test_bad_durations_say_how(text):
+    with pytest.raises(SegfitError, match="--time"):
+        parse_duration(text)
+
+
+def test_tiny_objects_keep_the_resolution_large_ones_allow_shrinking():
+    assert _plan(_fp(side=2048, d05=6.0))["scale"] == 1.0  # 6 px objects would vanish if shrunk
+    big = _plan(_fp(side=2048, d05=80.0))["scale"]
+    assert big == pytest.approx(768 / 2048, abs=1e-3)  # the working side, as the objects allow
+    assert _plan(_fp(side=96, d05=80.0))["scale"] == 1.0  # never upscale
+
+
+def test_large_images_get_crops_small_ones_whole():
+    assert _plan(_fp(side=2048, d05=6.0))["crop"] == 256
+    assert _plan(_fp(side=96))["crop"] is None
+    mixed = _fp(side=100, height={"min": 90, "median": 100, "max": 120})
+    assert _plan(mixed)["crop"] == 64  # sizes differ: crops of the smallest side, a multiple of the stride
+
+
+def test_channels_loss_weights_and_augmentation_follow_the_data():
+    grey = _plan(_fp(channels=1))
+    assert grey["channels"] == 1 and grey["augment"] == "light" and grey["loss"] == "bce"
+    photo = _plan(_fp(channels=3, kind="index", fractions=(0.6, 0.39, 0.01)))
+    assert photo["channels"] == 3 and photo["augment"] == "photo"
+    assert photo["loss"] == "ce+dice" and photo["class_weights"] == "auto" and photo["classes"] == 3
+    sparse = _plan(_fp(fractions=(0.95, 0.05)))
+    assert sparse["loss"] == "bce+dice" and "class_weights" not in sparse
+
+
+def test_precision_and_device_follow_the_machine():
+    assert _plan(_fp())["precision"] == "32"
+    assert _plan(_fp(), machine={**CPU, "cpu_bf16": True})["precision"] == "bf16-mixed"
+    gpu = {**CPU, "gpu": {"name": "H100", "memory_gb": 80, "count": 1, "bf16": True}}
+    on_gpu = make_plan(_fp(side=2048, d05=6.0), gpu, None, {}, calibrate_steps=0)
+    assert on_gpu.device == "gpu" and on_gpu.values()["crop"] == 512 and on_gpu.values()["encoder"] == "resnet34"
+
+
+def test_an_explicit_option_always_wins():
+    user = {"loss": "ce", "crop": 128, "model": "fpn", "encoder": "resnet50", "batch_size": 3, "epochs": 7}
+    plan = make_plan(_fp(side=2048, d05=6.0), CPU, None, user, calibrate_steps=0)
+    for key, value in user.items():
+        assert plan.entries[key] == {"value": value, "source": "user", "reason": "given by the user"}
+    assert "encoder_depth" not in plan.entries  # the user chose the network: the plan adds no part of another
+    sized = _plan(_fp(side=2048, d05=6.0), {"size": 128})
+    assert "scale" not in sized and "crop" not in sized
+
+
+def test_the_plan_is_written_and_reloaded_identically(tmp_path):
+    plan = make_plan(_fp(), CPU, 60.0, {"lr": 0.01}, calibrate_steps=0)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan.to_dict()))
+    again = Plan.from_dict(json.loads(path.read_text()))
+    assert again == plan and again.values()["lr"] == 0.01 and again.lines() == plan.lines()
+
+
+def _save(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_fingerprint_of_files(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        grey = rng.integers(0, 255, (40, 48), dtype=np.uint8)
+        _save(tmp_path / "gray" / "images" / f"{i}.png", np.repeat(grey[..., None], 3, axis=2))  # RGB of grey
+        mask = np.zeros((40, 48), np.uint16)
+        mask[5:15, 5:15], mask[5:15, 15:25], mask[30:36, 30:36] = 1, 2, 3  # two touching, one apart
+        _save(tmp_path / "gray" / "segmaps" / f"{i}.png", mask)
+        _save(tmp_path / "binary" / "images" / f"{i}.png", rng.integers(0, 255, (40, 48, 3), dtype=np.uint8))
+        _save(tmp_path / "binary" / "masks" / f"{i}.png", (mask > 0).astype(np.uint8) * 255)
+    fp = fingerprint_data(tmp_path / "gray")
+    assert fp["channels"] == 1 and fp["grey_in_rgb"] and fp["mask_kind"] == "instance" and fp["num_classes"] == 2
+    objects = fp["objects"]["1"]
+    assert objects["objects"] == 12 and objects["touching_fraction"] == pytest.approx(2 / 3, abs=1e-3)
+    assert objects["diameter_median"] == pytest.approx(np.sqrt(4 * 100 / np.pi), abs=0.01)
+    fp = fingerprint_data(tmp_path / "binary")
+    assert fp["channels"] == 3 and fp["mask_kind"] == "binary_255" and fp["objects"]["1"]["objects"] == 8
+
+
+def test_learning_warnings():
+    everywhere = np.array([[0, 90], [0, 10]])  # always foreground
+    assert "predicts foreground everywhere" in learning_warnings(everywhere, ["background", "foreground"])[0]
+    missing = np.array([[50, 5, 0], [3, 30, 0], [1, 2, 0]])
+    assert "never predicts wood" in learning_warnings(missing, ["background", "leaves", "wood"])[0]
+    assert learning_warnings(np.array([[50, 5], [3, 30]]), ["background", "foreground"]) == []
+
+
+def test_planned_training_fits_a_toy_budget(particles_dir, tmp_path):
+    run = segfit.train(particles_dir, tmp_path / "run", time="25s", verbose=False, report=False)
+    plan = json.loads((run.run_dir / "plan.json").read_text())
+    fingerprint = json.loads((run.run_dir / "fingerprint.json").read_text())
+    config = json.loads((run.run_dir / "config.json").read_text())
+    summary = json.loads((run.run_dir / "summary.json").read_text())
+    assert plan["budget_s"] == 25 and plan["entries"]["model"]["value"] == config["model"]["name"] == "unet"
+    assert plan["entries"]["epochs"]["value"] == config["train"]["epochs"] == summary["epochs"]
+    assert fingerprint["data"]["mask_kind"] == "instance" and "cores" in fingerprint["machine"]
+    assert config["user"] == ["report"] and config["train"]["max_time"] < 25
+    assert summary["seconds"] <= 25  # the training itself stays inside the budget
+
+
+def test_the_teaching_path_does_not_plan(particles_dir, tmp_path):
+    run = segfit.train(particles_dir, tmp_path / "run", model="notebook", channels=1, epochs=1, verbose=False,
+                       report=False)
+    assert not (run.run_dir / "plan.json").exists()
+    assert run.config.model.name == "notebook" and run.config.train.optimizer == "adam"
+
+
+def test_plan_command(particles_dir, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "segfit", "plan", str(particles_dir), "--time", "2m",
+                           "--out", str(tmp_path / "plan.json")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "channels" in proc.stdout and "RGB files hold grey pixels" in proc.stdout
+    saved = json.loads((tmp_path / "plan.json").read_text())
+    assert saved["plan"]["budget_s"] == 120 and saved["fingerprint"]["data"]["images"] == 12
+    bad = subprocess.run([sys.executable, "-m", "segfit", "plan", str(particles_dir), "--time", "soon"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--time" in bad.stderr
