@@ -101,7 +101,7 @@ def make_plan(fp: dict, machine: dict, budget_s: float | None, user: dict, calib
     for key, value in user.items():  # what the user gave wins
         if key in plan.entries or key in PLANNED:
             plan.entries[key] = {"value": value, "source": "user", "reason": "given by the user"}
-    _network_rule(plan, fp, user, device, calibrate_steps)
+    _network_rule(plan, fp, user, device, calibrate_steps, (machine.get("gpu") or {}).get("memory_gb", 8.0))
     if "epochs" in user:
         plan.entries["epochs"] = {"value": user["epochs"], "source": "user", "reason": "given by the user"}
     return plan
@@ -146,9 +146,7 @@ def _data_rules(plan: Plan, fp: dict, device: str) -> None:
         plan.set("crop", None, f"whole {low:.0f} px images fit in a batch")
     plan.set("mean", fp["mean"][: fp["channels"]], "the data set's own mean (sampled pixels)")
     plan.set("std", fp["std"][: fp["channels"]], "the data set's own standard deviation")
-    n = fp["images"]
-    if fp.get("split_files") and "test.csv" in fp["split_files"]:
-        n = int(n * 0.8)  # test.csv keeps about a fifth out
+    n = _trainable(fp)
     val = max(1, min(MAX_VAL_IMAGES, round(0.2 * n)))
     plan.set("val", float(val) if n >= 10 else 0.2,
              f"{val} validation images (a fifth, at most {MAX_VAL_IMAGES}: validation runs every epoch)")
@@ -182,11 +180,13 @@ def _training_rules(plan: Plan, fp: dict, machine: dict, device: str) -> None:
              else f"{workers} loader processes keep the GPU fed")
 
 
-def _network_rule(plan: Plan, fp: dict, user: dict, device: str, calibrate_steps: int) -> None:
+def _network_rule(plan: Plan, fp: dict, user: dict, device: str, calibrate_steps: int, gpu_mem: float) -> None:
     v = plan.values()
     patch = v.get("crop") or user.get("size") or int(max(fp["height"]["median"], fp["width"]["median"]) * (v.get("scale") or 1.0))
-    gpu_mem = 8.0
-    batch = max(2, min(32, int(8 * (256 / max(patch, 32)) ** 2))) if device == "cpu" else max(4, min(32, int(16 * gpu_mem / 8 * (512 / max(patch, 64)) ** 2)))
+    if device == "cpu":
+        batch = max(2, min(32, int(8 * (256 / max(patch, 32)) ** 2)))
+    else:  # 16 patches of 512 px per 8 GB of GPU memory
+        batch = max(4, min(32, int(16 * gpu_mem / 8 * (512 / max(patch, 64)) ** 2)))
     plan.set("batch_size", batch, f"{batch} patches of {patch} px per step")
     plan.set("lr", 2e-3 if device == "cpu" else 1e-3, "one-cycle peak for AdamW at this batch size")
     for key in ("batch_size", "lr"):
@@ -222,10 +222,15 @@ def _network_rule(plan: Plan, fp: dict, user: dict, device: str, calibrate_steps
         plan.calibration["chosen"] = f"{chosen[1]}-d{chosen[2]}-{chosen[3][0]}"
 
 
+def _trainable(fp: dict) -> int:
+    """Images left for training and validation: test.csv, or the default random test share, keeps a fifth out."""
+    return int(fp["images"] * 0.8)
+
+
 def _rough_epochs(plan: Plan, fp: dict, timing: dict) -> float:
     v = plan.values()
     n_val = int(v["val"]) if v["val"] >= 1 else max(1, int(0.2 * fp["images"]))
-    n_train = max(1, fp["images"] * (0.8 if "test.csv" in fp.get("split_files", []) else 0.8) - n_val)
+    n_train = max(1, _trainable(fp) - n_val)
     epoch = math.ceil(n_train / v["batch_size"]) * timing["step_s"] + n_val * timing["val_image_s"]
     return 0.8 * (plan.budget_s or 0) / max(epoch, 1e-3)
 
