@@ -32,7 +32,7 @@ def trained_run(tmp_path_factory, particles_dir) -> Path:
     import segfit
 
     out = tmp_path_factory.mktemp("runs") / "run"
-    segfit.train(particles_dir, out, channels=1, epochs=2, batch_size=4, val=3, test=0.25, seed=0,
+    segfit.train(particles_dir, out, model="notebook", channels=1, epochs=2, batch_size=4, val=3, test=0.25, seed=0,
                  preload=True, verbose=False)
     return out
 

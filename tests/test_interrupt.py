@@ -15,7 +15,7 @@ from segfit.data.synthetic import make_particles
 from segfit.runs import train
 
 OPTIONS = dict(channels=1, batch_size=4, val=4, test=0.2, seed=3, preload=True, deterministic=True,
-               augment="light", accelerator="cpu", verbose=False)
+               augment="light", accelerator="cpu", verbose=False, plan=False)
 
 
 @pytest.fixture(scope="module")

@@ -102,6 +102,33 @@ def test_create_model_shallow_encoder_with_default_decoder():
     assert model.multiple == 8
 
 
+@pytest.mark.parametrize("depth", [3, 4, 5])
+def test_every_weight_of_a_shallow_encoder_learns(depth):
+    """A ResNet cut at ``depth`` keeps no stage that the loss never reaches (DDP refuses those)."""
+    model = create_model(ModelConfig(name="unet", encoder="resnet18", encoder_depth=depth, in_channels=1,
+                                     decoder_channels=[16] * depth))
+    model(torch.rand(2, 1, 64, 64)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert sum(p.numel() for p in model.parameters()) < {3: 1e6, 4: 3.5e6, 5: 12e6}[depth]  # no deeper stage kept
+
+
+def test_checkpoints_of_shallow_encoders_with_unused_stages_still_load(tmp_path):
+    """Checkpoints written while a cut ResNet still held its deeper stages predict as before."""
+    from segfit.backends import TorchBackend
+    from segfit.config import RunConfig
+
+    cfg = RunConfig.from_dict({"model": {"name": "unet", "encoder": "resnet18", "encoder_depth": 3,
+                                         "decoder_channels": [32, 16, 8], "in_channels": 1, "num_classes": 2}})
+    net = create_model(cfg.model)
+    old = {f"net.{k}": v for k, v in net.state_dict().items()}
+    old["net.encoder.layer3.0.conv1.weight"] = torch.zeros(256, 128, 3, 3)  # what such a checkpoint also held
+    torch.save({"state_dict": old, "segfit": {"config": cfg.to_dict()}}, tmp_path / "old.ckpt")
+    backend = TorchBackend.from_checkpoint(tmp_path / "old.ckpt", "cpu")
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(backend.net.eval()(x), net.eval()(x))
+
+
 def test_summary_text():
     model = create_model(ModelConfig(name="notebook", in_channels=1))
     text = summary(model, (1, 128, 128))

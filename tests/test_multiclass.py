@@ -275,6 +275,9 @@ def test_seed_command_line_works_as_written(seed_run):
     assert cfg["train"]["save_every"] == 1 and cfg["data"]["preload"] is True
     assert cfg["data"]["num_classes"] == 2 and cfg["data"]["mask_mode"] == "binary"
     assert history(run)["epoch"].tolist() == [1, 2]
+    plan = read_json(run / "plan.json")["entries"]  # what the command does not say, the plan fills
+    assert cfg["model"]["name"] == plan["model"]["value"] == "unet" and plan["model"]["source"] == "plan"
+    assert plan["epochs"] == {"value": 2, "source": "user", "reason": "given by the user"}
 
 
 # BUG (src/segfit/runs.py build_config line 63, cfg.data.root = str(data)): the data folder is stored as

@@ -47,14 +47,47 @@ def test_bad_durations_say_how(text):
 
 
 def test_tiny_objects_keep_the_resolution_large_ones_allow_shrinking():
-    assert _plan(_fp(side=2048, d05=6.0))["scale"] == 1.0  # 6 px objects would vanish if shrunk
+    assert _plan(_fp(side=2048, d05=2.0))["scale"] == 1.0  # 2 px objects would vanish if shrunk
+    small = _plan(_fp(side=2048, d05=6.0))["scale"]  # the median object (18 px) keeps 10 px, the small ones 3
+    assert small == pytest.approx(10 / 18, abs=1e-3)
     big = _plan(_fp(side=2048, d05=80.0))["scale"]
     assert big == pytest.approx(768 / 2048, abs=1e-3)  # the working side, as the objects allow
     assert _plan(_fp(side=96, d05=80.0))["scale"] == 1.0  # never upscale
 
 
+def _timed(monkeypatch, speeds: dict):
+    """Calibration without timing: each candidate network trains at ``speeds[encoder-depth-width]`` px/s."""
+    import segfit.planner as planner
+
+    def fake(cand, channels, classes, patch, batch, precision, device, steps=3):
+        rate = speeds[planner._key(cand)]
+        return {"step_s": batch * patch**2 / rate, "patch": patch, "batch": batch, "train_px_s": rate, "val_px_s": 4 * rate}
+    monkeypatch.setattr(planner, "calibrate", fake)
+
+
+def test_a_tight_budget_trades_resolution_and_network_size_for_passes_over_the_data(monkeypatch):
+    from segfit.planner import CANDIDATES, PASSES, _key
+
+    big, small = (_key(c) for c in CANDIDATES["cpu"][:2])
+    _timed(monkeypatch, {big: 5e4, small: 4e5})
+    fp = _fp(side=1024, d05=20.0, images=100)  # median object 60 px: the objects allow down to 1/6
+    roomy = make_plan(fp, CPU, 3600 * 24, {}).values()
+    assert roomy["scale"] == 0.75 and roomy["encoder_depth"] == CANDIDATES["cpu"][0][2]  # the CPU's working side
+    assert roomy["decoder_channels"] == CANDIDATES["cpu"][0][3]  # time enough: the larger network
+    tight = make_plan(fp, CPU, 300, {})
+    v = tight.values()
+    assert tight.calibration["chosen"] == small  # the larger one cannot pass often enough over the data
+    train_pixels = (80 - v["val"]) * 1024**2
+    assert v["scale"] == pytest.approx(min(1.0, (4e5 * 0.75 * 300 / (PASSES * train_pixels)) ** 0.5), abs=2e-3)
+    assert 10 / 60 <= v["scale"] < 1.0 and "passes" in tight.entries["scale"]["reason"]
+    floor = make_plan(fp, CPU, 20, {}).values()  # hopeless budget: the objects still keep their pixels
+    assert floor["scale"] == pytest.approx(10 / 60, abs=1e-3)
+    assert make_plan(fp, CPU, 300, {"scale": 0.5}).values()["scale"] == 0.5
+    assert make_plan(_fp(side=512, d05=20.0), CPU, 20, {}).values()["scale"] == 0.25  # images keep 128 px
+
+
 def test_large_images_get_crops_small_ones_whole():
-    assert _plan(_fp(side=2048, d05=6.0))["crop"] == 256
+    assert _plan(_fp(side=2048, d05=2.0))["crop"] == 256
     assert _plan(_fp(side=96))["crop"] is None
     mixed = _fp(side=100, height={"min": 90, "median": 100, "max": 120})
     assert _plan(mixed)["crop"] == 64  # sizes differ: crops of the smallest side, a multiple of the stride
@@ -74,13 +107,13 @@ def test_precision_and_device_follow_the_machine():
     assert _plan(_fp())["precision"] == "32"
     assert _plan(_fp(), machine={**CPU, "cpu_bf16": True})["precision"] == "bf16-mixed"
     gpu = {**CPU, "gpu": {"name": "H100", "memory_gb": 80, "count": 1, "bf16": True}}
-    on_gpu = make_plan(_fp(side=2048, d05=6.0), gpu, None, {}, calibrate_steps=0)
+    on_gpu = make_plan(_fp(side=2048, d05=2.0), gpu, None, {}, calibrate_steps=0)
     assert on_gpu.device == "gpu" and on_gpu.values()["crop"] == 512 and on_gpu.values()["encoder"] == "resnet34"
 
 
 def test_an_explicit_option_always_wins():
     user = {"loss": "ce", "crop": 128, "model": "fpn", "encoder": "resnet50", "batch_size": 3, "epochs": 7}
-    plan = make_plan(_fp(side=2048, d05=6.0), CPU, None, user, calibrate_steps=0)
+    plan = make_plan(_fp(side=2048, d05=2.0), CPU, None, user, calibrate_steps=0)
     for key, value in user.items():
         assert plan.entries[key] == {"value": value, "source": "user", "reason": "given by the user"}
     assert "encoder_depth" not in plan.entries  # the user chose the network: the plan adds no part of another

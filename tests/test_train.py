@@ -21,8 +21,9 @@ VAL_METRICS = ["val_loss", "val_iou", "val_dice", "val_accuracy"]
 
 
 def fit(data, out, **options):
-    """A tiny in-process training (1 epoch, grayscale, batches of 4) unless options say otherwise."""
-    kw = dict(channels=1, epochs=1, batch_size=4, preload=True, verbose=False)
+    """A tiny in-process training (1 epoch, grayscale, batches of 4, segfit's fixed defaults, no plan)
+    unless options say otherwise."""
+    kw = dict(channels=1, epochs=1, batch_size=4, preload=True, verbose=False, plan=False)
     kw.update(options)
     return segfit_train(data, out, **kw)
 

@@ -33,7 +33,7 @@ class TorchBackend:
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> TorchBackend:
         """Rebuild the network from the config stored in a checkpoint (or a run folder's best.ckpt)."""
         from segfit.checkpoint import load_checkpoint
-        from segfit.models import create_model
+        from segfit.models import create_model, unused_keys
         from segfit.rundir import resolve_checkpoint
 
         path = resolve_checkpoint(path, "best")
@@ -41,6 +41,8 @@ class TorchBackend:
         config = RunConfig.from_dict(ckpt["segfit"]["config"])
         net = create_model(ModelConfig(**{**vars(config.model), "encoder_weights": None}))
         state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+        for key in unused_keys(state, net.state_dict()):
+            del state[key]
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:

@@ -163,8 +163,8 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("-t", "--time", help="time budget: 90s, 10m, 1h or seconds (default 10m unless --epochs is given); "
                                         "the plan sizes the network and the epochs to finish within it")
     g.add_argument("--plan", action=argparse.BooleanOptionalAction,
-                   help="fingerprint the data and the machine and plan what you do not give (default: with --time, or "
-                        "when neither --model nor --epochs is given; never for --model notebook)")
+                   help="fingerprint the data and the machine and plan what you do not give (default: yes, except for "
+                        "--model notebook, the teaching network with its own flags)")
 
 
 def _add_inference(sub) -> None:

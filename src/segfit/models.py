@@ -44,6 +44,7 @@ def _smp(arch: str):
             load_encoder_weights(net.encoder, cfg.encoder_weights, cfg.encoder)
             if cfg.in_channels != 3:
                 net.encoder.set_in_channels(cfg.in_channels, pretrained=True)
+        _drop_unused_stages(net.encoder, cfg.encoder_depth)
         return net, 2 ** cfg.encoder_depth
     return build
 
@@ -118,6 +119,22 @@ def load_encoder_weights(encoder, weights: str, encoder_name: str) -> None:
         raise SegfitError(f"encoder weights do not fit {encoder_name}: {detail}", path,
                           f"give weights saved from a {encoder_name} encoder with the same input channels")
     encoder.load_state_dict(state, strict=False)
+
+
+def _drop_unused_stages(encoder, depth: int) -> None:
+    """A ResNet-style encoder cut at ``depth`` keeps its deeper stages, whose weights no loss reaches
+    (DDP refuses them, checkpoints carry them): replace them by nothing."""
+    import torch
+
+    for k in range(max(depth, 1), 5):  # layer{k} runs only at depth >= k + 1
+        if isinstance(getattr(encoder, f"layer{k}", None), torch.nn.Sequential):
+            setattr(encoder, f"layer{k}", torch.nn.Identity())
+
+
+def unused_keys(state: dict, own: dict) -> list[str]:
+    """Keys of encoder stages that a network of the same depth no longer has (checkpoints written
+    before :func:`_drop_unused_stages`)."""
+    return [k for k in state if k not in own and ".encoder.layer" in f".{k}"]
 
 
 def _strip_prefixes(key: str) -> str:

@@ -17,17 +17,21 @@ from dataclasses import asdict, dataclass, field
 from segfit.errors import SegfitError
 
 DEFAULT_BUDGET = 600.0  # seconds: --time 10m
-MIN_OBJECT_PX = 10.0  # the 5th-percentile object keeps at least this diameter at the working scale
+# At the working scale the median object keeps at least this diameter, the 5th-percentile one at least that.
+MIN_MEDIAN_OBJECT_PX = 10.0
+MIN_SMALL_OBJECT_PX = 3.0
 WORKING_SIDE = {"cpu": 768, "gpu": 1536}  # images larger than this are shrunk, when the objects allow
 PATCH = {"cpu": 256, "gpu": 512}
+CALIBRATION = {"cpu": (128, 16), "gpu": (512, 16)}  # (patch, batch) of the timed steps: speed in pixels a second
+PASSES = 30  # passes over the training pixels a network trained from scratch wants; the budget's scale gives that many
 MAX_VAL_IMAGES = 48  # validation runs every epoch: a bounded share of the budget
-# Candidate networks, largest first: (name, encoder, depth, decoder channels).
-# Depth 5: a ResNet encoder cut shorter keeps weights that no loss reaches (DDP refuses them).
+# Candidate networks, largest first: (name, encoder, depth, decoder channels). The network is the
+# largest that the budget lets pass PASSES times over the data; on a CPU, usually the last: a shallow
+# U-Net with a narrow full-resolution decoder learns the most per second (timed on EMPS, see README).
 CANDIDATES = {
     "gpu": [("unet", "resnet34", 5, [256, 128, 64, 32, 16]), ("unet", "resnet18", 5, [128, 64, 32, 16, 8])],
-    "cpu": [("unet", "resnet18", 5, [128, 64, 32, 16, 8]), ("unet", "resnet18", 5, [64, 32, 16, 16, 8])],
+    "cpu": [("unet", "resnet18", 5, [128, 64, 32, 16, 8]), ("unet", "resnet18", 3, [64, 32, 16])],
 }
-ENOUGH_EPOCHS = 40  # a candidate that gets this many epochs in the budget is not traded for a smaller one
 PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "mean", "std", "val", "preload", "model", "encoder",
            "encoder_depth", "decoder_channels", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "loss",
            "class_weights", "augment", "precision", "workers", "epochs")
@@ -93,21 +97,25 @@ def make_plan(fp: dict, machine: dict, budget_s: float | None, user: dict, calib
     """
     device = "gpu" if machine.get("gpu") and user.get("accelerator", "auto") in ("auto", "gpu", "cuda") else "cpu"
     plan = Plan(budget_s=budget_s, device=device)
-    _data_rules(plan, fp, device)
+    _data_rules(plan, fp, user)
+    _given(plan, user)
     _training_rules(plan, fp, machine, device)
-    if "size" in user:  # a fixed square size replaces the planned scale (and crops, unless given)
-        plan.entries.pop("scale", None)
-        plan.entries.pop("crop", None)
-    for key, value in user.items():  # what the user gave wins
-        if key in plan.entries or key in PLANNED:
-            plan.entries[key] = {"value": value, "source": "user", "reason": "given by the user"}
-    _network_rule(plan, fp, user, device, calibrate_steps, (machine.get("gpu") or {}).get("memory_gb", 8.0))
-    if "epochs" in user:
-        plan.entries["epochs"] = {"value": user["epochs"], "source": "user", "reason": "given by the user"}
+    _given(plan, user)
+    rate = _network_rule(plan, fp, user, device, calibrate_steps)
+    if "size" not in user:  # a fixed square size replaces the planned scale and crops
+        _scale_rule(plan, fp, user, device, rate)
+    _batch_rule(plan, fp, user, device, (machine.get("gpu") or {}).get("memory_gb", 8.0))
+    _given(plan, user)
     return plan
 
 
-def _data_rules(plan: Plan, fp: dict, device: str) -> None:
+def _given(plan: Plan, user: dict) -> None:
+    for key, value in user.items():  # what the user gave wins
+        if key in plan.entries or key in PLANNED:
+            plan.entries[key] = {"value": value, "source": "user", "reason": "given by the user"}
+
+
+def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
     if fp["channels"] == 1:
         plan.set("channels", 1, "RGB files hold grey pixels" if fp.get("grey_in_rgb") else "the images are grey")
     else:
@@ -115,35 +123,14 @@ def _data_rules(plan: Plan, fp: dict, device: str) -> None:
     kind = fp["mask_kind"]
     reason = {"instance": "instance label maps (one id per object): foreground vs background",
               "binary_255": "0/255 masks", "binary_01": "0/1 masks"}.get(kind)
-    if reason:
+    if "classes" in user:  # the user's count decides how the masks read (2: any value > 0 is foreground)
+        pass
+    elif reason:
         plan.set("classes", 2, reason)
         plan.set("mask_mode", "binary", reason)
     else:
         plan.set("classes", fp["num_classes"], f"class-index masks with ids 0..{fp['num_classes'] - 1}")
         plan.set("mask_mode", "index", "class-index masks")
-    side = max(fp["height"]["median"], fp["width"]["median"])
-    d05 = [o["diameter_p05"] for o in fp["objects"].values() if o.get("diameter_p05")]
-    keep = min(1.0, MIN_OBJECT_PX / min(d05)) if d05 else 0.0
-    scale = min(1.0, max(WORKING_SIDE[device] / side, keep))
-    if scale >= 0.9:
-        why = "images are small enough" if side <= WORKING_SIDE[device] else (
-            f"the 5th-percentile object ({min(d05):.0f} px) would fall below {MIN_OBJECT_PX:.0f} px")
-        plan.set("scale", 1.0, f"original resolution: {why}; never upscale")
-        scale = 1.0
-    else:
-        scale = round(scale, 3)
-        plan.set("scale", scale, f"images of {side:.0f} px shrink to {side * scale:.0f} px; the 5th-percentile "
-                                 f"object keeps {min(d05) * scale:.0f} px" if d05 else f"large images ({side:.0f} px)")
-    low = min(fp["height"]["min"], fp["width"]["min"]) * scale
-    high = max(fp["height"]["max"], fp["width"]["max"]) * scale
-    patch = PATCH[device]
-    if high > 1.25 * patch:
-        plan.set("crop", patch, f"random {patch}x{patch} crops of {high:.0f} px images (memory and speed)")
-    elif low != high:
-        crop = max(32, int(low) // 32 * 32)
-        plan.set("crop", crop, "sizes differ: random crops of the smallest side, a multiple of the stride")
-    else:
-        plan.set("crop", None, f"whole {low:.0f} px images fit in a batch")
     plan.set("mean", fp["mean"][: fp["channels"]], "the data set's own mean (sampled pixels)")
     plan.set("std", fp["std"][: fp["channels"]], "the data set's own standard deviation")
     n = _trainable(fp)
@@ -152,10 +139,61 @@ def _data_rules(plan: Plan, fp: dict, device: str) -> None:
              f"{val} validation images (a fifth, at most {MAX_VAL_IMAGES}: validation runs every epoch)")
 
 
+def scale_bounds(fp: dict, device: str) -> tuple[float, float, str]:
+    """``(low, high, why)``: the smallest scale the objects allow (and why), and the largest worth
+    working at (images beyond :data:`WORKING_SIDE` shrink, when the objects allow); never above 1."""
+    side = max(fp["height"]["median"], fp["width"]["median"])
+    objects = [o for o in fp["objects"].values() if o.get("diameter_p05")]
+    if not objects:
+        low, why = 0.0, "no objects to keep"
+    else:
+        small = min(o["diameter_p05"] for o in objects)
+        median = min(o["diameter_median"] for o in objects)
+        low = min(1.0, max(MIN_SMALL_OBJECT_PX / small, MIN_MEDIAN_OBJECT_PX / median))
+        why = f"the median object keeps {median * low:.0f} px, the 5th-percentile one {small * low:.0f} px"
+    if low < 128 / side:  # a network needs some context
+        low, why = min(1.0, 128 / side), why + "; images keep at least 128 px"
+    return low, max(low, min(1.0, WORKING_SIDE[device] / side)), why
+
+
+def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | None) -> None:
+    """Working scale and training crops. Never upscale; never shrink the objects below what a network
+    sees (:data:`MIN_MEDIAN_OBJECT_PX`, :data:`MIN_SMALL_OBJECT_PX`); within that, under a time budget,
+    the scale at which training passes :data:`PASSES` times over the training pixels on this machine."""
+    side = max(fp["height"]["median"], fp["width"]["median"])
+    low, scale, why_low = scale_bounds(fp, device)
+    if scale == 1.0:
+        reason = "the images are small enough" if side <= WORKING_SIDE[device] else why_low + " only at full size"
+    else:
+        reason = f"{side:.0f} px images shrink to {side * scale:.0f} px" + ("; " + why_low if scale == low else "")
+    if rate and plan.budget_s and "scale" not in user:
+        train_s = 0.75 * plan.budget_s
+        pixels = _n_train(plan, fp) * fp["height"]["median"] * fp["width"]["median"]
+        fits = math.sqrt(rate * train_s / (PASSES * pixels))
+        if fits < scale:
+            scale = max(low, fits)
+            passes = rate * train_s / (pixels * scale**2)
+            reason = (f"{side:.0f} px images shrink to {side * scale:.0f} px: the budget gives about {passes:.0f} passes "
+                      f"over the training pixels at this scale on this machine; " + why_low)
+    scale = 1.0 if scale >= 0.95 else round(scale, 3)
+    plan.set("scale", scale, f"original resolution ({reason}); never upscale" if scale == 1.0 else reason)
+    scale = user.get("scale", scale)
+    lo = min(fp["height"]["min"], fp["width"]["min"]) * scale
+    hi = max(fp["height"]["max"], fp["width"]["max"]) * scale
+    patch = PATCH[device]
+    if hi > 1.25 * patch:
+        plan.set("crop", patch, f"random {patch}x{patch} crops of {hi:.0f} px images (memory and speed)")
+    elif lo != hi:
+        crop = max(32, int(lo) // 32 * 32)
+        plan.set("crop", crop, "sizes differ: random crops of the smallest side, a multiple of the stride")
+    else:
+        plan.set("crop", None, f"whole {lo:.0f} px images fit in a batch")
+
+
 def _training_rules(plan: Plan, fp: dict, machine: dict, device: str) -> None:
     fractions = fp["class_fractions"]
-    rare = min(fractions[1:]) if len(fractions) > 1 else 1.0
     binary = plan.entries["classes"]["value"] == 2
+    rare = (1.0 - fractions[0] if binary else min(fractions[1:])) if len(fractions) > 1 else 1.0
     if rare < 0.1:
         plan.set("loss", "bce+dice" if binary else "ce+dice", f"a rare class ({100 * rare:.1f} % of pixels): Dice "
                                                                "weighs classes by their overlap, not their pixels")
@@ -180,46 +218,56 @@ def _training_rules(plan: Plan, fp: dict, machine: dict, device: str) -> None:
              else f"{workers} loader processes keep the GPU fed")
 
 
-def _network_rule(plan: Plan, fp: dict, user: dict, device: str, calibrate_steps: int, gpu_mem: float) -> None:
+def _network_rule(plan: Plan, fp: dict, user: dict, device: str, calibrate_steps: int) -> float | None:
+    """The network: the largest candidate that still gets :data:`PASSES` over the data within the
+    budget at the smallest scale the objects allow (timed on this machine). Returns its training speed
+    in pixels a second (None without calibration)."""
+    v = plan.values()
+    if "model" in user:
+        return None
+    candidates = CANDIDATES[device]
+    chosen, timing = candidates[0], None
+    if plan.budget_s is None or calibrate_steps <= 0:
+        reason = "the default network for this device (epochs fixed, no calibration)"
+    else:
+        low = scale_bounds(fp, device)[0] if "scale" not in user else user["scale"]
+        pixels = _n_train(plan, fp) * fp["height"]["median"] * fp["width"]["median"] * low**2
+        patch, batch = CALIBRATION[device]
+        for cand in candidates:
+            timing = calibrate(cand, v["channels"], v["classes"], patch, batch, v.get("precision", "32"), device,
+                               calibrate_steps)
+            plan.calibration[_key(cand)] = timing
+            chosen = cand
+            if timing["train_px_s"] * 0.75 * plan.budget_s >= PASSES * pixels:
+                break
+        reason = (f"U-Net {chosen[1]}, decoder {chosen[3][0]}..{chosen[3][-1]}: {timing['train_px_s'] / 1e3:.0f}k "
+                  "training pixels a second on this machine")
+        plan.calibration["chosen"] = _key(chosen)
+    arch, encoder, depth, decoder = chosen
+    for key, value in (("model", arch), ("encoder", encoder), ("encoder_depth", depth), ("decoder_channels", decoder)):
+        plan.set(key, value, reason)
+    return timing["train_px_s"] if timing else None
+
+
+def _batch_rule(plan: Plan, fp: dict, user: dict, device: str, gpu_mem: float) -> None:
     v = plan.values()
     patch = v.get("crop") or user.get("size") or int(max(fp["height"]["median"], fp["width"]["median"]) * (v.get("scale") or 1.0))
-    if device == "cpu":
-        batch = max(2, min(32, int(8 * (256 / max(patch, 32)) ** 2)))
+    if device == "cpu":  # about 16 patches of 128 px: many small steps learn faster than a few large ones
+        batch = max(4, min(16, 16 * 128**2 // max(patch, 32) ** 2))
     else:  # 16 patches of 512 px per 8 GB of GPU memory
         batch = max(4, min(32, int(16 * gpu_mem / 8 * (512 / max(patch, 64)) ** 2)))
     plan.set("batch_size", batch, f"{batch} patches of {patch} px per step")
-    plan.set("lr", 2e-3 if device == "cpu" else 1e-3, "one-cycle peak for AdamW at this batch size")
-    for key in ("batch_size", "lr"):
-        if key in user:
-            plan.entries[key] = {"value": user[key], "source": "user", "reason": "given by the user"}
-    if "model" in user:
-        return
-    candidates = CANDIDATES[device]
-    chosen, timing = candidates[-1], None
-    if plan.budget_s is None or calibrate_steps <= 0 or "epochs" in user:
-        chosen = candidates[0]
-        reason = "the default network for this device (epochs fixed, no calibration)"
-    else:
-        for cand in candidates:
-            timing = calibrate(cand, v["channels"], v["classes"], patch, plan.values()["batch_size"],
-                               v.get("precision", "32"), device, calibrate_steps)
-            plan.calibration[f"{cand[1]}-d{cand[2]}-{cand[3][0]}"] = timing
-            epochs = _rough_epochs(plan, fp, timing)
-            chosen = cand
-            if epochs >= ENOUGH_EPOCHS:
-                break
-        reason = (f"U-Net {chosen[1]} depth {chosen[2]}: {timing['step_s']:.2f} s a step of "
-                  f"{plan.values()['batch_size']} x {patch} px on this machine")
-    arch, encoder, depth, decoder = chosen
-    if patch < 128:  # small images: a bottleneck of at least 4 px (depth 5 would leave 1 px at 32 px)
+    plan.set("lr", 3e-3 if device == "cpu" else 1e-3, "one-cycle peak for AdamW at this batch size")
+    if "model" not in user and patch < 128:  # small images: a bottleneck of at least 4 px (depth 5 leaves 1 px at 32 px)
         depth = max(3, min(5, int(math.log2(max(patch, 8))) - 2))
-        decoder = decoder[:depth]
-        reason += f"; depth {depth} for {patch} px images"
-    for key, value in (("model", arch), ("encoder", encoder), ("encoder_depth", depth), ("decoder_channels", decoder)):
-        if key not in user:
-            plan.set(key, value, reason)
-    if timing is not None:
-        plan.calibration["chosen"] = f"{chosen[1]}-d{chosen[2]}-{chosen[3][0]}"
+        if depth < v["encoder_depth"]:
+            entry = plan.entries["encoder_depth"]
+            plan.set("encoder_depth", depth, entry["reason"] + f"; depth {depth} for {patch} px patches")
+            plan.set("decoder_channels", v["decoder_channels"][:depth], plan.entries["encoder_depth"]["reason"])
+
+
+def _key(candidate) -> str:
+    return f"{candidate[1]}-d{candidate[2]}-{candidate[3][0]}"
 
 
 def _trainable(fp: dict) -> int:
@@ -227,18 +275,15 @@ def _trainable(fp: dict) -> int:
     return int(fp["images"] * 0.8)
 
 
-def _rough_epochs(plan: Plan, fp: dict, timing: dict) -> float:
-    v = plan.values()
-    n_val = int(v["val"]) if v["val"] >= 1 else max(1, int(0.2 * fp["images"]))
-    n_train = max(1, _trainable(fp) - n_val)
-    epoch = math.ceil(n_train / v["batch_size"]) * timing["step_s"] + n_val * timing["val_image_s"]
-    return 0.8 * (plan.budget_s or 0) / max(epoch, 1e-3)
+def _n_train(plan: Plan, fp: dict) -> int:
+    val = plan.values()["val"]
+    return max(1, _trainable(fp) - (int(val) if val >= 1 else int(val * _trainable(fp))))
 
 
 def calibrate(candidate, channels: int, classes: int, patch: int, batch: int, precision: str, device: str,
               steps: int = 3) -> dict:
-    """Seconds per training step (``batch`` x ``patch``²) and per validation image of ``patch``² x 2,
-    timed after one warm-up step."""
+    """Training speed (pixels a second, from steps of ``batch`` x ``patch``²) and inference speed
+    (from an image of ``patch``² x 4), timed after one warm-up step."""
     import torch
 
     from segfit.config import ModelConfig
@@ -272,8 +317,10 @@ def calibrate(candidate, channels: int, classes: int, patch: int, batch: int, pr
         t = time.perf_counter()
         net(v)
         _sync(dev)
-    return {"step_s": round(min(times[1:]), 4), "val_image_s": round((time.perf_counter() - t) / 4 * 1.2, 4),
-            "patch": patch, "batch": batch}
+    infer = time.perf_counter() - t
+    step = min(times[1:])
+    return {"step_s": round(step, 4), "patch": patch, "batch": batch, "train_px_s": round(batch * patch**2 / step),
+            "val_px_s": round(4 * patch**2 / (infer * 1.2))}
 
 
 def _sync(dev) -> None:
@@ -288,9 +335,10 @@ def epochs_for_budget(plan: Plan, remaining_s: float, n_train: int, n_val: int, 
     for the report; and the training time allowed (a hard stop for Lightning)."""
     timing = plan.calibration.get(plan.calibration.get("chosen", ""))
     v = plan.values()
-    patch_px = float(timing["patch"]) ** 2 if timing else 256.0**2
-    val_s = (timing["val_image_s"] if timing else 0.2) * val_pixels / (4 * patch_px)
-    epoch_s = n_train / v["batch_size"] * (timing["step_s"] if timing else 1.0) * 1.05 + n_val * val_s + 0.3
+    patch = v.get("crop") or math.sqrt(val_pixels)
+    step_s = v["batch_size"] * patch**2 / timing["train_px_s"] if timing else 1.0
+    val_s = val_pixels / timing["val_px_s"] if timing else 0.2
+    epoch_s = math.ceil(n_train / v["batch_size"]) * step_s * 1.05 + n_val * val_s + 0.3
     reserve = n_val * val_s * 2 + 5 + 0.03 * (plan.budget_s or 0)
     fit_s = max(remaining_s - reserve, epoch_s)  # the TimeBudget callback re-sizes the epochs as they are timed
     epochs = max(1, min(1000, int(fit_s / epoch_s)))

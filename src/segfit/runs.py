@@ -83,7 +83,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         if config is None and data is None:
             raise SegfitError("no data set given", fix="segfit train DATA --out RUN (or -d DATA)")
         ckpt_path, run_dir, split = None, None, None
-        if config is None and _planning(plan, time, options):
+        if config is None and _planning(plan, options):
             budget = budget if budget is not None or "epochs" in options else DEFAULT_BUDGET
             say("Planning from the data and the machine" + (f" (budget {budget:.0f} s)" if budget else ""))
             planned, fingerprint = plan_for(data, budget, options)
@@ -169,15 +169,12 @@ def _resumed(resume, data, out, options: dict, say):
     return ckpt_path, cfg, run_dir, split
 
 
-def _planning(plan, time, options: dict) -> bool:
-    """Plan when asked, or (``auto``) when a time budget is given or neither a network nor epochs are:
-    ``--model notebook`` is the teaching path, and a run whose network or epochs are fixed keeps segfit's
-    fixed defaults for the rest."""
+def _planning(plan, options: dict) -> bool:
+    """Plan when asked, or (``auto``) unless the network is the notebook's: ``--model notebook`` is the
+    teaching path and keeps its own flags; any other run gets what the user did not say from the plan."""
     if plan in (True, False):
         return plan
-    if options.get("model") == "notebook":
-        return False
-    return time is not None or not ({"model", "epochs"} & set(options))
+    return options.get("model") != "notebook"
 
 
 def _fit_budget(cfg: RunConfig, planned, fingerprint, split: dict, remaining: float, say) -> None:
