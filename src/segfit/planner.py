@@ -64,7 +64,14 @@ class Plan:
     notes: list = field(default_factory=list)
 
     def set(self, option: str, value, reason: str) -> None:
-        self.entries[option] = {"value": value, "source": "plan", "reason": reason}
+        """Plan ``option`` unless the user gave it (what the user gave always wins)."""
+        if self.entries.get(option, {}).get("source") != "user":
+            self.entries[option] = {"value": value, "source": "plan", "reason": reason}
+
+    def given(self, user: dict) -> None:
+        for key, value in user.items():
+            if key in PLANNED:
+                self.entries[key] = {"value": value, "source": "user", "reason": "given by the user"}
 
     def values(self) -> dict:
         return {k: e["value"] for k, e in self.entries.items()}
@@ -97,22 +104,14 @@ def make_plan(fp: dict, machine: dict, budget_s: float | None, user: dict, calib
     """
     device = "gpu" if machine.get("gpu") and user.get("accelerator", "auto") in ("auto", "gpu", "cuda") else "cpu"
     plan = Plan(budget_s=budget_s, device=device)
+    plan.given(user)
     _data_rules(plan, fp, user)
-    _given(plan, user)
     _training_rules(plan, fp, machine, device)
-    _given(plan, user)
     rate = _network_rule(plan, fp, user, device, calibrate_steps)
     if "size" not in user:  # a fixed square size replaces the planned scale and crops
         _scale_rule(plan, fp, user, device, rate)
     _batch_rule(plan, fp, user, device, (machine.get("gpu") or {}).get("memory_gb", 8.0))
-    _given(plan, user)
     return plan
-
-
-def _given(plan: Plan, user: dict) -> None:
-    for key, value in user.items():  # what the user gave wins
-        if key in plan.entries or key in PLANNED:
-            plan.entries[key] = {"value": value, "source": "user", "reason": "given by the user"}
 
 
 def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
@@ -168,7 +167,7 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
         reason = f"{side:.0f} px images shrink to {side * scale:.0f} px" + ("; " + why_low if scale == low else "")
     if rate and plan.budget_s and "scale" not in user:
         train_s = 0.75 * plan.budget_s
-        pixels = _n_train(plan, fp) * fp["height"]["median"] * fp["width"]["median"]
+        pixels = _train_pixels(plan, fp)
         fits = math.sqrt(rate * train_s / (PASSES * pixels))
         if fits < scale:
             scale = max(low, fits)
@@ -177,7 +176,7 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
                       f"over the training pixels at this scale on this machine; " + why_low)
     scale = 1.0 if scale >= 0.95 else round(scale, 3)
     plan.set("scale", scale, f"original resolution ({reason}); never upscale" if scale == 1.0 else reason)
-    scale = user.get("scale", scale)
+    scale = plan.values()["scale"]
     lo = min(fp["height"]["min"], fp["width"]["min"]) * scale
     hi = max(fp["height"]["max"], fp["width"]["max"]) * scale
     patch = PATCH[device]
@@ -231,7 +230,7 @@ def _network_rule(plan: Plan, fp: dict, user: dict, device: str, calibrate_steps
         reason = "the default network for this device (epochs fixed, no calibration)"
     else:
         low = scale_bounds(fp, device)[0] if "scale" not in user else user["scale"]
-        pixels = _n_train(plan, fp) * fp["height"]["median"] * fp["width"]["median"] * low**2
+        pixels = _train_pixels(plan, fp) * low**2
         patch, batch = CALIBRATION[device]
         for cand in candidates:
             timing = calibrate(cand, v["channels"], v["classes"], patch, batch, v.get("precision", "32"), device,
@@ -258,7 +257,7 @@ def _batch_rule(plan: Plan, fp: dict, user: dict, device: str, gpu_mem: float) -
         batch = max(4, min(32, int(16 * gpu_mem / 8 * (512 / max(patch, 64)) ** 2)))
     plan.set("batch_size", batch, f"{batch} patches of {patch} px per step")
     plan.set("lr", 3e-3 if device == "cpu" else 1e-3, "one-cycle peak for AdamW at this batch size")
-    if "model" not in user and patch < 128:  # small images: a bottleneck of at least 4 px (depth 5 leaves 1 px at 32 px)
+    if plan.entries.get("encoder_depth", {}).get("source") == "plan" and patch < 128:  # small images: a bottleneck of at least 4 px (depth 5 leaves 1 px at 32 px)
         depth = max(3, min(5, int(math.log2(max(patch, 8))) - 2))
         if depth < v["encoder_depth"]:
             entry = plan.entries["encoder_depth"]
@@ -275,9 +274,11 @@ def _trainable(fp: dict) -> int:
     return int(fp["images"] * 0.8)
 
 
-def _n_train(plan: Plan, fp: dict) -> int:
+def _train_pixels(plan: Plan, fp: dict) -> float:
+    """Pixels of the training images at their original size (median image)."""
     val = plan.values()["val"]
-    return max(1, _trainable(fp) - (int(val) if val >= 1 else int(val * _trainable(fp))))
+    n_train = max(1, _trainable(fp) - (int(val) if val >= 1 else int(val * _trainable(fp))))
+    return n_train * fp["height"]["median"] * fp["width"]["median"]
 
 
 def calibrate(candidate, channels: int, classes: int, patch: int, batch: int, precision: str, device: str,
@@ -342,9 +343,8 @@ def epochs_for_budget(plan: Plan, remaining_s: float, n_train: int, n_val: int, 
     reserve = n_val * val_s * 2 + 5 + 0.03 * (plan.budget_s or 0)
     fit_s = max(remaining_s - reserve, epoch_s)  # the TimeBudget callback re-sizes the epochs as they are timed
     epochs = max(1, min(1000, int(fit_s / epoch_s)))
-    plan.entries["epochs"] = {"value": epochs, "source": "plan",
-                              "reason": f"{epoch_s:.1f} s an epoch (calibrated): {epochs} epochs fit in the "
-                                        f"{fit_s:.0f} s left for training"}
+    plan.set("epochs", epochs, f"{epoch_s:.1f} s an epoch (calibrated): {epochs} epochs fit in the "
+                               f"{fit_s:.0f} s left for training")
     return epochs, fit_s
 
 
