@@ -1,62 +1,82 @@
-"""Benchmark: particles on the EMPS test split, predicted vs true (count, mean equivalent diameter,
-instance precision / recall / F1 at IoU >= 0.5), at the images' original resolution.
+"""Benchmark: particles you can count. Train `segfit train EMPS --time 20m` (no other flag), then score the
+test split's objects at the images' original resolution two ways, side by side: the model's own instances
+(learned distance map + seeded watershed) and the post-hoc watershed of its class map (--split-touching
+--min-area 20, the previous bench's setting).
+One JSON line.
 
-Scores a trained run (--run), or first trains segfit's recipe for small microscopy sets at --size.
-The truth is EMPS' own instance maps (each particle its own value); predicted particles are the
-connected components of the predicted foreground, without and with the watershed split of
-touching particles (--min-distance, --min-area). Prints one JSON line.
-
-Usage: python bench/emps_objects.py [EMPS_DIR] [--run RUN | --size 256 --epochs 25] [--min-area 20]
+Usage: python bench/emps_objects.py [--emps DIR] [--time 20m] [--run RUN (reuse a trained run)] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import segfit
-
 HERE = Path(__file__).resolve().parent
-KEYS = ("count_true", "count_pred", "count_error", "mean_diameter_true", "mean_diameter_pred", "diameter_error",
-        "precision", "recall", "f1", "mean_f1_per_image", "mean_abs_count_error_per_image")
+TARGETS = {"f1": 0.75, "f1_per_image": 0.75, "abs_count_error_pct": 5.0, "abs_mean_diameter_error_pct": 2.0,
+           "diameter_wasserstein_px": 3.0, "pixel_iou": 0.787}
+
+
+def figures(metrics: dict, seconds: float) -> dict:
+    inst = metrics["instances"]
+    true_d, pred_d = inst["mean_diameter_true"], inst["mean_diameter_pred"]
+    return {"objects": inst["predicted_objects"], "pixel_iou": round(metrics["iou"], 4),
+            "f1": round(inst["f1"], 4), "f1_per_image": round(inst["mean_f1_per_image"], 4),
+            "precision": round(inst["precision"], 4), "recall": round(inst["recall"], 4),
+            "ap50": round(inst["ap50"], 4), "map_50_95": round(inst["map"], 4),
+            "count_true": inst["count_true"], "count_pred": inst["count_pred"],
+            "count_error_pct": round(100 * inst["count_error_fraction"], 2),
+            "mean_diameter_true_px": round(true_d, 2), "mean_diameter_pred_px": round(pred_d, 2),
+            "mean_diameter_error_pct": round(100 * (pred_d - true_d) / true_d, 2),
+            "diameter_wasserstein_px": round(inst["diameter_wasserstein"], 3), "evaluate_s": round(seconds, 1)}
+
+
+def met(f: dict) -> dict:
+    return {"f1": f["f1"] >= TARGETS["f1"], "f1_per_image": f["f1_per_image"] >= TARGETS["f1_per_image"],
+            "count": abs(f["count_error_pct"]) <= TARGETS["abs_count_error_pct"],
+            "mean_diameter": abs(f["mean_diameter_error_pct"]) <= TARGETS["abs_mean_diameter_error_pct"],
+            "wasserstein": f["diameter_wasserstein_px"] <= TARGETS["diameter_wasserstein_px"],
+            "pixel_iou": f["pixel_iou"] >= TARGETS["pixel_iou"]}
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("data", nargs="?", default=str(HERE.parent.parent / "shared" / "data" / "emps"))
-    p.add_argument("--run", help="a trained run folder (default: train the recipe first)")
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=25)
-    p.add_argument("--min-area", type=int, default=20)
-    p.add_argument("--min-distance", type=int, nargs="+", default=[5, 10])
-    p.add_argument("--precision", default="bf16-mixed")
+    p.add_argument("--emps", default=str(HERE.parent.parent / "shared" / "data" / "emps"))
+    p.add_argument("--time", default="20m")
+    p.add_argument("--run", help="score this trained run instead of training one")
+    p.add_argument("--out", default=None)
     a = p.parse_args()
-    result: dict = {"bench": "emps_objects"}
-    run = Path(a.run) if a.run else None
-    if run is None:
-        run = Path(tempfile.mkdtemp(prefix="segfit-objects-")) / "run"
+    out = Path(a.out or tempfile.mkdtemp(prefix="segfit-objects-"))
+    out.mkdir(parents=True, exist_ok=True)
+    train_s = None
+    run = Path(a.run) if a.run else out / f"emps-{a.time}"
+    if not a.run:
         start = time.perf_counter()
-        segfit.train(a.data, run, model="unet", encoder="resnet18", encoder_depth=4, decoder_channels=[128, 64, 32, 16],
-                     channels=1, size=a.size, batch_size=8, lr=2e-3, optimizer="adamw", weight_decay=1e-4,
-                     scheduler="onecycle", augment="light", epochs=a.epochs, val=100, seed=0, preload=True,
-                     precision=a.precision, verbose=False, report=False)
-        result["train_seconds"] = round(time.perf_counter() - start, 1)
-    result["run"] = str(run)
-    settings = [("components", dict(split_touching=False, min_area=a.min_area))]
-    settings += [(f"split_min_distance_{d}", dict(split_touching=True, min_distance=d, min_area=a.min_area))
-                 for d in a.min_distance]
-    for label, options in settings:
-        m = segfit.evaluate(run, a.data, split="test", instances=True, overlays=False, verbose=False, report=False,
-                            out=run / f"objects_{label}", **options)
-        inst = m["instances"]
-        result[label] = {"test_iou": round(m["iou"], 4), **{k: round(inst[k], 4) if isinstance(inst[k], float) else inst[k]
-                                                            for k in KEYS}}
-    result["images"] = m["images"]
-    result["unit"] = "px (original resolution)"
-    print(json.dumps(result))
+        proc = subprocess.run([sys.executable, "-m", "segfit", "train", a.emps, "--out", str(run), "--time", a.time],
+                              capture_output=True, text=True)
+        train_s = time.perf_counter() - start
+        if proc.returncode != 0:
+            print(json.dumps({"bench": "emps_objects", "error": proc.stderr.strip()[-400:]}))
+            sys.exit(1)
+    import segfit
+
+    results = {}
+    for name, options in (("model_instances", {}), ("posthoc_watershed", {"model_instances": False, "split_touching": True, "min_area": 20})):
+        start = time.perf_counter()
+        metrics = segfit.evaluate(run, split="test", instances=True, overlays=False, verbose=False, report=False,
+                                  out=out / f"eval_{name}", **options)
+        results[name] = figures(metrics, time.perf_counter() - start)
+        results[name]["targets_met"] = met(results[name])
+    plan = json.loads((run / "plan.json").read_text())
+    chosen = {k: e["value"] for k, e in plan["entries"].items()
+              if k in ("instances", "encoder", "encoder_depth", "scale", "crop", "batch_size", "epochs", "loss")}
+    print(json.dumps({"bench": "emps_objects", "time": a.time, "train_wall_s": round(train_s, 1) if train_s else None,
+                      "plan": chosen, "targets": TARGETS, **results, "run": str(run)}))
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def test_copied_subset_has_instance_maps(emps_small):
 @pytest.mark.emps
 def test_training_binarises_the_instance_maps(emps_run, emps_small):
     from segfit.data.datamodule import SegmentationDataModule
-    from segfit.data.preprocess import resize_mask
+    from segfit.data.preprocess import resize_mask, split_target
 
     run_dir = emps_run.run_dir
     config = json.loads((run_dir / "config.json").read_text())
@@ -82,11 +82,14 @@ def test_training_binarises_the_instance_maps(emps_run, emps_small):
     split = json.loads((run_dir / "split.json").read_text())
     dm = SegmentationDataModule(emps_run.config.data, emps_run.config.train, split=split)
     ds = dm.dataset("train")
+    assert config["data"]["instances"]  # EMPS particles touch: the plan learns instances
     for i, sample in enumerate(ds.samples):
-        image, mask = ds.pair(i)
-        assert image.shape == (32, 32, 1) and mask.shape == (32, 32)
+        image, target = ds.pair(i)
+        mask, distance = split_target(target)
+        assert image.shape == (32, 32, 1) and mask.shape == (32, 32) and distance.shape == (32, 32)
         assert set(np.unique(mask)) <= {0, 1} and mask.any()
         assert np.array_equal(mask, resize_mask((read_mask(sample.mask) > 0).astype(np.uint8), 32))
+        assert distance[mask == 0].max() == 0 and distance.max() == 1.0
 
 
 @pytest.mark.emps

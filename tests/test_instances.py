@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from skimage.draw import disk
 
-from segfit.instances import InstanceMatch, equivalent_diameter, match_instances, truth_instances
+from segfit.instances import InstanceMatch, equivalent_diameter, match_instances
+from segfit.objects import distance_target, instances_from_distance, true_objects
 
 
 def _discs(shape, centres_radii, start=1):
@@ -85,16 +86,74 @@ def test_diameter_error_is_predicted_minus_true():
     assert s["diameter_error"] == pytest.approx(4.0, abs=1.0)
 
 
-def test_truth_instances_uses_instance_ids_or_components():
+def test_true_objects_uses_instance_ids_or_components():
     raw = np.zeros((20, 20), np.uint16)
     raw[2:8, 2:8] = 300
     raw[2:8, 8:14] = 301  # touching, but distinct instances
     ids = (raw > 0).astype(np.uint8)
-    inst = truth_instances(raw, ids, 1, binary=True)
+    inst = true_objects(raw, ids, binary=True)
     assert len(np.unique(inst[inst > 0])) == 2
     binary_raw = (raw > 0).astype(np.uint8) * 255
-    comp = truth_instances(binary_raw, ids, 1, binary=True)
+    comp = true_objects(binary_raw, ids, binary=True)
     assert len(np.unique(comp[comp > 0])) == 1
+    classes = np.zeros((20, 20), np.uint8)
+    classes[1:4, 1:4], classes[10:12, 10:12], classes[15:18, 1:4] = 1, 2, 1  # two of class 1, one of class 2
+    per_class = true_objects(classes, classes, binary=False)
+    assert sorted(np.unique(per_class).tolist()) == [0, 1, 2, 3]
+    assert len(np.unique(per_class[classes == 1])) == 2 and len(np.unique(per_class[classes == 2])) == 1
+
+
+def test_average_precision_matches_hand_computed_values():
+    # Two true squares of 100 px; the prediction covers one exactly (IoU 1), the other shifted by 3 columns
+    # (IoU 70 / 130 = 0.538), and adds a false object.
+    truth = np.zeros((40, 60), np.int32)
+    truth[0:10, 0:10], truth[20:30, 20:30] = 1, 2
+    pred = np.zeros_like(truth)
+    pred[0:10, 0:10], pred[20:30, 23:33], pred[0:5, 50:55] = 1, 2, 3
+    m = match_instances(truth, pred)
+    assert (m.tp, m.fp, m.fn) == (2, 1, 0)
+    s = m.scores()
+    assert s["ap50"] == pytest.approx(2 / 3)  # 2 TP, 1 FP, 0 FN
+    # at 0.55 and above only the exact match counts: 1 / (1 + 2 + 1)
+    expected = (2 / 3 + 9 * (1 / 4)) / 10
+    assert s["map"] == pytest.approx(expected)
+    assert m.average_precision(0.95) == pytest.approx(0.25)
+    # Wasserstein-1 of the diameters: true {d100, d100}, predicted {d100, d100, d25}
+    d100, d25 = equivalent_diameter(100.0), equivalent_diameter(25.0)
+    from scipy.stats import wasserstein_distance
+    assert s["diameter_wasserstein"] == pytest.approx(wasserstein_distance([d100, d100], [d100, d100, d25]))
+    assert s["diameter_wasserstein"] == pytest.approx((d100 - d25) / 3)
+    assert m.scores(pixel_size=2.0)["diameter_wasserstein_unit"] == pytest.approx(2 * s["diameter_wasserstein"])
+
+
+def test_distance_target_is_exact_on_crafted_objects():
+    labels = np.zeros((9, 13), np.int32)
+    labels[1:8, 1:8] = 1  # a 7x7 square: distance to its outline 1..4, centre 4
+    labels[1:8, 8:11] = 2  # a 7x3 bar touching it: its own outline is the shared edge
+    d = distance_target(labels)
+    assert d.dtype == np.float32 and d[labels == 0].max() == 0
+    assert d[4, 4] == 1.0 and d[1, 1] == pytest.approx(0.25) and d[4, 2] == pytest.approx(0.5)
+    assert d[4, 7] == pytest.approx(0.25)  # beside the other object: the outline, not the middle of the merged blob
+    assert d[4, 9] == 1.0 and d[4, 8] == pytest.approx(0.5) and d[1, 9] == pytest.approx(0.5)
+    # An object cut by the image border ends there.
+    edge = np.zeros((5, 5), np.int32)
+    edge[:, :3] = 1
+    assert distance_target(edge)[2, 0] == pytest.approx(1 / 2)
+
+
+def test_instances_from_distance_separates_touching_discs():
+    truth = _discs((48, 80), [(24, 22, 12), (24, 42, 12)])  # overlapping discs: the second wins the overlap
+    merged = (truth > 0).astype(np.uint8)
+    assert len(np.unique(true_objects(merged, merged, binary=True))) == 2  # one component: background + 1
+    objects = instances_from_distance(merged, distance_target(truth))
+    m = match_instances(truth, objects)
+    assert (m.tp, m.fp, m.fn) == (2, 0, 0) and min(m.ious) > 0.95
+    assert (objects > 0).sum() == (truth > 0).sum()  # no pixel lost
+    # A part of the class map with no core still becomes an object; classes are kept apart.
+    classes = merged.copy()
+    classes[2:5, 2:5] = 2
+    objects = instances_from_distance(classes, distance_target(truth))
+    assert objects.max() == 3 and len(np.unique(objects[classes == 2])) == 1
 
 
 def test_evaluate_instances_on_instance_maps(tmp_path, trained_run):

@@ -19,9 +19,9 @@ from segfit.planner import Plan, make_plan, parse_duration
 CPU = {"cores": 2, "cpu_bf16": False, "gpu": None, "free_ram_gb": 8.0}
 
 
-def _fp(side=256, d05=12.0, channels=1, kind="instance", fractions=(0.7, 0.3), images=40, **extra) -> dict:
+def _fp(side=256, d05=12.0, channels=1, kind="instance", fractions=(0.7, 0.3), images=40, touching=0.0, **extra) -> dict:
     objects = {str(c): {"objects": 50, "per_image_median": 5.0, "diameter_median": 3 * d05, "diameter_p05": d05,
-                        "touching_fraction": 0.3} for c in range(1, len(fractions))}
+                        "touching_fraction": touching} for c in range(1, len(fractions))}
     fp = {"images": images, "sampled": images, "split_files": [], "height": {"min": side, "median": side, "max": side},
           "width": {"min": side, "median": side, "max": side}, "channels": channels, "grey_in_rgb": False,
           "mean": [0.5] * 3, "std": [0.2] * 3, "mask_kind": kind, "num_classes": len(fractions),
@@ -84,6 +84,17 @@ def test_a_tight_budget_trades_resolution_and_network_size_for_passes_over_the_d
     assert floor["scale"] == pytest.approx(10 / 60, abs=1e-3)
     assert make_plan(fp, CPU, 300, {"scale": 0.5}).values()["scale"] == 0.5
     assert make_plan(_fp(side=512, d05=20.0), CPU, 20, {}).values()["scale"] == 0.25  # images keep 128 px
+
+
+def test_touching_objects_in_instance_maps_are_learned_as_instances_at_a_scale_that_keeps_them_apart():
+    touching = make_plan(_fp(side=2048, d05=6.0, touching=0.4), CPU, None, {}, calibrate_steps=0)
+    assert touching.values()["instances"] is True and "40 % touch" in touching.entries["instances"]["reason"]
+    assert touching.values()["scale"] == pytest.approx(16 / 18, abs=1e-3)  # the median object keeps 16 px, not 10
+    apart = _plan(_fp(side=2048, d05=6.0, touching=0.01))
+    assert apart["instances"] is False and apart["scale"] == pytest.approx(10 / 18, abs=1e-3)
+    assert "instances" not in _plan(_fp(kind="binary_255", touching=0.4))  # components of a 0/255 mask: nothing to learn
+    forced = make_plan(_fp(touching=0.4), CPU, None, {"instances": False}, calibrate_steps=0)
+    assert forced.entries["instances"] == {"value": False, "source": "user", "reason": "given by the user"}
 
 
 def test_large_images_get_crops_small_ones_whole():
@@ -159,6 +170,8 @@ def test_learning_warnings():
     missing = np.array([[50, 5, 0], [3, 30, 0], [1, 2, 0]])
     assert "never predicts wood" in learning_warnings(missing, ["background", "leaves", "wood"])[0]
     assert learning_warnings(np.array([[50, 5], [3, 30]]), ["background", "foreground"]) == []
+    scattered = np.array([[80, 1, 9], [5, 40, 0], [20, 0, 1]])  # wood predicted, but almost never where wood is
+    assert "hardly finds wood (IoU 0.03)" in learning_warnings(scattered, ["background", "leaves", "wood"])[0]
 
 
 def test_planned_training_fits_a_toy_budget(particles_dir, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import segfit
+from segfit.data.formats import read_mask
 from segfit.data.synthetic import make_particles, particle_image
 from segfit.errors import SegfitError
 from segfit.runs import train as segfit_train
@@ -119,10 +120,12 @@ def test_cli_predict_files_and_folders(cli_runs):
 
     out = root / "pred"
     expected_sizes = {"odd": (61, 45), "img0": (40, 40), "img1": (28, 28)}  # PIL sizes: (width, height)
+    # The particles' instance maps have touching objects: the planned model learned instances and writes them.
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["coverage.csv", "predictions.json"] + [f"{n}.png" for n in expected_sizes] + [f"{n}_overlay.png" for n in expected_sizes])
+        ["coverage.csv", "predictions.json"] + [f"{n}{kind}.png" for n in expected_sizes for kind in ("", "_overlay", "_instances")])
     record = json.loads((out / "predictions.json").read_text())
     assert record["class_names"] == ["background", "foreground"] and record["checkpoint"].endswith(".ckpt")
+    assert "model's instances" in record["instances"]
     coverage = pd.read_csv(out / "coverage.csv")
     assert list(coverage.columns) == ["image", "class", "fraction"]
     assert len(coverage) == 3 * 2
@@ -131,6 +134,8 @@ def test_cli_predict_files_and_folders(cli_runs):
             assert im.size == size and im.mode == "L"
             mask = np.asarray(im)
         assert set(np.unique(mask)) <= {0, 1}
+        objects = read_mask(out / f"{name}_instances.png")  # 16-bit, one id per object, exactly on the foreground
+        assert objects.dtype == np.uint16 and np.array_equal(objects > 0, mask > 0)
         with Image.open(out / f"{name}_overlay.png") as im:
             assert im.size == size and im.mode == "RGB"
         rows = coverage[coverage["image"] == f"{name}.png"].set_index("class")["fraction"]

@@ -127,6 +127,9 @@ def _add_train(sub) -> None:
     g.add_argument("--encoder-weights", help="local file of encoder weights (state dict), or 'imagenet' from the local cache")
     g.add_argument("--encoder-depth", type=int, help=_h("encoder stages", "encoder_depth"))
     g.add_argument("--decoder-channels", type=_int_list, help="e.g. 256,128,64,32,16")
+    g.add_argument("--instances", action=argparse.BooleanOptionalAction,
+                   help="learn where one object ends and the next begins (a distance map beside the classes; "
+                        "default: planned, yes for instance label maps whose objects touch)")
     g = p.add_argument_group("training")
     g.add_argument("-e", "--epochs", type=_positive_int, help=_h("epochs; with --resume: the run's own", "epochs"))
     g.add_argument("-bs", "--batch-size", "--batch_size", dest="batch_size", type=_positive_int,
@@ -180,8 +183,11 @@ def _add_inference(sub) -> None:
     g = p.add_argument_group("objects")
     g.add_argument("--instances", action="store_true",
                    help="also match predicted objects to true ones (IoU >= 0.5): instance precision, recall, F1, "
-                        "count and diameter errors (the truth's own ids when masks are instance maps)")
-    _add_object_args(g, "predicted objects")
+                        "AP, count and diameter errors (the truth's own ids when masks are instance maps; the "
+                        "model's own instances when it learned them)")
+    _add_object_args(g, "predicted objects (models without instances)")
+    g.add_argument("--pixel-size", type=float, help="size of one pixel in --unit: diameters also in that unit")
+    g.add_argument("--unit", help="unit of --pixel-size, e.g. nm or um")
 
     p = _command(sub, "predict", "class-index masks and overlays for new images")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, run folder or exported .onnx file")
@@ -190,6 +196,9 @@ def _add_inference(sub) -> None:
     p.add_argument("--tile", type=_positive_int, help="sliding-window tiles of TILE x TILE (default: automatic for large images)")
     p.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default 64)")
     p.add_argument("--auto-tile", type=float, help="tile images larger than this many times the training size (default 4; 0: never)")
+    p.add_argument("--instances", action=argparse.BooleanOptionalAction,
+                   help="write NAME_instances.png (16-bit, one integer per object) and outline objects on the overlay "
+                        "(default: when the model learned instances; otherwise the connected parts of each class)")
 
     p = _command(sub, "quantify", "count and measure the objects in class-index masks (sizes, shapes, coverage)",
                  "Example: segfit quantify predictions/ --out measures/ --split-touching --pixel-size 2.5 --unit nm")

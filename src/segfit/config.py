@@ -46,6 +46,7 @@ class DataConfig:
     preload: bool = False  # keep decoded images in memory
     mean: list[float] | None = None  # per-channel normalisation after scaling to [0, 1]
     std: list[float] | None = None
+    instances: bool = False  # also read each object's normalised distance map (the instance target)
 
 
 @dataclass
@@ -59,11 +60,17 @@ class ModelConfig:
     decoder_channels: list[int] | None = None
     in_channels: int = 3
     num_classes: int = 2
+    instances: bool = False  # one more output: each object's normalised distance map (segfit.objects)
+
+    @property
+    def class_channels(self) -> int:
+        """One logit for two classes (sigmoid), one per class otherwise (softmax)."""
+        return 1 if self.num_classes == 2 else self.num_classes
 
     @property
     def out_channels(self) -> int:
-        """One logit for two classes (sigmoid), one per class otherwise (softmax)."""
-        return 1 if self.num_classes == 2 else self.num_classes
+        """The class logits, then the distance logit when the network learns instances."""
+        return self.class_channels + int(self.instances)
 
 
 @dataclass

@@ -27,7 +27,8 @@ GALLERY = 4  # best and worst images kept as strips in gallery/
 def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
              out: str | os.PathLike | None = None, size: int | None = None, batch_size: int = 8,
              seed: int = 0, overlays: bool = True, instances: bool = False, split_touching: bool = False,
-             min_distance: int = 5, min_area: int = 0, report: bool = True, verbose: bool = True) -> dict:
+             min_distance: int = 5, min_area: int = 0, pixel_size: float | None = None, unit: str = "px",
+             model_instances: bool = True, report: bool = True, verbose: bool = True) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file (``segfit evaluate``).
 
     Args:
@@ -39,10 +40,14 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         batch_size: images per forward pass.
         seed: picks the images shown in ``grid.png``.
         overlays: write ``overlays/NAME.png`` (image and class colours blended at alpha 0.5).
-        instances: also score objects (:mod:`segfit.instances`): predicted objects (connected
-            components, or a watershed split with ``split_touching``; ``min_area`` pixels at least,
-            peaks ``min_distance`` apart) matched to true ones at IoU >= 0.5. The truth is the mask's own
-            ids when it is an instance map (EMPS), else its connected components.
+        instances: also score objects (:mod:`segfit.instances`): predicted objects (the model's own
+            instances when it learned them; else connected components, or a watershed split with
+            ``split_touching``, ``min_area`` pixels at least, peaks ``min_distance`` apart) matched to
+            true ones at IoU >= 0.5. The truth is the mask's own ids when it is an instance map (EMPS),
+            else its connected components. Writes ``sizes.png`` (true vs predicted diameters).
+        pixel_size, unit: the size of one pixel: diameters are also given in ``unit``.
+        model_instances: False scores a model that learned instances as if it had not (components of
+            its class map, or their watershed split): to compare the two.
         report: record this evaluation in the run's ``outputs.json`` and rebuild its ``report.html``
             (when evaluating a run's checkpoint).
 
@@ -77,7 +82,11 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
 
     k = d.num_classes
     total = np.zeros((k, k), dtype=np.int64)
-    objects = ObjectScores(d.class_names, d.mask_mode == "binary" or k == 2, split_touching, min_distance, min_area)
+    if pixel_size is not None and not (pixel_size > 0):
+        raise SegfitError(f"--pixel-size must be a number above 0, not {pixel_size}", fix="give e.g. --pixel-size 2.5 --unit nm")
+    learned = instances and model_instances and predictor.learns_instances
+    objects = ObjectScores(d.class_names, d.mask_mode == "binary" or k == 2, split_touching, min_distance, min_area,
+                           pixel_size, unit)
     rows = []
     rng = np.random.default_rng(seed)
     shown = set(rng.choice(len(names), size=min(9, len(names)), replace=False).tolist())
@@ -93,11 +102,15 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
             images.append(image)
             truths.append(truth)
             raws.append(raw if instances else None)
-        preds = predictor.predict_many(images, [t.shape for t in truths], batch_size=batch_size)
-        for j, (s, image, truth, pred, raw) in enumerate(zip(chunk, images, truths, preds, raws)):
+        sizes = [t.shape for t in truths]
+        if learned:
+            preds, found = zip(*predictor.predict_objects(images, sizes, batch_size=batch_size))
+        else:
+            preds, found = predictor.predict_many(images, sizes, batch_size=batch_size), [None] * len(images)
+        for j, (s, image, truth, pred, raw, pred_objects) in enumerate(zip(chunk, images, truths, preds, raws, found)):
             row = _image_row(s.name, pred, truth, d.class_names, total)
             if instances:
-                row.update(objects.add(s.name, raw, truth, pred))
+                row.update(objects.add(s.name, raw, truth, pred, pred_objects))
             rows.append(row)
             gallery.add(row["iou"], s.name, image, truth, pred)
             if overlays:
@@ -120,7 +133,10 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         "data": str(root),
     }
     if instances:
+        from segfit.viz import plot_size_comparison
+
         metrics["instances"] = objects.summary()
+        plot_size_comparison(objects.diameters(), out / "sizes.png", pixel_size, unit)
     metrics["warnings"] = learning_warnings(total, d.class_names)
     write_json(out / "metrics.json", metrics)
     write_csv(out / "per_image.csv", per_image)
@@ -138,12 +154,15 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         print(f"segfit: warning: {warning}", file=sys.stderr)
     if instances:
         inst = metrics["instances"]
-        say(f"{split} objects: {inst['count_pred']} predicted vs {inst['count_true']} true "
-            f"(count error {inst['count_error']:+d}), instance precision {inst['precision']:.4f}  recall {inst['recall']:.4f}  "
-            f"F1 {inst['f1']:.4f}  (IoU >= 0.5); mean equivalent diameter {inst['mean_diameter_pred']:.2f} px "
-            f"predicted vs {inst['mean_diameter_true']:.2f} px true")
+        u, f = (unit, pixel_size) if pixel_size else ("px", 1.0)
+        say(f"{split} objects ({inst['predicted_objects']}): {inst['count_pred']} predicted vs {inst['count_true']} true "
+            f"(count error {inst['count_error']:+d}, {100 * inst['count_error_fraction']:+.1f} %); at IoU >= 0.5 precision "
+            f"{inst['precision']:.4f}  recall {inst['recall']:.4f}  F1 {inst['f1']:.4f} (per image {inst['mean_f1_per_image']:.4f}); "
+            f"AP50 {inst['ap50']:.4f}  mAP@0.5:0.95 {inst['map']:.4f}")
+        say(f"{split} sizes: mean equivalent diameter {inst['mean_diameter_pred'] * f:.2f} {u} predicted vs "
+            f"{inst['mean_diameter_true'] * f:.2f} {u} true; Wasserstein-1 of the distributions {inst['diameter_wasserstein'] * f:.2f} {u}")
     say(f"Wrote {out}/: metrics.json, per_image.csv, {split}_metrics.csv, confusion.csv, grid.png"
-        + (", overlays/" if overlays else ""))
+        + (", sizes.png" if instances else "") + (", overlays/" if overlays else ""))
     if run_dir is not None and report:
         from segfit.report_page import update_report
 

@@ -3,7 +3,10 @@
 Two label images (0 = background, each object its own integer) are compared object by object: a
 predicted object matches a true one when their IoU is at least ``iou_threshold`` (0.5, where a
 match is necessarily unique). From the matches come instance precision, recall and F1, the count
-error and the error of the equivalent diameter (``sqrt(4 area / pi)``) of matched objects.
+error and the error of the equivalent diameter (``sqrt(4 area / pi)``) of matched objects; the
+average precision at IoU t, ``TP / (TP + FP + FN)`` as the nuclei benchmarks (Data Science Bowl 2018,
+StarDist, Cellpose) report it, at 0.5 and averaged over 0.5:0.95; and the Wasserstein-1 distance
+between the true and the predicted diameter distributions.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from segfit.objects import equivalent_diameter, label_objects
+from segfit.objects import equivalent_diameter, label_objects, renumber, true_objects
+
+AP_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2).tolist())  # 0.5, 0.55, ..., 0.95
 
 
 @dataclass
@@ -38,23 +43,44 @@ class InstanceMatch:
     def __add__(self, other: InstanceMatch) -> InstanceMatch:
         return InstanceMatch(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
 
-    def scores(self) -> dict[str, float]:
-        """Precision, recall, F1 (an image with no objects on either side scores 1), counts and sizes."""
+    def average_precision(self, threshold: float) -> float:
+        """``TP / (TP + FP + FN)`` with matches at IoU >= ``threshold`` (>= 0.5; 1 when both sides are empty)."""
+        if threshold < 0.5:
+            raise ValueError("average precision is defined here for IoU thresholds of 0.5 and above")
+        tp = int(np.sum(np.asarray(self.ious) >= threshold))
+        union = self.count_true + self.count_pred - tp
+        return tp / union if union else 1.0
+
+    def scores(self, pixel_size: float | None = None) -> dict[str, float]:
+        """Precision, recall, F1 (an image with no objects on either side scores 1), AP, counts and sizes
+        (in pixels; with ``pixel_size`` also ``*_unit`` diameters in the unit of the pixel size)."""
+        from scipy.stats import wasserstein_distance
+
         empty = self.count_true == 0 and self.count_pred == 0
         precision = self.tp / self.count_pred if self.count_pred else float(empty)
         recall = self.tp / self.count_true if self.count_true else float(empty)
         f1 = 2 * self.tp / (self.count_true + self.count_pred) if not empty else 1.0
         mean = lambda v: float(np.mean(v)) if len(v) else float("nan")  # noqa: E731
-        return {
+        w1 = (float(wasserstein_distance(self.diameter_true, self.diameter_pred))
+              if self.diameter_true and self.diameter_pred else float("nan"))
+        out = {
             "precision": precision, "recall": recall, "f1": f1,
+            "ap50": self.average_precision(0.5),
+            "map": float(np.mean([self.average_precision(t) for t in AP_THRESHOLDS])),
             "tp": self.tp, "fp": self.fp, "fn": self.fn,
             "count_true": self.count_true, "count_pred": self.count_pred,
             "count_error": self.count_pred - self.count_true,
+            "count_error_fraction": (self.count_pred - self.count_true) / self.count_true if self.count_true else float("nan"),
             "mean_diameter_true": mean(self.diameter_true), "mean_diameter_pred": mean(self.diameter_pred),
             "diameter_error": mean(self.diameter_errors),
             "abs_diameter_error": mean(np.abs(self.diameter_errors)),
+            "diameter_wasserstein": w1,
             "matched_iou": mean(self.ious),
         }
+        if pixel_size is not None:
+            for key in ("mean_diameter_true", "mean_diameter_pred", "diameter_error", "abs_diameter_error", "diameter_wasserstein"):
+                out[f"{key}_unit"] = out[key] * pixel_size
+        return out
 
 
 def _areas(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,46 +127,63 @@ def match_instances(true_labels: np.ndarray, pred_labels: np.ndarray, iou_thresh
     return result
 
 
-def truth_instances(raw: np.ndarray, class_ids: np.ndarray, cls: int, binary: bool) -> np.ndarray:
-    """The true objects of class ``cls``: the raw mask's own ids when it is an instance map (a
-    binary data set whose masks hold more than one foreground value, as EMPS), else the connected
-    components of the class."""
-    if binary:
-        values = np.unique(raw)
-        if len(values[values > 0]) > 1:
-            return np.where(raw > 0, raw, 0)
-    return label_objects(class_ids == cls)
+def _of_class(labels: np.ndarray, classes: np.ndarray, cls: int) -> np.ndarray:
+    return renumber(np.where(classes == cls, labels, 0))
 
 
 class ObjectScores:
-    """Instance scores per image (returned as columns of per_image.csv) and summed over images."""
+    """Instance scores per image (returned as columns of per_image.csv) and summed over images.
 
-    def __init__(self, class_names: list[str], binary: bool, split_touching: bool, min_distance: int, min_area: int):
+    Predicted objects are the model's own instances when :meth:`add` is given them (a model that learned
+    instances), else the connected components of each predicted class, split by a distance-transform
+    watershed with ``split_touching``.
+    """
+
+    def __init__(self, class_names: list[str], binary: bool, split_touching: bool, min_distance: int, min_area: int,
+                 pixel_size: float | None = None, unit: str = "px"):
         self.names, self.binary = class_names, binary
         self.options = {"split_touching": split_touching, "min_distance": min_distance, "min_area": min_area}
+        self.pixel_size, self.unit = pixel_size, unit if pixel_size else "px"
+        self.source = "components" if not split_touching else "watershed of the class map"
         self.total = {c: None for c in range(1, len(class_names))}
         self.abs_count_errors: list[int] = []
         self.image_f1: list[float] = []
 
-    def add(self, name: str, raw: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> dict:
+    def add(self, name: str, raw: np.ndarray, truth: np.ndarray, pred: np.ndarray,
+            pred_objects: np.ndarray | None = None) -> dict:
+        """Score one image: ``raw`` mask values, true and predicted class ids, and optionally the
+        predicted objects (a label image from the model)."""
         row, errors, image = {}, 0, InstanceMatch()
+        truth_objects = true_objects(raw, truth, self.binary)
+        if pred_objects is not None:
+            self.source = "the model's instances"
         for c in self.total:
-            match = match_instances(truth_instances(raw, truth, c, self.binary), label_objects(pred == c, **self.options))
+            if pred_objects is not None:
+                predicted = _of_class(pred_objects, pred, c)
+            else:
+                predicted = label_objects(pred == c, **self.options)
+            match = match_instances(_of_class(truth_objects, truth, c), predicted)
             self.total[c] = match if self.total[c] is None else self.total[c] + match
             errors += abs(match.count_pred - match.count_true)
             image = image + match
             suffix = "" if len(self.total) == 1 else f"_{self.names[c]}"
             scores = match.scores()
-            row.update({f"instance_{key}{suffix}": scores[key] for key in ("precision", "recall", "f1")})
+            row.update({f"instance_{key}{suffix}": scores[key] for key in ("precision", "recall", "f1", "ap50")})
             row.update({f"{key}{suffix}": scores[key] for key in
                         ("count_true", "count_pred", "count_error", "mean_diameter_true", "mean_diameter_pred", "diameter_error")})
         self.abs_count_errors.append(errors)
         self.image_f1.append(image.scores()["f1"])
         return row
 
+    def diameters(self) -> dict[str, dict[str, list[float]]]:
+        """Per class, every true and every predicted object's equivalent diameter in pixels."""
+        return {self.names[c]: {"true": list(m.diameter_true), "pred": list(m.diameter_pred)}
+                for c, m in self.total.items() if m is not None}
+
     def summary(self) -> dict:
-        per_class = {self.names[c]: (m or InstanceMatch()).scores() for c, m in self.total.items()}
-        overall = sum((m for m in self.total.values() if m is not None), InstanceMatch()).scores()
+        per_class = {self.names[c]: (m or InstanceMatch()).scores(self.pixel_size) for c, m in self.total.items()}
+        overall = sum((m for m in self.total.values() if m is not None), InstanceMatch()).scores(self.pixel_size)
         return {**overall, "mean_abs_count_error_per_image": float(np.mean(self.abs_count_errors)) if self.abs_count_errors else 0.0,
                 "mean_f1_per_image": float(np.mean(self.image_f1)) if self.image_f1 else 1.0,
-                "iou_threshold": 0.5, **self.options, "unit": "px", "per_class": per_class}
+                "iou_threshold": 0.5, "ap_thresholds": list(AP_THRESHOLDS), "predicted_objects": self.source,
+                **self.options, "unit": self.unit, "pixel_size": self.pixel_size, "per_class": per_class}

@@ -70,3 +70,11 @@ def inverse_frequency_weights(counts: np.ndarray) -> list[float]:
     with np.errstate(divide="ignore"):
         w = np.where(counts > 0, total / (k * np.maximum(counts, 1)), 0.0)
     return [round(float(x), 6) for x in w]
+
+
+def distance_loss(logits, target):
+    """The instance target's loss: binary cross-entropy of the distance logit (``B x H x W``) against each
+    object's normalised distance map in [0, 1] (soft labels: a smooth map, 0 on the background)."""
+    import torch.nn.functional as F
+
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float())

@@ -70,6 +70,9 @@ def per_class_table(confusion: np.ndarray, class_names: list[str]) -> dict[str, 
     return {name: {m: float(scores[m][i]) for m in PER_CLASS} for i, name in enumerate(class_names)}
 
 
+HARDLY_LEARNED_IOU = 0.05  # a class the masks contain but the model finds (almost) nowhere
+
+
 def learning_warnings(confusion: np.ndarray, class_names: list[str]) -> list[str]:
     """Warnings for a model that has learned nothing useful: it predicts one class everywhere, or never
     predicts a class that the true masks contain. Each says the likely cause and the fix."""
@@ -82,4 +85,9 @@ def learning_warnings(confusion: np.ndarray, class_names: list[str]) -> list[str
         only = class_names[int(np.argmax(predicted))]
         return [f"the model predicts {only} everywhere, though the masks hold {len(present)} classes: {fix}"]
     missing = [class_names[i] for i in present if predicted[i] == 0]
-    return [f"the model never predicts {', '.join(missing)}, which the masks contain: {fix}"] if missing else []
+    if missing:
+        return [f"the model never predicts {', '.join(missing)}, which the masks contain: {fix}"]
+    hits = np.diag(confusion)
+    iou = hits / np.maximum(predicted + true - hits, 1)
+    poor = [f"{class_names[i]} (IoU {iou[i]:.2f})" for i in present if iou[i] < HARDLY_LEARNED_IOU]
+    return [f"the model hardly finds {', '.join(poor)}, which the masks contain: {fix}"] if poor else []

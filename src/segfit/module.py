@@ -10,7 +10,7 @@ from torchmetrics import MeanMetric
 
 from segfit.config import ModelConfig, RunConfig
 from segfit.errors import SegfitError
-from segfit.losses import create_loss
+from segfit.losses import create_loss, distance_loss
 from segfit.epoch_metrics import SegmentationMetrics, flatten
 from segfit.models import create_model
 from segfit.nets import logits_to_classes
@@ -42,9 +42,13 @@ class SegmentationModule(pl.LightningModule):
         return self.net(x.contiguous(memory_format=torch.channels_last))
 
     def _step(self, batch, loss_meter: MeanMetric, metrics: SegmentationMetrics, stage: str, batch_idx: int):
-        x, y = batch
+        x, y = batch[0], batch[1]
         logits = self(x)
-        loss = self.loss_fn(logits, y)
+        if self.cfg.model.instances:  # the last channel: each object's normalised distance map
+            logits, distance = logits[:, :-1], logits[:, -1]
+            loss = self.loss_fn(logits, y) + distance_loss(distance, batch[2])
+        else:
+            loss = self.loss_fn(logits, y)
         if not torch.isfinite(loss):
             raise SegfitError(f"the {stage} loss became {loss.item()} at epoch {self.current_epoch + 1}, batch {batch_idx + 1}",
                               fix="lower the learning rate (--lr) and resume from the last checkpoint")

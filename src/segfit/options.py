@@ -29,7 +29,7 @@ RESUMABLE = ("epochs", "save_every", "num_workers", "accelerator", "devices", "n
 
 # Fields that are not options: the data folder is an argument, the model's name is ``model``, and the
 # model's channels and classes follow the data's.
-NOT_OPTIONS = {"data": ("root",), "model": ("name", "in_channels", "num_classes"), "train": ()}
+NOT_OPTIONS = {"data": ("root",), "model": ("name", "in_channels", "num_classes", "instances"), "train": ()}
 
 
 def fields() -> dict[str, tuple[str, str]]:
@@ -106,6 +106,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
 
     resolve_data(cfg.data)
     cfg.model.in_channels, cfg.model.num_classes = cfg.data.channels, cfg.data.num_classes
+    cfg.model.instances = bool(cfg.data.instances)
+    if cfg.data.instances and cfg.model.name == "notebook":
+        raise SegfitError("the notebook network does not learn instances", fix="drop --instances, or train a planned U-Net (no --model notebook)")
     if cfg.data.mean is None and cfg.model.name != "notebook" and cfg.data.channels == 3:
         cfg.data.mean, cfg.data.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
     t = cfg.train

@@ -20,10 +20,13 @@ DEFAULT_BUDGET = 600.0  # seconds: --time 10m
 # At the working scale the median object keeps at least this diameter, the 5th-percentile one at least that.
 MIN_MEDIAN_OBJECT_PX = 10.0
 MIN_SMALL_OBJECT_PX = 3.0
+MIN_INSTANCE_OBJECT_PX = 16.0  # learning instances: the median object keeps this, so the valley between two shows
+MIN_TOUCHING = 0.05  # instance maps with at least this share of objects touching another: learn instances
 WORKING_SIDE = {"cpu": 768, "gpu": 1536}  # images larger than this are shrunk, when the objects allow
 PATCH = {"cpu": 256, "gpu": 512}
 CALIBRATION = {"cpu": (128, 16), "gpu": (512, 16)}  # (patch, batch) of the timed steps: speed in pixels a second
 PASSES = 30  # passes over the training pixels a network trained from scratch wants; the budget's scale gives that many
+MIN_STEPS = 200  # optimisation steps a budget should give: below, batches shrink (to 4 at least)
 MAX_VAL_IMAGES = 48  # validation runs every epoch: a bounded share of the budget
 # Candidate networks, largest first: (name, encoder, depth, decoder channels). The network is the
 # largest that the budget lets pass PASSES times over the data; on a CPU, usually the last: a shallow
@@ -34,7 +37,7 @@ CANDIDATES = {
 }
 PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "mean", "std", "val", "preload", "model", "encoder",
            "encoder_depth", "decoder_channels", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "loss",
-           "class_weights", "augment", "precision", "workers", "epochs")
+           "class_weights", "augment", "precision", "workers", "epochs", "instances")
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -132,15 +135,23 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
         plan.set("mask_mode", "index", "class-index masks")
     plan.set("mean", fp["mean"][: fp["channels"]], "the data set's own mean (sampled pixels)")
     plan.set("std", fp["std"][: fp["channels"]], "the data set's own standard deviation")
+    objects = fp["objects"].values()
+    touching = max((o.get("touching_fraction") or 0.0 for o in objects), default=0.0)
+    if kind == "instance" and touching >= MIN_TOUCHING:
+        plan.set("instances", True, f"instance label maps whose objects touch ({100 * touching:.0f} % touch another): "
+                                    "learn where one ends (a distance map beside the classes, split by a seeded watershed)")
+    elif kind == "instance":
+        plan.set("instances", False, "instance label maps whose objects do not touch: objects are the connected parts")
     n = _trainable(fp)
     val = max(1, min(MAX_VAL_IMAGES, round(0.2 * n)))
     plan.set("val", float(val) if n >= 10 else 0.2,
              f"{val} validation images (a fifth, at most {MAX_VAL_IMAGES}: validation runs every epoch)")
 
 
-def scale_bounds(fp: dict, device: str) -> tuple[float, float, str]:
+def scale_bounds(fp: dict, device: str, instances: bool = False) -> tuple[float, float, str]:
     """``(low, high, why)``: the smallest scale the objects allow (and why), and the largest worth
-    working at (images beyond :data:`WORKING_SIDE` shrink, when the objects allow); never above 1."""
+    working at (images beyond :data:`WORKING_SIDE` shrink, when the objects allow); never above 1.
+    Learning instances, the median object keeps :data:`MIN_INSTANCE_OBJECT_PX`."""
     side = max(fp["height"]["median"], fp["width"]["median"])
     objects = [o for o in fp["objects"].values() if o.get("diameter_p05")]
     if not objects:
@@ -148,7 +159,8 @@ def scale_bounds(fp: dict, device: str) -> tuple[float, float, str]:
     else:
         small = min(o["diameter_p05"] for o in objects)
         median = min(o["diameter_median"] for o in objects)
-        low = min(1.0, max(MIN_SMALL_OBJECT_PX / small, MIN_MEDIAN_OBJECT_PX / median))
+        keep = MIN_INSTANCE_OBJECT_PX if instances else MIN_MEDIAN_OBJECT_PX
+        low = min(1.0, max(MIN_SMALL_OBJECT_PX / small, keep / median))
         why = f"the median object keeps {median * low:.0f} px, the 5th-percentile one {small * low:.0f} px"
     if low < 128 / side:  # a network needs some context
         low, why = min(1.0, 128 / side), why + "; images keep at least 128 px"
@@ -160,7 +172,7 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
     sees (:data:`MIN_MEDIAN_OBJECT_PX`, :data:`MIN_SMALL_OBJECT_PX`); within that, under a time budget,
     the scale at which training passes :data:`PASSES` times over the training pixels on this machine."""
     side = max(fp["height"]["median"], fp["width"]["median"])
-    low, scale, why_low = scale_bounds(fp, device)
+    low, scale, why_low = scale_bounds(fp, device, bool(plan.values().get("instances")))
     if scale == 1.0:
         reason = "the images are small enough" if side <= WORKING_SIDE[device] else why_low + " only at full size"
     else:
@@ -229,7 +241,7 @@ def _network_rule(plan: Plan, fp: dict, user: dict, device: str, calibrate_steps
     if plan.budget_s is None or calibrate_steps <= 0:
         reason = "the default network for this device (epochs fixed, no calibration)"
     else:
-        low = scale_bounds(fp, device)[0] if "scale" not in user else user["scale"]
+        low = scale_bounds(fp, device, bool(plan.values().get("instances")))[0] if "scale" not in user else user["scale"]
         pixels = _train_pixels(plan, fp) * low**2
         patch, batch = CALIBRATION[device]
         for cand in candidates:
@@ -255,7 +267,14 @@ def _batch_rule(plan: Plan, fp: dict, user: dict, device: str, gpu_mem: float) -
         batch = max(4, min(16, 16 * 128**2 // max(patch, 32) ** 2))
     else:  # 16 patches of 512 px per 8 GB of GPU memory
         batch = max(4, min(32, int(16 * gpu_mem / 8 * (512 / max(patch, 64)) ** 2)))
-    plan.set("batch_size", batch, f"{batch} patches of {patch} px per step")
+    reason = f"{batch} patches of {patch} px per step"
+    timing = plan.calibration.get(plan.calibration.get("chosen", ""))
+    if timing and plan.budget_s:  # a short budget on little data: smaller batches, so it still gives enough steps
+        affordable = timing["train_px_s"] * plan.budget_s * 0.6 / patch**2  # patches the budget trains on
+        if affordable / batch < MIN_STEPS and batch > 4:
+            batch = max(4, int(affordable / MIN_STEPS))
+            reason = f"{batch} patches of {patch} px per step (the budget gives about {int(affordable / batch)} steps)"
+    plan.set("batch_size", batch, reason)
     plan.set("lr", 3e-3 if device == "cpu" else 1e-3, "one-cycle peak for AdamW at this batch size")
     if plan.entries.get("encoder_depth", {}).get("source") == "plan" and patch < 128:  # small images: a bottleneck of at least 4 px (depth 5 leaves 1 px at 32 px)
         depth = max(3, min(5, int(math.log2(max(patch, 8))) - 2))

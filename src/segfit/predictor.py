@@ -25,9 +25,11 @@ from segfit.nets import logits_to_classes
 
 
 def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike,
-            tile: int | None = None, overlap: int = 64, auto_tile: float = 4.0, verbose: bool = True) -> list[Path]:
+            tile: int | None = None, overlap: int = 64, auto_tile: float = 4.0, instances: bool | None = None,
+            verbose: bool = True) -> list[Path]:
     """Predict image files or folders into ``out`` (``segfit predict``): ``NAME.png`` class ids,
-    ``NAME_overlay.png``, ``coverage.csv`` and ``predictions.json``. Returns the mask paths.
+    ``NAME_overlay.png``, ``coverage.csv`` and ``predictions.json``; ``NAME_instances.png`` (16-bit
+    object ids) when the model learned instances or ``instances`` is True. Returns the mask paths.
 
     Args:
         checkpoint: checkpoint file, run folder or exported ``.onnx`` file.
@@ -39,9 +41,11 @@ def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out:
     """
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     predictor = Predictor.from_checkpoint(checkpoint, tile=tile, overlap=overlap, auto_tile=auto_tile)
-    written = predictor.predict_files(inputs, out)
+    objects = predictor.learns_instances if instances is None else instances
+    written = predictor.predict_files(inputs, out, objects=objects)
     if verbose:
-        print(f"Wrote {len(written)} masks (NAME.png, class ids), overlays (NAME_overlay.png) and coverage.csv to {out}/")
+        extra = ", objects (NAME_instances.png, 16-bit ids)" if objects else ""
+        print(f"Wrote {len(written)} masks (NAME.png, class ids){extra}, overlays (NAME_overlay.png) and coverage.csv to {out}/")
     return written
 
 
@@ -115,6 +119,11 @@ class Predictor:
             out = F.interpolate(out, size=out_size, mode="bilinear", align_corners=False)
         return out
 
+    @property
+    def learns_instances(self) -> bool:
+        """Whether the network predicts objects itself (a distance map beside the classes)."""
+        return bool(self.config.model.instances)
+
     def predict_many(self, images: list[np.ndarray], out_sizes: list[tuple[int, int]] | None = None,
                      batch_size: int = 16) -> list[np.ndarray]:
         """Class-id masks (uint8) for several images, batched when their prepared sizes agree.
@@ -124,6 +133,15 @@ class Predictor:
             out_sizes: size of each returned mask (default: each image's own size).
             batch_size: images per forward pass.
         """
+        return [classes for classes, _ in self._predict(images, out_sizes, batch_size, objects=False)]
+
+    def predict_objects(self, images: list[np.ndarray], out_sizes: list[tuple[int, int]] | None = None,
+                        batch_size: int = 16) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(class ids uint8, objects int32)`` per image: the model's own instances when it learned them
+        (:func:`segfit.objects.instances_from_distance`), else the connected components of each class."""
+        return self._predict(images, out_sizes, batch_size, objects=True)
+
+    def _predict(self, images, out_sizes, batch_size: int, objects: bool) -> list[tuple[np.ndarray, np.ndarray | None]]:
         out_sizes = out_sizes or [tuple(np.asarray(im).shape[:2]) for im in images]
         results: list[np.ndarray | None] = [None] * len(images)
         resized = [self._resized(im) for im in images]
@@ -136,7 +154,7 @@ class Predictor:
             source = _Tiles(resized[j], self.config.data.mean, self.config.data.std)
             lg = predict_tiled(source, self.logits, self.tile_for(*resized[j].shape[:2]), self.overlap,
                                align=self.backend.multiple)
-            results[j] = _to_mask(lg, out_sizes[j])
+            results[j] = self._outputs(lg, out_sizes[j], objects)
         skip = set(tiled)
         order = [i for i in order if i not in skip]
         i = 0
@@ -148,17 +166,36 @@ class Predictor:
             d = self.config.data
             logits = self.logits(torch.stack([image_to_tensor(resized[j], d.mean, d.std) for j in group]))
             for j, lg in zip(group, logits):
-                results[j] = _to_mask(lg, out_sizes[j])
+                results[j] = self._outputs(lg, out_sizes[j], objects)
             i += len(group)
         return results  # type: ignore[return-value]
+
+    def _outputs(self, logits: torch.Tensor, size: tuple[int, int], objects: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """``K x h x w`` network outputs -> uint8 class ids of ``size`` (outputs resized bilinearly first)
+        and, with ``objects``, the objects as an int32 label image."""
+        from segfit.objects import instances_from_distance, true_objects
+
+        lg = logits[None]
+        if tuple(lg.shape[-2:]) != tuple(size):
+            lg = F.interpolate(lg, size=size, mode="bilinear", align_corners=False)
+        k = lg.shape[1] - int(self.learns_instances)  # the class logits; then the distance logit
+        classes = logits_to_classes(lg[:, :k])[0].to(torch.uint8).cpu().numpy()
+        if not objects:
+            return classes, None
+        if self.learns_instances:
+            return classes, instances_from_distance(classes, torch.sigmoid(lg[0, k]).cpu().numpy())
+        return classes, true_objects(classes, classes, binary=False)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Class ids (uint8, ``H x W``) for one image at its original size."""
         return self.predict_many([image])[0]
 
-    def predict_files(self, inputs: list[str | os.PathLike], out: str | os.PathLike, alpha: float = 0.5) -> list[Path]:
+    def predict_files(self, inputs: list[str | os.PathLike], out: str | os.PathLike, alpha: float = 0.5,
+                      objects: bool | None = None) -> list[Path]:
         """Predict image files or folders; write ``NAME.png`` (class ids) and ``NAME_overlay.png``
-        into ``out``, plus ``coverage.csv`` (image, class, fraction). Returns the mask paths."""
+        into ``out``, plus ``coverage.csv`` (image, class, fraction). With ``objects`` (default: when the
+        model learned instances) also ``NAME_instances.png``: 16-bit, one integer per object, 0 =
+        background; the overlay then outlines each object. Returns the mask paths."""
         import pandas as pd
         from PIL import Image
 
@@ -176,12 +213,16 @@ class Predictor:
         if out.resolve() in input_dirs:
             raise SegfitError("--out is a folder of input images, which predictions could overwrite", out, "choose another --out folder")
         out.mkdir(parents=True, exist_ok=True)
+        objects = self.learns_instances if objects is None else objects
         written, rows = [], []
         for path in progress(files, "predict"):
             image = read_image(path, 3 if self.config.data.channels == 3 else 1)
-            mask = self.predict(image)
+            mask, found = self._predict([image], None, 1, objects)[0]
             target = out / f"{path.stem}.png"
-            for dest, array in ((target, mask), (out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors))):
+            arrays = [(target, mask), (out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors, objects=found))]
+            if found is not None:
+                arrays.append((out / f"{path.stem}_instances.png", _instance_png(found, path)))
+            for dest, array in arrays:
                 with atomic_path(dest) as tmp:
                     Image.fromarray(array).save(tmp, format="PNG")
             counts = np.bincount(mask.ravel(), minlength=len(self.class_names))
@@ -189,19 +230,23 @@ class Predictor:
                      for i, name in enumerate(self.class_names)]
             written.append(target)
         write_csv(out / "coverage.csv", pd.DataFrame(rows))
-        write_json(out / "predictions.json", self.record())
+        write_json(out / "predictions.json", self.record(objects))
         return written
 
-    def record(self) -> dict:
+    def record(self, objects: bool = False) -> dict:
         """What ``predictions.json`` says about the masks: their classes and where the model came from
         (``quantify`` reads the class names from it, and finds the run whose report it adds to)."""
         from segfit.rundir import run_dir_of_model
 
         run_dir = run_dir_of_model(self.checkpoint)
-        return {"checkpoint": str(Path(self.checkpoint).resolve()) if self.checkpoint else None,
-                "run_dir": str(run_dir) if run_dir else None,
-                "class_names": list(self.class_names), "class_colors": [list(c) for c in self.class_colors],
-                "masks": "NAME.png: class ids (0 = background); NAME_overlay.png: overlays"}
+        record = {"checkpoint": str(Path(self.checkpoint).resolve()) if self.checkpoint else None,
+                  "run_dir": str(run_dir) if run_dir else None,
+                  "class_names": list(self.class_names), "class_colors": [list(c) for c in self.class_colors],
+                  "masks": "NAME.png: class ids (0 = background); NAME_overlay.png: overlays"}
+        if objects:
+            source = "the model's instances" if self.learns_instances else "connected components of each class"
+            record["instances"] = f"NAME_instances.png: 16-bit, one integer per object, 0 = background ({source})"
+        return record
 
 
 class _Tiles:
@@ -216,10 +261,12 @@ class _Tiles:
         return image_to_tensor(self.image[rows, cols], self.mean, self.std)
 
 
-def _to_mask(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """``K x h x w`` logits -> uint8 class ids of ``size`` (logits resized bilinearly first)."""
-    lg = logits[None]
-    if tuple(lg.shape[-2:]) != tuple(size):
-        lg = F.interpolate(lg, size=size, mode="bilinear", align_corners=False)
-    return logits_to_classes(lg)[0].to(torch.uint8).cpu().numpy()
 
+
+
+def _instance_png(objects: np.ndarray, path: Path) -> np.ndarray:
+    """A label image as 16-bit PNG data (at most 65535 objects)."""
+    if objects.max(initial=0) > np.iinfo(np.uint16).max:
+        raise SegfitError(f"{int(objects.max())} objects are more than a 16-bit instance map holds", path,
+                          "predict the image in parts (crop it), or use segfit.Predictor.predict_objects from Python")
+    return objects.astype(np.uint16)

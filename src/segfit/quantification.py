@@ -27,7 +27,7 @@ _MAX_CLASS_VALUES = 64  # more distinct values than this: a photo or an instance
 
 def list_masks(inputs: list[str | os.PathLike]) -> list[Path]:
     """Mask files named directly or found in folders (``*_overlay.png`` and non-mask files skipped)."""
-    return list_inputs(inputs, MASK_EXTS, ("_overlay",), SegfitError(
+    return list_inputs(inputs, MASK_EXTS, ("_overlay", "_instances"), SegfitError(
         "no masks found", fix="give a folder of class-index masks (NAME.png from `segfit predict`), "
                               "or images with --checkpoint to predict masks first"))
 
@@ -111,9 +111,10 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         masks = predictor.predict_files(inputs, masks_dir)
         names = list(predictor.class_names)
         run_dir = run_dir_of_model(predictor.checkpoint)
+        model_objects = predictor.learns_instances
     else:
         masks = list_masks(inputs)
-        names, run_dir = _recorded(masks)
+        names, run_dir, model_objects = _recorded(masks)
         if instance_maps:
             names = ["background", class_names[1] if class_names and len(class_names) > 1 else "objects"]
         elif class_names:
@@ -130,9 +131,14 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
             bad = np.unique(mask[mask >= len(names)])
             raise SegfitError(f"mask values {bad[:6].tolist()} are outside the {len(names)} classes ({', '.join(names)})",
                               path, "name every class with --class-names, background first; for instance label maps add --instance-maps")
+        found = path.with_name(f"{path.stem}_instances.png") if model_objects else None
+        objects_map = read_mask(found) if found is not None and found.is_file() and not split_touching else None
         for cid in chosen:
             if instance_maps:
                 labels, coverage = renumber(mask, min_area), float(np.mean(mask > 0))
+            elif objects_map is not None:  # the model's own objects (NAME_instances.png from segfit predict)
+                binary = mask == cid
+                labels, coverage = renumber(np.where(binary, objects_map, 0), min_area), float(binary.mean())
             else:
                 binary = mask == cid
                 labels = label_objects(binary, split_touching, min_distance, min_area)
@@ -165,6 +171,8 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     summary = {"images": len(masks), "classes": _class_summary(objects, per_image, shown, scale),
                "class_names": names, "unit": unit if scale else "px", "pixel_size": scale,
                "split_touching": bool(split_touching), "min_area": int(min_area), "min_distance": int(min_distance),
+               "objects": ("instance maps" if instance_maps else "the model's instances" if model_objects and not split_touching
+                           else "watershed split of each class" if split_touching else "connected components of each class"),
                "instance_maps": bool(instance_maps), "inputs": [str(Path(i).resolve()) for i in inputs],
                "checkpoint": str(Path(checkpoint).resolve()) if checkpoint is not None else None,
                "run_dir": str(run_dir) if run_dir else None, "masks": str(masks_dir) if masks_dir else None,
@@ -206,8 +214,9 @@ def _check_options(pixel_size, unit, min_distance, min_area, checkpoint, class_n
     return float(pixel_size)
 
 
-def _recorded(masks: list[Path]) -> tuple[list[str] | None, str | None]:
-    """Class names and run folder from the first ``predictions.json`` beside the masks."""
+def _recorded(masks: list[Path]) -> tuple[list[str] | None, str | None, bool]:
+    """Class names, run folder and whether the model wrote its own objects (``NAME_instances.png``) from
+    the first ``predictions.json`` beside the masks."""
     for folder in dict.fromkeys(p.parent for p in masks):
         record = folder / "predictions.json"
         if record.is_file():
@@ -217,8 +226,8 @@ def _recorded(masks: list[Path]) -> tuple[list[str] | None, str | None]:
             except (ValueError, KeyError, TypeError) as exc:
                 raise SegfitError(f"cannot read predictions.json ({type(exc).__name__}: {exc})", record,
                                   "remove the damaged file, or predict the masks again") from None
-            return names, data.get("run_dir")
-    return None, None
+            return names, data.get("run_dir"), "instances" in data
+    return None, None, False
 
 
 def _choose(classes, names: list[str]) -> list[int]:

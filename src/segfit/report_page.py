@@ -185,6 +185,9 @@ def _evaluation_section(folder: Path, names: list[str], title: str, grid: bool =
     inst = metrics.get("instances")
     if inst:
         out.append(_instances_table(inst))
+        if (folder / "sizes.png").is_file():
+            out.append(f"<figure>{_img_file(folder / 'sizes.png', 'object sizes')}"
+                       "<figcaption>Equivalent diameters: true vs predicted objects</figcaption></figure>")
     if (folder / "confusion.csv").is_file():
         out.append("<h3>Confusion matrix (pixels; rows: truth, columns: prediction; shade: share of the row)</h3>")
         out.append(_heatmap(pd.read_csv(folder / "confusion.csv")))
@@ -195,16 +198,17 @@ def _evaluation_section(folder: Path, names: list[str], title: str, grid: bool =
 
 
 def _instances_table(inst: dict) -> str:
-    keys = ("precision", "recall", "f1", "count_true", "count_pred", "count_error", "mean_diameter_true",
-            "mean_diameter_pred", "diameter_error")
+    keys = ("precision", "recall", "f1", "ap50", "map", "count_true", "count_pred", "count_error", "mean_diameter_true",
+            "mean_diameter_pred", "diameter_error", "diameter_wasserstein")
     rows = [["all objects"] + [_f(inst.get(k)) for k in keys]]
     if len(inst.get("per_class", {})) > 1:
         rows += [[n] + [_f(v.get(k)) for k in keys] for n, v in inst["per_class"].items()]
     per_image = inst.get("mean_f1_per_image")
     note = "" if per_image is None else f" · F1 per image, averaged: {_f(per_image)}"
-    return (f"<h3>Objects (matched at IoU ≥ 0.5; diameters in pixels{_e(note)})</h3>"
-            + _table(["", "precision", "recall", "F1", "true count", "predicted count", "count error",
-                      "mean diameter (true)", "mean diameter (predicted)", "diameter error"], rows))
+    source = f" · predicted objects: {inst['predicted_objects']}" if inst.get("predicted_objects") else ""
+    return (f"<h3>Objects (matched at IoU ≥ 0.5; diameters in pixels{_e(note + source)})</h3>"
+            + _table(["", "precision", "recall", "F1", "AP50", "mAP 0.5:0.95", "true count", "predicted count", "count error",
+                      "mean diameter (true)", "mean diameter (predicted)", "diameter error", "Wasserstein-1"], rows))
 
 
 def _heatmap(confusion) -> str:

@@ -36,13 +36,23 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     return img[..., :3]
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, colors: list[list[int]], alpha: float = 0.5) -> np.ndarray:
-    """Blend class colours over an image where the mask is not background (class 0)."""
+CONTOUR = (255, 255, 0)  # object outlines on overlays
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, colors: list[list[int]], alpha: float = 0.5,
+            objects: np.ndarray | None = None) -> np.ndarray:
+    """Blend class colours over an image where the mask is not background (class 0); with ``objects``
+    (a label image) draw each object's outline in :data:`CONTOUR`."""
     rgb = to_rgb8(image).astype(np.float32)
     palette = np.asarray(colors, dtype=np.float32)
     fg = mask > 0
     rgb[fg] = (1 - alpha) * rgb[fg] + alpha * palette[mask[fg]]
-    return rgb.round().clip(0, 255).astype(np.uint8)
+    out = rgb.round().clip(0, 255).astype(np.uint8)
+    if objects is not None:
+        from skimage.segmentation import find_boundaries
+
+        out[find_boundaries(objects, mode="inner")] = CONTOUR
+    return out
 
 
 def plot_curves(history, path: str | os.PathLike, best_epoch: int | None = None) -> None:
@@ -156,3 +166,35 @@ def plot_size_distribution(objects, classes: list[str], path: str | os.PathLike,
     fig.tight_layout()
     save_figure(path, fig)
 
+
+
+def plot_size_comparison(diameters: dict[str, dict[str, list[float]]], path: str | os.PathLike,
+                         scale: float | None = None, unit: str = "px") -> None:
+    """True vs predicted equivalent-diameter histograms, one panel per class (``{class: {true, pred}}``
+    in pixels; shown in ``unit`` with ``scale``)."""
+    plt = _plt()
+    names = list(diameters) or ["objects"]
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.6 * rows), dpi=100, squeeze=False)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    s, u = (scale, unit) if scale else (1.0, "px")
+    for ax, name in zip(axes.ravel(), names):
+        true = np.asarray(diameters.get(name, {}).get("true", []), float) * s
+        pred = np.asarray(diameters.get(name, {}).get("pred", []), float) * s
+        both = np.concatenate([true, pred])
+        if len(both):
+            bins = np.histogram_bin_edges(both, bins=min(40, max(5, int(np.sqrt(len(both))))))
+            ax.hist(true, bins=bins, color="0.6", label=f"true ({len(true)}, mean {true.mean() if len(true) else 0:.3g})")
+            ax.hist(pred, bins=bins, histtype="step", lw=2, color="crimson",
+                    label=f"predicted ({len(pred)}, mean {pred.mean() if len(pred) else 0:.3g})")
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no objects", ha="center", va="center", transform=ax.transAxes, fontsize=12)
+        ax.set_title(name)
+        ax.set_xlabel(f"equivalent diameter ({u})")
+        ax.set_ylabel("objects")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(path, fig)

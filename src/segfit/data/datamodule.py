@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from segfit.config import DataConfig, TrainConfig
 from segfit.data.cache import PairCache
 from segfit.data.formats import Layout, Sample, discover
-from segfit.data.preprocess import image_to_tensor, load_pair
+from segfit.data.preprocess import image_to_tensor, load_pair, split_target
 from segfit.data.split import make_split
 from segfit.data.transforms import create_transforms
 from segfit.errors import SegfitError
@@ -48,7 +48,9 @@ class SegmentationDataset(Dataset):
             image, mask = out["image"], out["mask"]
             if image.ndim == 2:
                 image = image[..., None]
-        return image_to_tensor(image, self.cfg.mean, self.cfg.std), torch.from_numpy(np.ascontiguousarray(mask)).long()
+        ids, distance = split_target(mask)
+        x, y = image_to_tensor(image, self.cfg.mean, self.cfg.std), torch.from_numpy(np.ascontiguousarray(ids)).long()
+        return (x, y) if distance is None else (x, y, torch.from_numpy(np.ascontiguousarray(distance)))
 
 
 class EpochSampler(Sampler):
@@ -171,6 +173,7 @@ class _SplitStats:
         self.pixels = np.zeros(num_classes, dtype=np.int64)
 
     def add(self, sample: Sample, mask: np.ndarray) -> None:
+        mask = split_target(mask)[0]
         self.images += 1
         size = _image_size(sample.image) or mask.shape[:2]
         key = f"{size[0]}x{size[1]}"

@@ -49,7 +49,10 @@ def image_to_tensor(image: np.ndarray, mean=None, std=None) -> torch.Tensor:
         scale = 1 / 65535.0
     else:
         scale = 1.0
-    t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().mul_(scale)
+    arr = np.ascontiguousarray(image.transpose(2, 0, 1))
+    t = (torch.from_numpy(arr) if arr.flags.writeable else torch.tensor(arr)).float()
+    if scale != 1.0:  # integer input: .float() made a new tensor, scaled in place
+        t.mul_(scale)
     if mean is not None:
         m = torch.tensor(mean, dtype=t.dtype).view(-1, 1, 1)
         s = torch.tensor(std, dtype=t.dtype).view(-1, 1, 1)
@@ -80,7 +83,24 @@ def working_size(shape: tuple[int, ...], cfg: DataConfig) -> int | tuple[int, in
 
 
 def load_pair(sample: Sample, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Read, check and resize one image/mask pair, as training sees it."""
-    image, mask = read_pair(sample, cfg)
+    """Read, check and resize one image/mask pair, as training sees it. With ``cfg.instances`` the mask
+    is ``H x W x 2`` uint8: class ids, then each object's normalised distance map scaled to 0-255
+    (computed at the working scale, so augmentations move it with the class ids)."""
+    if not cfg.instances:
+        image, mask = read_pair(sample, cfg)
+        size = working_size(image.shape, cfg)
+        return resize_image(image, size), resize_mask(mask, size)
+    from segfit.objects import distance_target, true_objects
+
+    image, ids, raw = read_pair(sample, cfg, raw=True)
     size = working_size(image.shape, cfg)
-    return resize_image(image, size), resize_mask(mask, size)
+    ids, raw = resize_mask(ids, size), resize_mask(raw, size)
+    distance = distance_target(true_objects(raw, ids, cfg.mask_mode == "binary"))
+    return resize_image(image, size), np.dstack([ids, np.round(distance * 255).astype(np.uint8)])
+
+
+def split_target(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class ids and the distance map in [0, 1] (None without instances) from a :func:`load_pair` mask."""
+    if mask.ndim == 2:
+        return mask, None
+    return mask[..., 0], mask[..., 1].astype(np.float32) / 255
