@@ -135,6 +135,10 @@ def test_distance_target_is_exact_on_crafted_objects():
     assert d[4, 4] == 1.0 and d[1, 1] == pytest.approx(0.25) and d[4, 2] == pytest.approx(0.5)
     assert d[4, 7] == pytest.approx(0.25)  # beside the other object: the outline, not the middle of the merged blob
     assert d[4, 9] == 1.0 and d[4, 8] == pytest.approx(0.5) and d[1, 9] == pytest.approx(0.5)
+    # With a radius, deeper pixels of an object form a plateau; smaller objects keep their own peak.
+    clipped = distance_target(labels, radius=2)
+    assert clipped[4, 4] == 1.0 and clipped[4, 3] == 1.0 and clipped[1, 1] == pytest.approx(0.5)
+    assert clipped[4, 9] == 1.0 and clipped[4, 8] == pytest.approx(0.5)  # the bar is 2 deep: its own peak
     # An object cut by the image border ends there.
     edge = np.zeros((5, 5), np.int32)
     edge[:, :3] = 1

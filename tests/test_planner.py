@@ -90,6 +90,7 @@ def test_touching_objects_in_instance_maps_are_learned_as_instances_at_a_scale_t
     touching = make_plan(_fp(side=2048, d05=6.0, touching=0.4), CPU, None, {}, calibrate_steps=0)
     assert touching.values()["instances"] is True and "40 % touch" in touching.entries["instances"]["reason"]
     assert touching.values()["scale"] == pytest.approx(16 / 18, abs=1e-3)  # the median object keeps 16 px, not 10
+    assert touching.values()["min_object_area"] == int(0.5 * np.pi * 6**2 / 4)  # half the 5th-percentile object's area
     apart = _plan(_fp(side=2048, d05=6.0, touching=0.01))
     assert apart["instances"] is False and apart["scale"] == pytest.approx(10 / 18, abs=1e-3)
     assert "instances" not in _plan(_fp(kind="binary_255", touching=0.4))  # components of a 0/255 mask: nothing to learn

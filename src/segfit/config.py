@@ -47,6 +47,7 @@ class DataConfig:
     mean: list[float] | None = None  # per-channel normalisation after scaling to [0, 1]
     std: list[float] | None = None
     instances: bool = False  # also read each object's normalised distance map (the instance target)
+    instance_radius: float | None = None  # original pixels: deeper parts of an object form a plateau in that map
 
 
 @dataclass
@@ -61,6 +62,7 @@ class ModelConfig:
     in_channels: int = 3
     num_classes: int = 2
     instances: bool = False  # one more output: each object's normalised distance map (segfit.objects)
+    min_object_area: int = 0  # learned instances: smaller predicted objects (pixels, original resolution) are fragments
 
     @property
     def class_channels(self) -> int:

@@ -27,7 +27,7 @@ GALLERY = 4  # best and worst images kept as strips in gallery/
 def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
              out: str | os.PathLike | None = None, size: int | None = None, batch_size: int = 8,
              seed: int = 0, overlays: bool = True, instances: bool = False, split_touching: bool = False,
-             min_distance: int = 5, min_area: int = 0, pixel_size: float | None = None, unit: str = "px",
+             min_distance: int = 5, min_area: int | None = None, pixel_size: float | None = None, unit: str = "px",
              model_instances: bool = True, report: bool = True, verbose: bool = True) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file (``segfit evaluate``).
 
@@ -46,6 +46,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
             true ones at IoU >= 0.5. The truth is the mask's own ids when it is an instance map (EMPS),
             else its connected components. Writes ``sizes.png`` (true vs predicted diameters).
         pixel_size, unit: the size of one pixel: diameters are also given in ``unit``.
+        min_area: drop smaller predicted objects (default: the model's planned ``min_object_area`` for learned
+            instances, 0 otherwise).
         model_instances: False scores a model that learned instances as if it had not (components of
             its class map, or their watershed split): to compare the two.
         report: record this evaluation in the run's ``outputs.json`` and rebuild its ``report.html``
@@ -85,6 +87,9 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     if pixel_size is not None and not (pixel_size > 0):
         raise SegfitError(f"--pixel-size must be a number above 0, not {pixel_size}", fix="give e.g. --pixel-size 2.5 --unit nm")
     learned = instances and model_instances and predictor.learns_instances
+    if learned and min_area is not None:  # the model's own fragment size, unless given
+        predictor.config.model.min_object_area = min_area
+    min_area = 0 if min_area is None else min_area
     objects = ObjectScores(d.class_names, d.mask_mode == "binary" or k == 2, split_touching, min_distance, min_area,
                            pixel_size, unit)
     rows = []

@@ -3,7 +3,7 @@ measure them (area, equivalent diameter, shape) with scikit-image's region prope
 
 Networks that learn instances predict, beside the class map, each object's *normalised distance map*
 (:func:`distance_target`: 1 at an object's centre, falling to 0 at its outline, whether the outline
-borders the background or another object); :func:`instances_from_distance` turns it back into objects
+borders the background or another object; a plateau of 1 deeper than the typical object's radius); :func:`instances_from_distance` turns it back into objects
 with a watershed seeded by the cores where it exceeds one half. Touching objects then separate at the
 valley between their cores, which a distance transform of the merged mask cannot see.
 
@@ -139,10 +139,14 @@ def true_objects(raw: np.ndarray, class_ids: np.ndarray, binary: bool) -> np.nda
     return labels
 
 
-def distance_target(labels: np.ndarray) -> np.ndarray:
+def distance_target(labels: np.ndarray, radius: float | None = None) -> np.ndarray:
     """Each object's distance to its own outline, divided by its largest: float32 in [0, 1], 1 at the
     centre, 0 on the background. The outline is where the object meets the background *or another
-    object*, so touching objects get a valley between them."""
+    object*, so touching objects get a valley between them.
+
+    With ``radius``, objects deeper than that are divided by ``radius`` instead and clipped at 1: a large
+    object gets a plateau rather than one far-away peak, which a network that sees only part of it
+    could not place (it would break the object into many cores)."""
     from scipy import ndimage
 
     labels = np.asarray(labels)
@@ -154,10 +158,10 @@ def distance_target(labels: np.ndarray) -> np.ndarray:
         window = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
         own = np.pad(labels[window] == index, 1)
         d = ndimage.distance_transform_edt(own)[1:-1, 1:-1]
-        peak = d.max()
+        peak = d.max() if radius is None else min(d.max(), max(radius, 1.0))
         if peak > 0:
             own = own[1:-1, 1:-1]
-            out[window][own] = d[own] / peak
+            out[window][own] = np.minimum(d[own] / peak, 1.0)
     return out
 
 

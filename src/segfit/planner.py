@@ -21,6 +21,7 @@ DEFAULT_BUDGET = 600.0  # seconds: --time 10m
 MIN_MEDIAN_OBJECT_PX = 10.0
 MIN_SMALL_OBJECT_PX = 3.0
 MIN_INSTANCE_OBJECT_PX = 16.0  # learning instances: the median object keeps this, so the valley between two shows
+FRAGMENT_SHARE = 0.5  # predicted objects below this share of the 5th-percentile true object's area are dropped
 MIN_TOUCHING = 0.05  # instance maps with at least this share of objects touching another: learn instances
 WORKING_SIDE = {"cpu": 768, "gpu": 1536}  # images larger than this are shrunk, when the objects allow
 PATCH = {"cpu": 256, "gpu": 512}
@@ -37,7 +38,7 @@ CANDIDATES = {
 }
 PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "mean", "std", "val", "preload", "model", "encoder",
            "encoder_depth", "decoder_channels", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "loss",
-           "class_weights", "augment", "precision", "workers", "epochs", "instances")
+           "class_weights", "augment", "precision", "workers", "epochs", "instances", "instance_radius", "min_object_area")
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -140,6 +141,16 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
     if kind == "instance" and touching >= MIN_TOUCHING:
         plan.set("instances", True, f"instance label maps whose objects touch ({100 * touching:.0f} % touch another): "
                                     "learn where one ends (a distance map beside the classes, split by a seeded watershed)")
+        median = min((o["diameter_median"] for o in objects if o.get("diameter_median")), default=0.0)
+        if median > 0:
+            plan.set("instance_radius", round(median / 2, 1),
+                     f"the median object's radius ({median / 2:.0f} px): deeper parts of larger objects are a plateau "
+                     "of the distance map, so a network that sees only part of a large object does not split it")
+        small = min((o["diameter_p05"] for o in objects if o.get("diameter_p05")), default=0.0)
+        area = int(FRAGMENT_SHARE * math.pi * small**2 / 4)
+        if area > 0:
+            plan.set("min_object_area", area, f"predicted objects under {area} px (half the 5th-percentile true object, "
+                                              f"{small:.0f} px across) are fragments, not objects")
     elif kind == "instance":
         plan.set("instances", False, "instance label maps whose objects do not touch: objects are the connected parts")
     n = _trainable(fp)

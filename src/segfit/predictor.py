@@ -183,7 +183,8 @@ class Predictor:
         if not objects:
             return classes, None
         if self.learns_instances:
-            return classes, instances_from_distance(classes, torch.sigmoid(lg[0, k]).cpu().numpy())
+            return classes, instances_from_distance(classes, torch.sigmoid(lg[0, k]).cpu().numpy(),
+                                                    min_area=self.config.model.min_object_area)
         return classes, true_objects(classes, classes, binary=False)
 
     def predict(self, image: np.ndarray) -> np.ndarray:

@@ -95,7 +95,8 @@ def load_pair(sample: Sample, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     image, ids, raw = read_pair(sample, cfg, raw=True)
     size = working_size(image.shape, cfg)
     ids, raw = resize_mask(ids, size), resize_mask(raw, size)
-    distance = distance_target(true_objects(raw, ids, cfg.mask_mode == "binary"))
+    radius = cfg.instance_radius * (cfg.scale or 1.0) if cfg.instance_radius and cfg.size is None else cfg.instance_radius
+    distance = distance_target(true_objects(raw, ids, cfg.mask_mode == "binary"), radius)
     return resize_image(image, size), np.dstack([ids, np.round(distance * 255).astype(np.uint8)])
 
 
