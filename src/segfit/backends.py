@@ -94,8 +94,30 @@ class OnnxBackend:
         return run_padded(self._run, batch, self.multiple)
 
 
-def load_backend(path: str | os.PathLike, device: str | torch.device | None = None) -> TorchBackend | OnnxBackend:
-    """The backend for a checkpoint, a run folder (its best checkpoint) or an exported ``.onnx`` file."""
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def load_backend(path: str | os.PathLike, device: str | torch.device | None = None):
+    """The backend for a checkpoint, a run folder (its best checkpoint), an ensemble folder (its
+    ``ensemble.json``: the members' probabilities averaged) or an exported ``.onnx`` file."""
     if str(path).endswith(".onnx"):
         return OnnxBackend(path)
+    if (Path(path) / ENSEMBLE_FILE).is_file():
+        return load_ensemble(path, device)
     return TorchBackend.from_checkpoint(path, device)
+
+
+def load_ensemble(folder: str | os.PathLike, device: str | torch.device | None = None):
+    """An :class:`~segfit.ensemble.AveragedBackend` of the members an ``ensemble.json`` lists."""
+    from segfit.ensemble import AveragedBackend
+
+    folder = Path(folder)
+    record_path = folder / ENSEMBLE_FILE
+    try:
+        record = json.loads(record_path.read_text())
+        members, weights = list(record["members"]), record.get("weights")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SegfitError(f"cannot read the ensemble record ({type(exc).__name__})", record_path,
+                          "restore it, or train the folds again") from None
+    backends = [TorchBackend.from_checkpoint(folder / m, device) for m in members]
+    return AveragedBackend(backends, weights=weights, path=record_path, record=record)

@@ -145,6 +145,9 @@ def _add_train(sub) -> None:
     g.add_argument("--crop", type=_positive_int, help="random training crops of CROP x CROP")
     g.add_argument("--workers", type=int, help=_h("data loading processes", "workers"))
     g.add_argument("-s", "--save-every", "--save", dest="save_every", type=int, help="keep epoch_N.ckpt every N epochs")
+    g.add_argument("--folds", type=_positive_int,
+                   help="K-fold cross-validation: one run per fold in RUN/fold_i/ and their ensemble (RUN/ensemble.json, "
+                        "cv_metrics.json); the test split stays untouched and --time covers all folds (default 1)")
     g.add_argument("-r", "--resume", nargs="?", const=True, help="continue from a checkpoint or run folder (RUN/checkpoints/last.ckpt)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run folder instead of making a new one")
     g = p.add_argument_group("hardware (passed to Lightning)")
@@ -180,6 +183,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--batch-size", type=_positive_int, help="default 8")
     p.add_argument("--seed", type=int, help="picks the images of grid.png")
     p.add_argument("--no-overlays", dest="overlays", action="store_false", help="skip overlays/NAME.png")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average the label-preserving flips and rotations")
     g = p.add_argument_group("objects")
     g.add_argument("--instances", action="store_true",
                    help="also match predicted objects to true ones (IoU >= 0.5): instance precision, recall, F1, "
@@ -190,7 +194,7 @@ def _add_inference(sub) -> None:
     g.add_argument("--unit", help="unit of --pixel-size, e.g. nm or um")
 
     p = _command(sub, "predict", "class-index masks and overlays for new images")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, run folder or exported .onnx file")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, run folder, ensemble folder (--folds) or exported .onnx file")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--tile", type=_positive_int, help="sliding-window tiles of TILE x TILE (default: automatic for large images)")
@@ -199,12 +203,19 @@ def _add_inference(sub) -> None:
     p.add_argument("--instances", action=argparse.BooleanOptionalAction,
                    help="write NAME_instances.png (16-bit, one integer per object) and outline objects on the overlay "
                         "(default: when the model learned instances; otherwise the connected parts of each class)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the flips and 90-degree rotations that keep this data's labels")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="write NAME_uncertainty.png (predictive entropy, 0-255) and per-image uncertainty and review "
+                        "flags in predictions.json")
 
     p = _command(sub, "quantify", "count and measure the objects in class-index masks (sizes, shapes, coverage)",
                  "Example: segfit quantify predictions/ --out measures/ --split-touching --pixel-size 2.5 --unit nm")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="mask files or folders (images, with --checkpoint)")
     p.add_argument("--out", required=True, help="output folder (never an input folder)")
-    p.add_argument("--checkpoint", metavar="CKPT_OR_RUN", help="predict masks from the INPUT images first (into OUT/masks/)")
+    p.add_argument("--checkpoint", metavar="CKPT_OR_RUN", help="predict masks from the INPUT images first (into OUT/masks/); "
+                                                              "a run, checkpoint or ensemble folder")
+    p.add_argument("--tta", action="store_true", help="with --checkpoint: average the label-preserving flips and rotations")
     p.add_argument("--class", dest="classes", action="append", metavar="NAME_OR_ID",
                    help="class to measure, by name or id; repeat for several (default: all but background)")
     p.add_argument("--class-names", help="comma-separated class names, background first "

@@ -18,6 +18,7 @@ from segfit.data.preprocess import read_pair, resize_image, resize_mask
 from segfit.data.split import select
 from segfit.errors import SegfitError
 from segfit.instances import ObjectScores
+from segfit.predictor import image_uncertainty
 from segfit.metrics import confusion_per_image, image_scores, learning_warnings, per_class_table, scores_from_confusion
 from segfit.rundir import record_output, resolve_checkpoint, run_dir_of
 
@@ -28,7 +29,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
              out: str | os.PathLike | None = None, size: int | None = None, batch_size: int = 8,
              seed: int = 0, overlays: bool = True, instances: bool = False, split_touching: bool = False,
              min_distance: int = 5, min_area: int | None = None, pixel_size: float | None = None, unit: str = "px",
-             model_instances: bool = True, report: bool = True, verbose: bool = True) -> dict:
+             model_instances: bool = True, tta: bool = False, report: bool = True, verbose: bool = True) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file (``segfit evaluate``).
 
     Args:
@@ -48,6 +49,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         pixel_size, unit: the size of one pixel: diameters are also given in ``unit``.
         min_area: drop smaller predicted objects (default: the model's planned ``min_object_area`` for learned
             instances, 0 otherwise).
+        tta: average the label-preserving flips and rotations (see :mod:`segfit.ensemble`).
         model_instances: False scores a model that learned instances as if it had not (components of
             its class map, or their watershed split): to compare the two.
         report: record this evaluation in the run's ``outputs.json`` and rebuild its ``report.html``
@@ -63,9 +65,15 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     from segfit.viz import plot_grid
 
     say = print if verbose else (lambda *a, **k: None)
-    ckpt = resolve_checkpoint(run, "best")
-    run_dir = run_dir_of(ckpt)
-    predictor = Predictor.from_checkpoint(ckpt)
+    from segfit.backends import ENSEMBLE_FILE
+
+    if (Path(run) / ENSEMBLE_FILE).is_file():  # a cross-validation ensemble (segfit train --folds)
+        run_dir, ckpt = Path(run), Path(run) / ENSEMBLE_FILE
+        predictor = Predictor.from_checkpoint(run, tta=tta)
+    else:
+        ckpt = resolve_checkpoint(run, "best")
+        run_dir = run_dir_of(ckpt)
+        predictor = Predictor.from_checkpoint(ckpt, tta=tta)
     d = predictor.config.data
     root = Path(data) if data is not None else Path(d.root)
     layout = discover(root, d.images, d.masks, d.mask_suffix)
@@ -107,13 +115,11 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
             images.append(image)
             truths.append(truth)
             raws.append(raw if instances else None)
-        sizes = [t.shape for t in truths]
-        if learned:
-            preds, found = zip(*predictor.predict_objects(images, sizes, batch_size=batch_size))
-        else:
-            preds, found = predictor.predict_many(images, sizes, batch_size=batch_size), [None] * len(images)
-        for j, (s, image, truth, pred, raw, pred_objects) in enumerate(zip(chunk, images, truths, preds, raws, found)):
+        results = predictor.predict_full(images, [t.shape for t in truths], batch_size, objects=learned, uncertainty=True)
+        for j, (s, image, truth, raw, result) in enumerate(zip(chunk, images, truths, raws, results)):
+            pred, pred_objects = result.classes, result.objects
             row = _image_row(s.name, pred, truth, d.class_names, total)
+            row.update({k: v for k, v in image_uncertainty(s.name, result.uncertainty, None).items() if k not in ("image", "review")})
             if instances:
                 row.update(objects.add(s.name, raw, truth, pred, pred_objects))
             rows.append(row)
@@ -136,6 +142,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         "resolution": size or "original",
         "checkpoint": str(ckpt),
         "data": str(root),
+        "members": predictor.members, "tta": list(predictor.variants),
+        "uncertainty": _uncertainty_summary(per_image),
     }
     if instances:
         from segfit.viz import plot_size_comparison
@@ -155,6 +163,11 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     gallery.save(out / "gallery")
     say(f"{split}: iou {metrics['iou']:.4f}  dice {metrics['dice']:.4f}  accuracy {metrics['accuracy']:.4f}  "
         f"(means over {len(names)} images)")
+    rho = metrics["uncertainty"]["spearman_with_error"]
+    if rho == rho:
+        say(f"{split} uncertainty: mean {metrics['uncertainty']['mean']:.4f}; Spearman correlation with the per-image "
+            f"error (1 - IoU) {rho:.3f}" + (f" ({predictor.members} models" if predictor.members > 1 else " (1 model")
+            + (f", {len(predictor.variants)} test-time variants)" if len(predictor.variants) > 1 else ")"))
     for warning in metrics["warnings"]:
         print(f"segfit: warning: {warning}", file=sys.stderr)
     if instances:
@@ -168,13 +181,24 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
             f"{inst['mean_diameter_true'] * f:.2f} {u} true; Wasserstein-1 of the distributions {inst['diameter_wasserstein'] * f:.2f} {u}")
     say(f"Wrote {out}/: metrics.json, per_image.csv, {split}_metrics.csv, confusion.csv, grid.png"
         + (", sizes.png" if instances else "") + (", overlays/" if overlays else ""))
-    if run_dir is not None and report:
+    if run_dir is not None and report and (run_dir / "config.json").is_file():
         from segfit.report_page import update_report
 
         record_output(run_dir, "evaluations", out)
         if update_report(run_dir):
             say(f"Updated {run_dir / 'report.html'}")
     return metrics
+
+
+def _uncertainty_summary(per_image) -> dict:
+    """Mean per-image uncertainty and its Spearman correlation with the per-image error (1 - IoU): does the
+    model know when it is wrong?"""
+    from scipy.stats import spearmanr
+
+    u, err = per_image["mean_uncertainty"].to_numpy(float), 1 - per_image["iou"].to_numpy(float)
+    rho = float(spearmanr(u, err).statistic) if len(u) > 2 and u.std() > 0 and err.std() > 0 else float("nan")
+    return {"mean": float(u.mean()) if len(u) else float("nan"), "spearman_with_error": rho,
+            "error": "1 - the image's IoU", "measure": "mean predictive entropy of the averaged class probabilities / log(classes)"}
 
 
 def _image_row(name: str, pred: np.ndarray, truth: np.ndarray, class_names: list[str], total: np.ndarray) -> dict:

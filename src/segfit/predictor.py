@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segfit.backends import OnnxBackend, TorchBackend, load_backend
+from segfit.backends import load_backend
 from segfit.config import RunConfig
 from segfit.data.formats import list_images, read_image, to_channels
 from segfit.data.preprocess import image_to_tensor, resize_image, working_size
@@ -26,7 +27,7 @@ from segfit.nets import logits_to_classes
 
 def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike,
             tile: int | None = None, overlap: int = 64, auto_tile: float = 4.0, instances: bool | None = None,
-            verbose: bool = True) -> list[Path]:
+            tta: bool = False, uncertainty: bool = False, verbose: bool = True) -> list[Path]:
     """Predict image files or folders into ``out`` (``segfit predict``): ``NAME.png`` class ids,
     ``NAME_overlay.png``, ``coverage.csv`` and ``predictions.json``; ``NAME_instances.png`` (16-bit
     object ids) when the model learned instances or ``instances`` is True. Returns the mask paths.
@@ -40,12 +41,24 @@ def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out:
         auto_tile: tile images larger than this many times the training size (0: never).
     """
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    predictor = Predictor.from_checkpoint(checkpoint, tile=tile, overlap=overlap, auto_tile=auto_tile)
+    predictor = Predictor.from_checkpoint(checkpoint, tile=tile, overlap=overlap, auto_tile=auto_tile, tta=tta)
     objects = predictor.learns_instances if instances is None else instances
-    written = predictor.predict_files(inputs, out, objects=objects)
+    written = predictor.predict_files(inputs, out, objects=objects, uncertainty=uncertainty)
     if verbose:
         extra = ", objects (NAME_instances.png, 16-bit ids)" if objects else ""
-        print(f"Wrote {len(written)} masks (NAME.png, class ids){extra}, overlays (NAME_overlay.png) and coverage.csv to {out}/")
+        extra += ", uncertainty (NAME_uncertainty.png)" if uncertainty else ""
+        how = f" ({predictor.members} models" if predictor.members > 1 else " (1 model"
+        how += f", {len(predictor.variants)} test-time variants)" if len(predictor.variants) > 1 else ")"
+        print(f"Wrote {len(written)} masks (NAME.png, class ids){extra}, overlays (NAME_overlay.png) and coverage.csv "
+              f"to {out}/{how}")
+        if uncertainty:
+            calibrated = predictor.review_threshold()
+            if calibrated:
+                print(f"Review: {len(predictor.last_review)} of {len(written)} images are more uncertain than the "
+                      f"calibrated threshold ({calibrated['threshold']:.4f}){': ' + ', '.join(predictor.last_review[:10]) if predictor.last_review else ''}"
+                      f"{' ...' if len(predictor.last_review) > 10 else ''} (predictions.json: images)")
+            else:
+                print("Review: no calibrated threshold for this model; per-image uncertainty is in predictions.json")
     return written
 
 
@@ -59,16 +72,30 @@ class Predictor:
         auto_tile: tile images larger than this many times the training size (0: never).
     """
 
-    def __init__(self, backend: TorchBackend | OnnxBackend, tile: int | None = None, overlap: int = 64,
-                 auto_tile: float = 4.0):
+    def __init__(self, backend, tile: int | None = None, overlap: int = 64, auto_tile: float = 4.0, tta: bool = False):
+        if tta:
+            from segfit.ensemble import averaged
+
+            backend = averaged(backend, tta=True)
         self.backend = backend
         self.tile, self.overlap, self.auto_tile = tile, overlap, auto_tile
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, **options) -> Predictor:
-        """A predictor for a checkpoint, a run folder (its best checkpoint) or an exported ``.onnx``
-        file; ``options`` as for the constructor."""
+        """A predictor for a checkpoint, a run folder (its best checkpoint), an ensemble folder (its
+        ``ensemble.json``) or an exported ``.onnx`` file; ``options`` as for the constructor (``tta=True``:
+        average the label-preserving flips and rotations)."""
         return cls(load_backend(path, device), **options)
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The test-time variants averaged (``("identity",)`` without TTA)."""
+        return tuple(getattr(self.backend, "variants", ("identity",)))
+
+    @property
+    def members(self) -> int:
+        """How many models are averaged."""
+        return len(getattr(self.backend, "members", [self.backend]))
 
     @property
     def config(self) -> RunConfig:
@@ -133,15 +160,21 @@ class Predictor:
             out_sizes: size of each returned mask (default: each image's own size).
             batch_size: images per forward pass.
         """
-        return [classes for classes, _ in self._predict(images, out_sizes, batch_size, objects=False)]
+        return [p.classes for p in self.predict_full(images, out_sizes, batch_size)]
 
     def predict_objects(self, images: list[np.ndarray], out_sizes: list[tuple[int, int]] | None = None,
                         batch_size: int = 16) -> list[tuple[np.ndarray, np.ndarray]]:
         """``(class ids uint8, objects int32)`` per image: the model's own instances when it learned them
         (:func:`segfit.objects.instances_from_distance`), else the connected components of each class."""
-        return self._predict(images, out_sizes, batch_size, objects=True)
+        return [(p.classes, p.objects) for p in self.predict_full(images, out_sizes, batch_size, objects=True)]
 
-    def _predict(self, images, out_sizes, batch_size: int, objects: bool) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    def predict_full(self, images: list[np.ndarray], out_sizes: list[tuple[int, int]] | None = None,
+                     batch_size: int = 16, objects: bool = False, uncertainty: bool = False) -> list[Prediction]:
+        """A :class:`Prediction` per image: class ids, and on request the objects and the uncertainty map
+        (the predictive entropy of the averaged class probabilities, 0 certain .. 1 a 50/50 split)."""
+        return self._predict(images, out_sizes, batch_size, objects, uncertainty)
+
+    def _predict(self, images, out_sizes, batch_size: int, objects: bool, uncertainty: bool = False) -> list[Prediction]:
         out_sizes = out_sizes or [tuple(np.asarray(im).shape[:2]) for im in images]
         results: list[np.ndarray | None] = [None] * len(images)
         resized = [self._resized(im) for im in images]
@@ -154,7 +187,7 @@ class Predictor:
             source = _Tiles(resized[j], self.config.data.mean, self.config.data.std)
             lg = predict_tiled(source, self.logits, self.tile_for(*resized[j].shape[:2]), self.overlap,
                                align=self.backend.multiple)
-            results[j] = self._outputs(lg, out_sizes[j], objects)
+            results[j] = self._outputs(lg, out_sizes[j], objects, uncertainty)
         skip = set(tiled)
         order = [i for i in order if i not in skip]
         i = 0
@@ -166,13 +199,14 @@ class Predictor:
             d = self.config.data
             logits = self.logits(torch.stack([image_to_tensor(resized[j], d.mean, d.std) for j in group]))
             for j, lg in zip(group, logits):
-                results[j] = self._outputs(lg, out_sizes[j], objects)
+                results[j] = self._outputs(lg, out_sizes[j], objects, uncertainty)
             i += len(group)
         return results  # type: ignore[return-value]
 
-    def _outputs(self, logits: torch.Tensor, size: tuple[int, int], objects: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def _outputs(self, logits: torch.Tensor, size: tuple[int, int], objects: bool, uncertainty: bool) -> Prediction:
         """``K x h x w`` network outputs -> uint8 class ids of ``size`` (outputs resized bilinearly first)
-        and, with ``objects``, the objects as an int32 label image."""
+        and, on request, the objects (int32 label image) and the uncertainty (float32 in [0, 1])."""
+        from segfit.ensemble import entropy
         from segfit.objects import instances_from_distance, true_objects
 
         lg = logits[None]
@@ -180,19 +214,40 @@ class Predictor:
             lg = F.interpolate(lg, size=size, mode="bilinear", align_corners=False)
         k = lg.shape[1] - int(self.learns_instances)  # the class logits; then the distance logit
         classes = logits_to_classes(lg[:, :k])[0].to(torch.uint8).cpu().numpy()
-        if not objects:
-            return classes, None
-        if self.learns_instances:
-            return classes, instances_from_distance(classes, torch.sigmoid(lg[0, k]).cpu().numpy(),
-                                                    min_area=self.config.model.min_object_area)
-        return classes, true_objects(classes, classes, binary=False)
+        found = None
+        if objects and self.learns_instances:
+            found = instances_from_distance(classes, torch.sigmoid(lg[0, k]).cpu().numpy(),
+                                            min_area=self.config.model.min_object_area)
+        elif objects:
+            found = true_objects(classes, classes, binary=False)
+        unsure = entropy(lg, k)[0].cpu().numpy().astype(np.float32) if uncertainty else None
+        return Prediction(classes, found, unsure)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Class ids (uint8, ``H x W``) for one image at its original size."""
         return self.predict_many([image])[0]
 
+    def review_threshold(self) -> dict | None:
+        """The calibrated uncertainty above which an image is flagged for review: ``{"threshold", "how"}``
+        from the ensemble's record or the run's ``summary.json`` (None for a model without one)."""
+        from segfit.rundir import run_dir_of_model
+
+        record = getattr(self.backend, "record", None) or {}
+        if "uncertainty" in record:
+            return record["uncertainty"]
+        run_dir = run_dir_of_model(self.checkpoint)
+        summary = run_dir / "summary.json" if run_dir else None
+        if summary is not None and summary.is_file():
+            import json
+
+            try:
+                return json.loads(summary.read_text()).get("uncertainty")
+            except ValueError:
+                return None
+        return None
+
     def predict_files(self, inputs: list[str | os.PathLike], out: str | os.PathLike, alpha: float = 0.5,
-                      objects: bool | None = None) -> list[Path]:
+                      objects: bool | None = None, uncertainty: bool = False) -> list[Path]:
         """Predict image files or folders; write ``NAME.png`` (class ids) and ``NAME_overlay.png``
         into ``out``, plus ``coverage.csv`` (image, class, fraction). With ``objects`` (default: when the
         model learned instances) also ``NAME_instances.png``: 16-bit, one integer per object, 0 =
@@ -215,14 +270,18 @@ class Predictor:
             raise SegfitError("--out is a folder of input images, which predictions could overwrite", out, "choose another --out folder")
         out.mkdir(parents=True, exist_ok=True)
         objects = self.learns_instances if objects is None else objects
-        written, rows = [], []
+        calibrated = self.review_threshold() if uncertainty else None
+        written, rows, per_image = [], [], []
         for path in progress(files, "predict"):
             image = read_image(path, 3 if self.config.data.channels == 3 else 1)
-            mask, found = self._predict([image], None, 1, objects)[0]
+            mask, found, unsure = self._predict([image], None, 1, objects, uncertainty)[0]
             target = out / f"{path.stem}.png"
             arrays = [(target, mask), (out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors, objects=found))]
             if found is not None:
                 arrays.append((out / f"{path.stem}_instances.png", _instance_png(found, path)))
+            if unsure is not None:
+                arrays.append((out / f"{path.stem}_uncertainty.png", np.round(unsure * 255).astype(np.uint8)))
+                per_image.append(image_uncertainty(path.name, unsure, calibrated))
             for dest, array in arrays:
                 with atomic_path(dest) as tmp:
                     Image.fromarray(array).save(tmp, format="PNG")
@@ -231,7 +290,18 @@ class Predictor:
                      for i, name in enumerate(self.class_names)]
             written.append(target)
         write_csv(out / "coverage.csv", pd.DataFrame(rows))
-        write_json(out / "predictions.json", self.record(objects))
+        record = self.record(objects)
+        if uncertainty:
+            record["uncertainty"] = {
+                "maps": "NAME_uncertainty.png: predictive entropy of the averaged class probabilities divided by "
+                        "its maximum (log of the class count), times 255: 0 = certain, 255 = an even split",
+                "scale": 255, "uncertain_pixel": UNCERTAIN_PIXEL,
+                "review_threshold": calibrated["threshold"] if calibrated else None,
+                "calibration": calibrated["how"] if calibrated else
+                "none: this model has no calibrated threshold (train it again with this version of segfit)"}
+            record["images"] = per_image
+        write_json(out / "predictions.json", record)
+        self.last_review = [r["image"] for r in per_image if r["review"]]
         return written
 
     def record(self, objects: bool = False) -> dict:
@@ -243,11 +313,32 @@ class Predictor:
         record = {"checkpoint": str(Path(self.checkpoint).resolve()) if self.checkpoint else None,
                   "run_dir": str(run_dir) if run_dir else None,
                   "class_names": list(self.class_names), "class_colors": [list(c) for c in self.class_colors],
-                  "masks": "NAME.png: class ids (0 = background); NAME_overlay.png: overlays"}
+                  "masks": "NAME.png: class ids (0 = background); NAME_overlay.png: overlays",
+                  "members": self.members, "tta": list(self.variants)}
         if objects:
             source = "the model's instances" if self.learns_instances else "connected components of each class"
             record["instances"] = f"NAME_instances.png: 16-bit, one integer per object, 0 = background ({source})"
         return record
+
+
+UNCERTAIN_PIXEL = 0.5  # a pixel whose normalised entropy exceeds this counts as uncertain
+
+
+def image_uncertainty(name: str, unsure: np.ndarray, calibrated: dict | None) -> dict:
+    """An image's ``mean_uncertainty``, ``uncertain_fraction`` and ``review`` flag (None without a
+    calibrated threshold)."""
+    mean = float(unsure.mean()) if unsure.size else 0.0
+    return {"image": name, "mean_uncertainty": round(mean, 6),
+            "uncertain_fraction": round(float((unsure > UNCERTAIN_PIXEL).mean()) if unsure.size else 0.0, 6),
+            "review": (mean > calibrated["threshold"]) if calibrated else None}
+
+
+class Prediction(NamedTuple):
+    """One image's prediction at its original size."""
+
+    classes: np.ndarray  # uint8 class ids
+    objects: np.ndarray | None = None  # int32 object ids (0 = background)
+    uncertainty: np.ndarray | None = None  # float32, 0 (certain) .. 1 (a 50/50 split between classes)
 
 
 class _Tiles:

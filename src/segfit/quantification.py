@@ -61,7 +61,7 @@ def _many_colours(path: Path) -> bool:
 
 def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, split_touching: bool = False,
              min_distance: int = 5, min_area: int = 0, pixel_size: float | None = None, unit: str = "px",
-             instance_maps: bool = False, verbose: bool = True) -> dict:
+             instance_maps: bool = False, tta: bool = False, verbose: bool = True) -> dict:
     """Count and measure the objects of class-index masks.
 
     Args:
@@ -78,6 +78,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         unit: unit of ``pixel_size``, e.g. nm.
         instance_maps: inputs are instance label maps (one integer per object, like EMPS segmaps): each
             value is one object of a single class, with no connected-component labelling.
+        tta: with ``checkpoint``, average the label-preserving flips and rotations.
         verbose: print a summary line per class.
 
     Returns:
@@ -106,7 +107,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         from segfit.predictor import Predictor
         from segfit.rundir import run_dir_of_model
 
-        predictor = Predictor.from_checkpoint(checkpoint)
+        predictor = Predictor.from_checkpoint(checkpoint, tta=tta)
         masks_dir = out / "masks"
         masks = predictor.predict_files(inputs, masks_dir)
         names = list(predictor.class_names)

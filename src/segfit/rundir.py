@@ -26,7 +26,7 @@ def make_run_dir(out: str | os.PathLike | None, overwrite: bool = False) -> Path
         raise SegfitError("output path is a file", out, "give a folder name with --out")
     if out.is_dir() and any(out.iterdir()):
         if overwrite:
-            if not (out / "config.json").is_file():
+            if not ((out / "config.json").is_file() or (out / "ensemble.json").is_file()):
                 raise SegfitError("--overwrite only replaces a segfit run folder, and this one holds other files", out,
                                   "choose another --out")
             shutil.rmtree(out)

@@ -39,7 +39,8 @@ class TrainResult:
 def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None = None, *,
           config: RunConfig | None = None, resume: str | os.PathLike | None = None, overwrite: bool = False,
           name: str | None = None, time: str | float | None = None, plan: bool | str = "auto", verbose: bool = True,
-          **options: Any) -> TrainResult:
+          folds: int | None = None, split: dict | None = None, prepared: tuple | None = None,
+          **options: Any) -> TrainResult | Path:
     """Train a segmentation model and write a run folder (``segfit train``).
 
     Args:
@@ -54,6 +55,9 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         plan: fingerprint the data and the machine and plan every option not given (``auto``: unless
             ``model="notebook"``, the teaching path); see :mod:`segfit.planner`.
         verbose: print the layout, a progress bar and a line per epoch.
+        folds: K >= 2 trains a K-fold cross-validation ensemble (:mod:`segfit.folds`) and returns its folder.
+        split: the split to use (``{"train", "val", "test"}`` names) instead of making one.
+        prepared: ``(plan, fingerprint)`` already made (the folds of an ensemble share one plan).
         **options: the command line's options by their long names, e.g. ``epochs=50, size=128,
             channels=1, batch_size=32, model="unet", palette="vineyard"`` (see :func:`segfit.options.build_config`).
 
@@ -61,6 +65,16 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         A :class:`TrainResult` with the run folder, best epoch and history.
     """
     start = perf_counter()  # the time budget counts from here: imports, data pass, calibration, report
+    if folds is not None and folds > 1:
+        if resume is not None or config is not None:
+            raise SegfitError("--folds trains new runs: it cannot resume or take a ready config",
+                              fix="resume one fold's run folder instead (segfit train --resume RUN/fold_0)")
+        from segfit.folds import train_folds
+
+        return train_folds(train, data, out, folds, planning=_planning(plan, {k: v for k, v in options.items() if v is not None}),
+                           time=time, plan=plan, overwrite=overwrite, name=name, verbose=verbose, **options)
+    if folds is not None and folds < 1:
+        raise SegfitError(f"--folds must be 1 or more, not {folds}", fix="use e.g. --folds 5 (1: a single model)")
     from segfit.trainer import quiet_libraries
 
     quiet_libraries()
@@ -82,14 +96,16 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     else:
         if config is None and data is None:
             raise SegfitError("no data set given", fix="segfit train DATA --out RUN (or -d DATA)")
-        ckpt_path, run_dir, split = None, None, None
+        ckpt_path, run_dir = None, None
         if config is None and _planning(plan, options):
             budget = budget if budget is not None or "epochs" in options else DEFAULT_BUDGET
-            say("Planning from the data and the machine" + (f" (budget {budget:.0f} s)" if budget else ""))
-            planned, fingerprint = plan_for(data, budget, options)
+            if prepared is None:
+                say("Planning from the data and the machine" + (f" (budget {budget:.0f} s)" if budget else ""))
+            planned, fingerprint = prepared or plan_for(data, budget, options)
+            planned = type(planned).from_dict(planned.to_dict())  # this run's copy: the epochs are sized per run
             cfg = build_config(data, **{**planned.values(), **options})
             cfg.user = sorted(options)
-            for line in planned.lines()[1:]:
+            for line in planned.lines()[1:] if prepared is None or split is None or split.get("fold") == 0 else []:
                 say("  " + line)
         else:
             cfg = resolve(config) if config is not None else build_config(data, **options)
@@ -232,7 +248,14 @@ def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, 
                   if intro else "Evaluating the best checkpoint on the validation split for the report")
         metrics = evaluate(run_dir, split="val", size=cfg.data.size, overlays=False, report=False, verbose=False)
         if (run_dir / "summary.json").is_file():  # a model that learned nothing says so in its summary too
-            write_json(run_dir / "summary.json", {**read_json(run_dir / "summary.json"), "warnings": metrics["warnings"]})
+            import pandas as pd
+
+            from segfit.ensemble import review_calibration
+
+            per_image = pd.read_csv(run_dir / "eval_val" / "per_image.csv")
+            calibration = review_calibration(per_image.get("mean_uncertainty", []), "validation images")
+            write_json(run_dir / "summary.json", {**read_json(run_dir / "summary.json"), "warnings": metrics["warnings"],
+                                                  "uncertainty": calibration})
     path = build_report(run_dir)
     if verbose:
         print(f"Report: {path}" if intro else f"Wrote {path}")

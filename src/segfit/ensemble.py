@@ -1,0 +1,121 @@
+"""Averaged predictions: ensembles of models and test-time augmentation, and the uncertainty of the average.
+
+An :class:`AveragedBackend` wraps one or more backends (the members of an ensemble) and optional
+test-time augmentation (flips and 90-degree rotations of the input, undone on the output). It is a
+backend itself: ``logits(batch)`` returns the logits *of the averaged probabilities* (the log of the
+mean softmax; the logit of the mean sigmoid; the same for a learned distance map), so tiling, resizing
+and thresholding downstream are unchanged, and :func:`entropy` of those logits is the predictive
+uncertainty of the ensemble.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# Test-time variants: name -> (forward transform, inverse), on B x C x H x W tensors.
+VARIANTS = {
+    "identity": (lambda x: x, lambda y: y),
+    "hflip": (lambda x: x.flip(-1), lambda y: y.flip(-1)),
+    "vflip": (lambda x: x.flip(-2), lambda y: y.flip(-2)),
+    "rot90": (lambda x: x.rot90(1, (-2, -1)), lambda y: y.rot90(-1, (-2, -1))),
+    "rot180": (lambda x: x.rot90(2, (-2, -1)), lambda y: y.rot90(-2, (-2, -1))),
+    "rot270": (lambda x: x.rot90(3, (-2, -1)), lambda y: y.rot90(-3, (-2, -1))),
+    "transpose": (lambda x: x.transpose(-2, -1), lambda y: y.transpose(-2, -1)),
+    "antitranspose": (lambda x: x.rot90(1, (-2, -1)).flip(-2), lambda y: y.flip(-2).rot90(-1, (-2, -1))),
+}
+# Which variants keep the labels, by the augmentation the model was trained with (the plan's judgement
+# of the data): micrographs have no orientation (all eight symmetries of the square); photos keep up up.
+LABEL_PRESERVING = {"light": tuple(VARIANTS), "photo": ("identity", "hflip"), "vineyard": ("identity", "hflip"),
+                    "none": ("identity", "hflip")}
+EPS = 1e-6
+REVIEW_QUANTILE = 0.95  # images more uncertain than this share of the held-out validation images get reviewed
+
+
+def review_calibration(mean_uncertainties, images: str) -> dict | None:
+    """The review threshold from held-out images' mean uncertainties: ``{"threshold", "how"}``."""
+    import numpy as np
+
+    values = np.asarray([v for v in mean_uncertainties if v == v], float)
+    if not len(values):
+        return None
+    return {"threshold": float(np.quantile(values, REVIEW_QUANTILE)),
+            "how": f"{100 * REVIEW_QUANTILE:.0f}th percentile of the mean uncertainty of {len(values)} {images}"}
+
+
+def tta_variants(augment: str) -> tuple[str, ...]:
+    """The test-time variants for a model trained with ``augment``."""
+    return LABEL_PRESERVING.get(augment, ("identity", "hflip"))
+
+
+def to_probabilities(logits: torch.Tensor, class_channels: int) -> torch.Tensor:
+    """Class probabilities (sigmoid of one logit, or softmax), then the sigmoid of any further channel."""
+    classes, rest = logits[:, :class_channels], logits[:, class_channels:]
+    p = torch.sigmoid(classes) if class_channels == 1 else torch.softmax(classes, 1)
+    return torch.cat([p, torch.sigmoid(rest)], 1) if rest.shape[1] else p
+
+
+def to_logits(p: torch.Tensor, class_channels: int) -> torch.Tensor:
+    """The inverse of :func:`to_probabilities` (log for softmax classes, logit otherwise)."""
+    p = p.clamp(EPS, 1 - EPS)
+    classes, rest = p[:, :class_channels], p[:, class_channels:]
+    out = torch.logit(classes) if class_channels == 1 else classes.log()
+    return torch.cat([out, torch.logit(rest)], 1) if rest.shape[1] else out
+
+
+def entropy(logits: torch.Tensor, class_channels: int) -> torch.Tensor:
+    """Predictive entropy of the class channels of ``B x K x H x W`` logits, divided by its maximum
+    (``log K``): ``B x H x W`` in [0, 1], 0 where the prediction is certain, 1 at a 50/50 (or uniform) split."""
+    classes = logits[:, :class_channels]
+    if class_channels == 1:
+        p = torch.sigmoid(classes[:, 0])
+        h = -(p * torch.log(p.clamp_min(EPS)) + (1 - p) * torch.log((1 - p).clamp_min(EPS)))
+        return h / math.log(2)
+    logp = torch.log_softmax(classes, 1)
+    return -(logp.exp() * logp).sum(1) / math.log(class_channels)
+
+
+class AveragedBackend:
+    """Members' probabilities averaged over the members (``weights``) and the test-time ``variants``."""
+
+    def __init__(self, members: list, variants: tuple[str, ...] = ("identity",), weights: list[float] | None = None,
+                 path=None, record: dict | None = None):
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown test-time variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+        self.members, self.variants, self.record = list(members), tuple(variants), record or {}
+        w = torch.tensor(weights if weights is not None else [1.0] * len(members), dtype=torch.float32)
+        self.weights = (w / w.sum()).tolist()
+        self.config = members[0].config
+        self.path = path or members[0].path
+        self.device = members[0].device
+        self.multiple = max(int(m.multiple) for m in members)
+        self.class_channels = self.config.model.class_channels
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        total = None
+        share = 1.0 / len(self.variants)
+        for variant in self.variants:
+            forward, inverse = VARIANTS[variant]
+            x = forward(batch)
+            for member, weight in zip(self.members, self.weights):
+                p = to_probabilities(inverse(member.logits(x)).float(), self.class_channels) * (weight * share)
+                total = p if total is None else total.add_(p)
+        return to_logits(total, self.class_channels)
+
+    def with_variants(self, variants: tuple[str, ...]) -> AveragedBackend:
+        """The same members, averaged over other test-time variants."""
+        return AveragedBackend(self.members, variants, self.weights, self.path, self.record)
+
+
+def averaged(backend, tta: bool) -> AveragedBackend:
+    """``backend`` (a single model or an ensemble) averaged over the test-time variants its training
+    augmentation makes label-preserving (``tta``), or over the identity alone."""
+    variants = tta_variants(backend.config.train.augment) if tta else ("identity",)
+    if isinstance(backend, AveragedBackend):
+        return backend.with_variants(variants)
+    return AveragedBackend([backend], variants)

@@ -1,0 +1,164 @@
+"""k-fold cross-validation ensembles (``segfit train DATA --folds K``).
+
+The training images (train + validation; the test split stays untouched) are dealt into K folds; fold
+``i`` trains a complete run in ``RUN/fold_i/`` with fold ``i`` as its validation images. The members'
+best checkpoints form the ensemble of ``RUN/ensemble.json``, which ``predict``, ``evaluate`` and
+``quantify`` accept like a run. ``RUN/cv_metrics.json`` holds each fold's validation figures and the
+pooled out-of-fold ones (every training image scored by the one model that did not train on it); the
+same out-of-fold images calibrate the uncertainty above which ``predict --uncertainty`` flags an image
+for review. Under a time budget (``--time``) the folds share it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+
+from segfit.errors import SegfitError
+
+ENSEMBLE_RESERVE_S = 10.0  # seconds kept back from a budget for the ensemble's records
+
+
+def fold_splits(split: dict, k: int, seed: int = 0) -> list[dict]:
+    """K splits from one: the training and validation images dealt into K folds (reproducibly, whatever
+    their order), each fold once the validation images; the test images are every split's."""
+    pool = sorted(split["train"] + split["val"])
+    if k < 2 or k > len(pool):
+        raise SegfitError(f"--folds {k} needs between 2 and {len(pool)} folds for {len(pool)} training images",
+                          fix="use e.g. --folds 5 (or --folds 1 for a single model)")
+    order = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))]
+    parts = [sorted(order[i::k]) for i in range(k)]
+    return [{"train": sorted(n for j, part in enumerate(parts) if j != i for n in part), "val": parts[i],
+             "test": list(split["test"]), "source": f"fold {i} of {k} ({split.get('source')})", "seed": seed, "fold": i}
+            for i in range(k)]
+
+
+def train_folds(train, data, out, folds: int, *, planning: bool, time=None, plan="auto", overwrite: bool = False,
+                name: str | None = None, verbose: bool = True, **options: Any):
+    """Train one run per fold with ``train`` (:func:`segfit.runs.train`) and write the ensemble; returns the
+    ensemble folder. ``planning``: whether the runs are planned."""
+    from segfit.data.formats import discover
+    from segfit.data.split import make_split
+    from segfit.io import write_json
+    from segfit.options import build_config
+    from segfit.planner import DEFAULT_BUDGET, parse_duration, plan_for
+    from segfit.rundir import make_run_dir
+
+    start = perf_counter()
+    say = print if verbose else (lambda *a, **k: None)
+    if data is None:
+        raise SegfitError("no data set given", fix="segfit train DATA --folds 5 --out RUN")
+    options = {k: v for k, v in options.items() if v is not None}
+    if name:
+        out = Path(out or ".") / name
+    base_cfg = build_config(data, **options)  # validates the options before anything is written
+    d = base_cfg.data
+    names = [s.name for s in discover(d.root, d.images, d.masks, d.mask_suffix).samples]
+    base = make_split(names, d.root, d.test, d.val, d.seed)
+    splits = fold_splits(base, folds, d.seed)
+    budget = parse_duration(time) if time is not None else (DEFAULT_BUDGET if planning and "epochs" not in options else None)
+    prepared = None
+    if planning:
+        per_fold = None if budget is None else (budget - ENSEMBLE_RESERVE_S) / folds
+        say(f"Planning {folds} folds from the data and the machine" + (f" (budget {budget:.0f} s, {per_fold:.0f} s a fold)" if budget else ""))
+        prepared = plan_for(data, per_fold, options)
+    run_dir = make_run_dir(out, overwrite)
+    write_json(run_dir / "split.json", {**base, "folds": [s["val"] for s in splits]})
+    members = []
+    for i, split in enumerate(splits):
+        fold_time = None
+        if budget is not None:
+            left = budget - (perf_counter() - start) - ENSEMBLE_RESERVE_S
+            fold_time = max(left / (folds - i), 1.0)
+        say(f"Fold {i + 1} of {folds}: {len(split['train'])} training, {len(split['val'])} validation images"
+            + (f", {fold_time:.0f} s" if fold_time else ""))
+        result = train(data, run_dir / f"fold_{i}", time=fold_time, plan=plan, split=split, prepared=prepared,
+                       verbose=verbose, **options)
+        members.append(result.run_dir)
+    return write_ensemble(run_dir, members, prepared[0] if prepared else None, say)
+
+
+def write_ensemble(run_dir: Path, members: list[Path], planned=None, say=print) -> Path:
+    """``ensemble.json``, ``cv_metrics.json`` and ``report.html`` of an ensemble folder from its members'
+    run folders (each evaluated on its own validation images by its report)."""
+    from segfit.io import write_json
+
+    from segfit.ensemble import review_calibration
+
+    cv = cv_metrics(members)
+    uncertainty = review_calibration(cv.pop("_uncertainties"), "out-of-fold validation images, each scored by the "
+                                                               "one member that did not train on it")
+    record = {"members": [os.path.relpath(m / "checkpoints" / "best.ckpt", run_dir) for m in members],
+              "weights": [1.0 / len(members)] * len(members), "folds": len(members),
+              "plan": planned.to_dict() if planned is not None else None, "uncertainty": uncertainty,
+              "cv_metrics": "cv_metrics.json"}
+    write_json(run_dir / "cv_metrics.json", cv)
+    write_json(run_dir / "ensemble.json", record)
+    _write_report(run_dir, cv, record)
+    pooled = cv["pooled"]
+    say(f"Cross-validation ({len(members)} folds): out-of-fold iou {pooled['iou']:.4f}  dice {pooled['dice']:.4f}  "
+        f"mIoU {pooled['miou']:.4f} over {pooled['images']} images; folds' iou {cv['mean']['iou']:.4f} ± {cv['std']['iou']:.4f}")
+    say(f"Wrote {run_dir}/: ensemble.json ({len(members)} members), cv_metrics.json, report.html, fold_0/ .. fold_{len(members) - 1}/")
+    return run_dir
+
+
+def cv_metrics(members: list[Path]) -> dict:
+    """Per-fold validation figures (each fold's ``eval_val``) and the pooled out-of-fold ones."""
+    import pandas as pd
+
+    from segfit.metrics import per_class_table
+    from segfit.rundir import read_json
+
+    folds, frames, confusion = [], [], None
+    for i, member in enumerate(members):
+        metrics = read_json(member / "eval_val" / "metrics.json")
+        summary = read_json(member / "summary.json")
+        folds.append({"fold": i, "run": member.name, "images": metrics["images"], "best_epoch": summary["best_epoch"],
+                      **{k: metrics[k] for k in ("iou", "dice", "accuracy", "miou")}})
+        frames.append(pd.read_csv(member / "eval_val" / "per_image.csv").assign(fold=i))
+        cm = pd.read_csv(member / "eval_val" / "confusion.csv").drop(columns=["true"]).to_numpy(np.int64)
+        confusion = cm if confusion is None else confusion + cm
+        names = list(pd.read_csv(member / "eval_val" / "confusion.csv")["true"])
+    per_image = pd.concat(frames, ignore_index=True)
+    per_class = per_class_table(confusion, names)
+    table = pd.DataFrame(folds)
+    return {
+        "folds": folds,
+        "mean": {k: float(table[k].mean()) for k in ("iou", "dice", "accuracy", "miou")},
+        "std": {k: float(table[k].std(ddof=0)) for k in ("iou", "dice", "accuracy", "miou")},
+        "pooled": {"images": len(per_image), "iou": float(per_image["iou"].mean()), "dice": float(per_image["dice"].mean()),
+                   "accuracy": float(per_image["accuracy"].mean()),
+                   "miou": float(np.mean([v["iou"] for v in per_class.values()])), "per_class": per_class},
+        "_uncertainties": per_image["mean_uncertainty"].dropna().tolist() if "mean_uncertainty" in per_image else [],
+    }
+
+
+def _write_report(run_dir: Path, cv: dict, record: dict) -> None:
+    from html import escape
+
+    from segfit.io import atomic_path
+
+    rows = "".join(f"<tr><td><a href=\"{escape(f['run'])}/report.html\">{escape(f['run'])}</a></td><td>{f['images']}</td>"
+                   f"<td>{f['best_epoch']}</td>" + "".join(f"<td>{f[k]:.4f}</td>" for k in ("iou", "dice", "accuracy", "miou"))
+                   + "</tr>" for f in cv["folds"])
+    pooled = cv["pooled"]
+    rows += ("<tr><th>out-of-fold, pooled</th><td>{}</td><td></td>".format(pooled["images"])
+             + "".join(f"<th>{pooled[k]:.4f}</th>" for k in ("iou", "dice", "accuracy", "miou")) + "</tr>")
+    rows += ("<tr><th>folds: mean ± sd</th><td></td><td></td>"
+             + "".join(f"<td>{cv['mean'][k]:.4f} ± {cv['std'][k]:.4f}</td>" for k in ("iou", "dice", "accuracy", "miou")) + "</tr>")
+    unc = record.get("uncertainty")
+    note = (f"<p>Review threshold (predict --uncertainty): mean uncertainty above {unc['threshold']:.4f}: {escape(unc['how'])}.</p>"
+            if unc else "<p>No uncertainty calibration.</p>")
+    page = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>segfit ensemble {escape(run_dir.name)}</title>"
+            "<style>body{font-family:sans-serif;margin:2em;color:#1d2430}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccd;padding:4px 10px;text-align:right}</style></head><body>"
+            f"<h1>Ensemble of {len(cv['folds'])} folds</h1><p>Each fold is validated on the images the others train on; "
+            "the ensemble averages the members' probabilities. Figures: validation images, each image's own "
+            "resolution.</p><table><tr><th>fold</th><th>images</th><th>best epoch</th><th>IoU</th><th>Dice</th>"
+            f"<th>accuracy</th><th>mIoU</th></tr>{rows}</table>{note}</body></html>")
+    with atomic_path(run_dir / "report.html") as tmp:
+        Path(tmp).write_text(page)
