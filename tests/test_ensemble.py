@@ -83,14 +83,20 @@ def test_review_flag_follows_the_calibrated_threshold():
     assert image_uncertainty("a.png", unsure, None)["review"] is None
 
 
-def test_folds_ensemble_predict_tta_uncertainty_and_evaluate(particles_dir, tmp_path):
-    run = tmp_path / "ens"
+@pytest.fixture(scope="module")
+def ensemble_run(particles_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("ensemble") / "ens"
     proc = subprocess.run([sys.executable, "-m", "segfit", "train", str(particles_dir), "--out", str(run), "--folds", "3",
                            "--no-plan", "--model", "unet", "--encoder", "resnet18", "--encoder-depth", "3",
                            "--decoder-channels", "16,8,8", "--channels", "1", "--epochs", "1", "--batch-size", "4", "--augment", "light",
                            "--preload", "--test", "0.25"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "Cross-validation (3 folds)" in proc.stdout
+    return run
+
+
+def test_folds_ensemble_predict_tta_uncertainty_and_evaluate(ensemble_run, particles_dir, tmp_path):
+    run = ensemble_run
     record = json.loads((run / "ensemble.json").read_text())
     assert record["folds"] == 3 and len(record["members"]) == 3 and record["uncertainty"]["threshold"] > 0
     cv = json.loads((run / "cv_metrics.json").read_text())
@@ -125,3 +131,17 @@ def test_folds_ensemble_predict_tta_uncertainty_and_evaluate(particles_dir, tmp_
     assert "spearman_with_error" in metrics["uncertainty"]
     single = Predictor.from_checkpoint(run / "fold_0")
     assert single.members == 1 and single.variants == ("identity",)
+
+
+def test_exported_ensemble_with_tta_matches_the_pytorch_ensemble(ensemble_run, tmp_path):
+    import segfit
+
+    path = segfit.export(ensemble_run, tmp_path / "ens.onnx", tta=True, verbose=False)
+    record = json.loads(open(f"{path}.json").read())
+    assert record["members"] == 3 and len(record["tta"]) == 8
+    image = (np.random.default_rng(0).random((40, 52)) * 255).astype(np.uint8)
+    torch_ens = Predictor.from_checkpoint(ensemble_run, tta=True)
+    onnx_ens = Predictor.from_checkpoint(path)
+    x = torch_ens.prepare(image)[None]
+    torch.testing.assert_close(onnx_ens.logits(x), torch_ens.logits(x), atol=2e-3, rtol=2e-3)
+    assert (onnx_ens.predict(image) == torch_ens.predict(image)).mean() > 0.999

@@ -262,7 +262,8 @@ def _add_tools(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace existing files")
 
     p = _command(sub, "export", "export a model to ONNX or TorchScript (preprocessing recorded in FILE.json)")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file or run folder")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, run folder or ensemble folder (one averaged graph)")
+    p.add_argument("--tta", action="store_true", help="include the test-time flips and rotations in the graph")
     p.add_argument("--format", choices=FORMATS, help=f"default {FORMATS[0]}")
     p.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")

@@ -14,16 +14,29 @@ import math
 
 import torch
 
-# Test-time variants: name -> (forward transform, inverse), on B x C x H x W tensors.
+def _rot90(x: torch.Tensor) -> torch.Tensor:  # torch.rot90(x, 1, (-2, -1)) in operations ONNX exports
+    return x.transpose(-2, -1).flip(-2)
+
+
+def _rot270(x: torch.Tensor) -> torch.Tensor:  # torch.rot90(x, -1, (-2, -1))
+    return x.flip(-2).transpose(-2, -1)
+
+
+def _rot180(x: torch.Tensor) -> torch.Tensor:
+    return x.flip(-2).flip(-1)
+
+
+# Test-time variants: name -> (forward transform, inverse), on B x C x H x W tensors: the eight symmetries
+# of the square, in flips and transposes only (so an ensemble with them exports to ONNX).
 VARIANTS = {
     "identity": (lambda x: x, lambda y: y),
     "hflip": (lambda x: x.flip(-1), lambda y: y.flip(-1)),
     "vflip": (lambda x: x.flip(-2), lambda y: y.flip(-2)),
-    "rot90": (lambda x: x.rot90(1, (-2, -1)), lambda y: y.rot90(-1, (-2, -1))),
-    "rot180": (lambda x: x.rot90(2, (-2, -1)), lambda y: y.rot90(-2, (-2, -1))),
-    "rot270": (lambda x: x.rot90(3, (-2, -1)), lambda y: y.rot90(-3, (-2, -1))),
+    "rot90": (_rot90, _rot270),
+    "rot180": (_rot180, _rot180),
+    "rot270": (_rot270, _rot90),
     "transpose": (lambda x: x.transpose(-2, -1), lambda y: y.transpose(-2, -1)),
-    "antitranspose": (lambda x: x.rot90(1, (-2, -1)).flip(-2), lambda y: y.flip(-2).rot90(-1, (-2, -1))),
+    "antitranspose": (lambda x: _rot90(x).flip(-2), lambda y: _rot270(y.flip(-2))),
 }
 # Which variants keep the labels, by the augmentation the model was trained with (the plan's judgement
 # of the data): micrographs have no orientation (all eight symmetries of the square); photos keep up up.
@@ -60,8 +73,12 @@ def to_logits(p: torch.Tensor, class_channels: int) -> torch.Tensor:
     """The inverse of :func:`to_probabilities` (log for softmax classes, logit otherwise)."""
     p = p.clamp(EPS, 1 - EPS)
     classes, rest = p[:, :class_channels], p[:, class_channels:]
-    out = torch.logit(classes) if class_channels == 1 else classes.log()
-    return torch.cat([out, torch.logit(rest)], 1) if rest.shape[1] else out
+    out = _logit(classes) if class_channels == 1 else classes.log()
+    return torch.cat([out, _logit(rest)], 1) if rest.shape[1] else out
+
+
+def _logit(p: torch.Tensor) -> torch.Tensor:
+    return p.log() - (1 - p).log()  # torch.logit, in operations every ONNX runtime has
 
 
 def entropy(logits: torch.Tensor, class_channels: int) -> torch.Tensor:
@@ -97,6 +114,13 @@ class AveragedBackend:
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Averaged logits of a ``B x C x h x w`` batch, padded once to the stride before the variants (as
+        the exported :class:`AveragedNet` is), so every variant and member sees the same pixels."""
+        from segfit.nets import run_padded
+
+        return run_padded(self._average, batch, self.multiple)
+
+    def _average(self, batch: torch.Tensor) -> torch.Tensor:
         total = None
         share = 1.0 / len(self.variants)
         for variant in self.variants:
@@ -119,3 +143,25 @@ def averaged(backend, tta: bool) -> AveragedBackend:
     if isinstance(backend, AveragedBackend):
         return backend.with_variants(variants)
     return AveragedBackend([backend], variants)
+
+
+class AveragedNet(torch.nn.Module):
+    """The average of :class:`AveragedBackend` as one network (for export): ``nets`` (inputs already padded to
+    their stride) x test-time ``variants``, averaged in probability, returned as logits."""
+
+    def __init__(self, nets: list[torch.nn.Module], variants: tuple[str, ...], class_channels: int,
+                 weights: list[float] | None = None):
+        super().__init__()
+        self.nets, self.variants, self.class_channels = torch.nn.ModuleList(nets), tuple(variants), class_channels
+        w = weights if weights is not None else [1.0] * len(nets)
+        self.weights = [float(v) / sum(w) / len(self.variants) for v in w]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for variant in self.variants:
+            forward, inverse = VARIANTS[variant]
+            xv = forward(x)
+            for net, weight in zip(self.nets, self.weights):
+                p = to_probabilities(inverse(net(xv)), self.class_channels) * weight
+                total = p if total is None else total + p
+        return to_logits(total, self.class_channels)

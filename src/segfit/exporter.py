@@ -19,12 +19,15 @@ FORMATS = ("onnx", "torchscript")
 
 
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, format: str = FORMATS[0], overwrite: bool = False,
-           verbose: bool = True) -> Path:
-    """Write the network of ``checkpoint`` (a file or run folder) to ``out`` and its record (preprocessing,
-    classes, stride) to ``out + ".json"`` (``segfit export``); returns ``out``."""
+           tta: bool = False, verbose: bool = True) -> Path:
+    """Write the network of ``checkpoint`` (a file, run folder or ensemble folder) to ``out`` and its record
+    (preprocessing, classes, stride) to ``out + ".json"`` (``segfit export``); returns ``out``. An ensemble,
+    and with ``tta`` its test-time flips and rotations, becomes one network averaging the members'
+    probabilities (:class:`segfit.ensemble.AveragedNet`)."""
     import torch
 
-    from segfit.backends import TorchBackend
+    from segfit.backends import load_backend
+    from segfit.ensemble import AveragedBackend, AveragedNet, averaged
     from segfit.io import atomic_path, write_json
 
     if format not in FORMATS:
@@ -32,8 +35,19 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, format: str = 
     out = Path(out)
     if out.exists() and not overwrite:
         raise SegfitError("output file exists", out, "choose another --out or add --overwrite")
-    backend = TorchBackend.from_checkpoint(checkpoint, device="cpu")
-    inner, multiple, config = backend.net.net.eval(), backend.multiple, backend.config
+    if str(checkpoint).endswith(".onnx"):
+        raise SegfitError("this is already an exported model", checkpoint, "export a run, checkpoint or ensemble folder")
+    backend = load_backend(checkpoint, device="cpu")
+    if tta or isinstance(backend, AveragedBackend):
+        backend = averaged(backend, tta)
+        config = backend.config
+        inner = AveragedNet([m.net.net.eval() for m in backend.members], backend.variants,
+                            config.model.class_channels, backend.weights).eval()
+        members, variants = len(backend.members), list(backend.variants)
+    else:
+        inner, config = backend.net.net.eval(), backend.config
+        members, variants = 1, ["identity"]
+    multiple = backend.multiple
     channels = config.data.channels
     side = config.data.size or 2 * multiple * 4
     side = -(-side // multiple) * multiple
@@ -48,7 +62,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, format: str = 
         else:
             torch.jit.trace(inner, example).save(str(tmp))
     write_json(Path(f"{out}.json"), {"format": format, "multiple": multiple, "input": "image", "output": "logits",
-                                     "config": config.to_dict()})
+                                     "members": members, "tta": variants, "config": config.to_dict()})
     if verbose:
         print(f"Wrote {out} and {out}.json (preprocessing, classes); predict with: segfit predict {out} IMAGES --out DIR")
     return out

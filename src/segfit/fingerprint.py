@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +166,53 @@ def _free_ram_gb() -> float | None:
     except OSError:
         pass
     return None
+
+
+def calibrate(candidate, channels: int, classes: int, patch: int, batch: int, precision: str, device: str,
+              steps: int = 3) -> dict:
+    """Training speed (pixels a second, from steps of ``batch`` x ``patch``²) and inference speed
+    (from an image of ``patch``² x 4), timed after one warm-up step."""
+    import torch
+
+    from segfit.config import ModelConfig
+    from segfit.models import create_model
+
+    arch, encoder, depth, decoder = candidate
+    dev = torch.device("cuda" if device == "gpu" else "cpu")
+    net = create_model(ModelConfig(name=arch, encoder=encoder, encoder_depth=depth, decoder_channels=decoder,
+                                   in_channels=channels, num_classes=classes)).to(dev).to(memory_format=torch.channels_last)
+    out = 1 if classes == 2 else classes
+    opt = torch.optim.AdamW(net.parameters(), 1e-3)
+    x = torch.rand(batch, channels, patch, patch, device=dev).contiguous(memory_format=torch.channels_last)
+    y = torch.rand(batch, out, patch, patch, device=dev)
+    dtype = torch.bfloat16 if precision.startswith("bf16") else None
+    times = []
+    for _ in range(steps + 1):
+        _sync(dev)
+        t = time.perf_counter()
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            loss = torch.nn.functional.mse_loss(net(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _sync(dev)
+        times.append(time.perf_counter() - t)
+    net.eval()
+    v = torch.rand(1, channels, 2 * patch, 2 * patch, device=dev).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+        net(v)
+        _sync(dev)
+        t = time.perf_counter()
+        net(v)
+        _sync(dev)
+    infer = time.perf_counter() - t
+    step = min(times[1:])
+    return {"step_s": round(step, 4), "patch": patch, "batch": batch, "train_px_s": round(batch * patch**2 / step),
+            "val_px_s": round(4 * patch**2 / (infer * 1.2))}
+
+
+def _sync(dev) -> None:
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize()

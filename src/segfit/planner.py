@@ -3,7 +3,7 @@
 ``make_plan(fingerprint, machine, budget, user)`` returns a :class:`Plan`: for each option its value,
 where it came from (``plan`` or ``user``: what the user gave always wins) and the reason. The number
 of epochs comes from a short calibration (a few timed training steps of the candidate networks at the
-planned patch size, :func:`calibrate`) so that training, with its one-cycle schedule, ends annealed
+planned patch size, :func:`segfit.fingerprint.calibrate`) so that training, with its one-cycle schedule, ends annealed
 within the time budget; :func:`epochs_for_budget` sizes it once the data pass has been timed too.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from dataclasses import asdict, dataclass, field
 
 from segfit.errors import SegfitError
+from segfit.fingerprint import calibrate
 
 DEFAULT_BUDGET = 600.0  # seconds: --time 10m
 # At the working scale the median object keeps at least this diameter, the 5th-percentile one at least that.
@@ -141,14 +141,13 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
     if kind == "instance" and touching >= MIN_TOUCHING:
         plan.set("instances", True, f"instance label maps whose objects touch ({100 * touching:.0f} % touch another): "
                                     "learn where one ends (a distance map beside the classes, split by a seeded watershed)")
-        median = min((o["diameter_median"] for o in objects if o.get("diameter_median")), default=0.0)
-        if median > 0:
+        sized = [o for o in objects if o.get("diameter_p05")]
+        if sized:
+            median, small = min(o["diameter_median"] for o in sized), min(o["diameter_p05"] for o in sized)
             plan.set("instance_radius", round(median / 2, 1),
                      f"the median object's radius ({median / 2:.0f} px): deeper parts of larger objects are a plateau "
                      "of the distance map, so a network that sees only part of a large object does not split it")
-        small = min((o["diameter_p05"] for o in objects if o.get("diameter_p05")), default=0.0)
-        area = int(FRAGMENT_SHARE * math.pi * small**2 / 4)
-        if area > 0:
+            area = int(FRAGMENT_SHARE * math.pi * small**2 / 4)
             plan.set("min_object_area", area, f"predicted objects under {area} px (half the 5th-percentile true object, "
                                               f"{small:.0f} px across) are fragments, not objects")
     elif kind == "instance":
@@ -309,56 +308,6 @@ def _train_pixels(plan: Plan, fp: dict) -> float:
     val = plan.values()["val"]
     n_train = max(1, _trainable(fp) - (int(val) if val >= 1 else int(val * _trainable(fp))))
     return n_train * fp["height"]["median"] * fp["width"]["median"]
-
-
-def calibrate(candidate, channels: int, classes: int, patch: int, batch: int, precision: str, device: str,
-              steps: int = 3) -> dict:
-    """Training speed (pixels a second, from steps of ``batch`` x ``patch``²) and inference speed
-    (from an image of ``patch``² x 4), timed after one warm-up step."""
-    import torch
-
-    from segfit.config import ModelConfig
-    from segfit.models import create_model
-
-    arch, encoder, depth, decoder = candidate
-    dev = torch.device("cuda" if device == "gpu" else "cpu")
-    net = create_model(ModelConfig(name=arch, encoder=encoder, encoder_depth=depth, decoder_channels=decoder,
-                                   in_channels=channels, num_classes=classes)).to(dev).to(memory_format=torch.channels_last)
-    out = 1 if classes == 2 else classes
-    opt = torch.optim.AdamW(net.parameters(), 1e-3)
-    x = torch.rand(batch, channels, patch, patch, device=dev).contiguous(memory_format=torch.channels_last)
-    y = torch.rand(batch, out, patch, patch, device=dev)
-    dtype = torch.bfloat16 if precision.startswith("bf16") else None
-    times = []
-    for _ in range(steps + 1):
-        _sync(dev)
-        t = time.perf_counter()
-        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-            loss = torch.nn.functional.mse_loss(net(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        _sync(dev)
-        times.append(time.perf_counter() - t)
-    net.eval()
-    v = torch.rand(1, channels, 2 * patch, 2 * patch, device=dev).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-        net(v)
-        _sync(dev)
-        t = time.perf_counter()
-        net(v)
-        _sync(dev)
-    infer = time.perf_counter() - t
-    step = min(times[1:])
-    return {"step_s": round(step, 4), "patch": patch, "batch": batch, "train_px_s": round(batch * patch**2 / step),
-            "val_px_s": round(4 * patch**2 / (infer * 1.2))}
-
-
-def _sync(dev) -> None:
-    import torch
-
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def epochs_for_budget(plan: Plan, remaining_s: float, n_train: int, n_val: int, val_pixels: float) -> tuple[int, float]:

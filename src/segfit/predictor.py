@@ -251,7 +251,9 @@ class Predictor:
         """Predict image files or folders; write ``NAME.png`` (class ids) and ``NAME_overlay.png``
         into ``out``, plus ``coverage.csv`` (image, class, fraction). With ``objects`` (default: when the
         model learned instances) also ``NAME_instances.png``: 16-bit, one integer per object, 0 =
-        background; the overlay then outlines each object. Returns the mask paths."""
+        background; the overlay then outlines each object. With ``uncertainty`` also ``NAME_uncertainty.png``
+        (the normalised predictive entropy times 255) and, in ``predictions.json``, per image its mean, the
+        share of uncertain pixels and the review flag (see :meth:`review_threshold`). Returns the mask paths."""
         import pandas as pd
         from PIL import Image
 

@@ -43,16 +43,29 @@ def overlay(image: np.ndarray, mask: np.ndarray, colors: list[list[int]], alpha:
             objects: np.ndarray | None = None) -> np.ndarray:
     """Blend class colours over an image where the mask is not background (class 0); with ``objects``
     (a label image) draw each object's outline in :data:`CONTOUR`."""
-    rgb = to_rgb8(image).astype(np.float32)
+    out = to_rgb8(image)
+    if np.shares_memory(out, np.asarray(image)) or not out.flags.writeable:
+        out = out.copy()  # never draw into the caller's image
     palette = np.asarray(colors, dtype=np.float32)
-    fg = mask > 0
-    rgb[fg] = (1 - alpha) * rgb[fg] + alpha * palette[mask[fg]]
-    out = rgb.round().clip(0, 255).astype(np.uint8)
+    for rows in _row_blocks(*out.shape[:2]):  # float copies of a block of rows only: large images stay cheap
+        fg = mask[rows] > 0
+        block = out[rows]
+        blend = (1 - alpha) * block[fg].astype(np.float32) + alpha * palette[mask[rows][fg]]
+        block[fg] = blend.round().clip(0, 255).astype(np.uint8)
     if objects is not None:
         from skimage.segmentation import find_boundaries
 
-        out[find_boundaries(objects, mode="inner")] = CONTOUR
+        for rows in _row_blocks(*out.shape[:2]):  # one row of margin, so outlines at block edges are found
+            lo, hi = max(rows.start - 1, 0), min(rows.stop + 1, out.shape[0])
+            edges = find_boundaries(objects[lo:hi], mode="inner")[rows.start - lo: rows.stop - lo]
+            out[rows][edges] = CONTOUR
     return out
+
+
+def _row_blocks(height: int, width: int, pixels_per_block: int = 1 << 22) -> list[slice]:
+    """Slices of whole rows, about ``pixels_per_block`` pixels each."""
+    step = max(1, pixels_per_block // max(width, 1))
+    return [slice(r, min(r + step, height)) for r in range(0, height, step)]
 
 
 def plot_curves(history, path: str | os.PathLike, best_epoch: int | None = None) -> None:
