@@ -98,6 +98,18 @@ def test_touching_objects_in_instance_maps_are_learned_as_instances_at_a_scale_t
     assert forced.entries["instances"] == {"value": False, "source": "user", "reason": "given by the user"}
 
 
+def test_a_short_budget_puts_pixels_before_the_instance_scale(monkeypatch):
+    from segfit.planner import CANDIDATES, _key
+
+    _timed(monkeypatch, {_key(c): 4e5 for c in CANDIDATES["cpu"]})
+    fp = _fp(side=1024, d05=20.0, images=100, touching=0.4)  # median object 60 px: instances want scale >= 16/60
+    roomy = make_plan(fp, CPU, 3600 * 4, {}).values()
+    assert roomy["instances"] and roomy["scale"] >= 16 / 60
+    tight = make_plan(fp, CPU, 300, {})
+    assert tight.values()["instances"] and 10 / 60 <= tight.values()["scale"] < 16 / 60
+    assert "too short to keep objects at 16 px" in tight.entries["scale"]["reason"]
+
+
 def test_large_images_get_crops_small_ones_whole():
     assert _plan(_fp(side=2048, d05=2.0))["crop"] == 256
     assert _plan(_fp(side=96))["crop"] is None

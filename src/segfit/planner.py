@@ -182,7 +182,8 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
     sees (:data:`MIN_MEDIAN_OBJECT_PX`, :data:`MIN_SMALL_OBJECT_PX`); within that, under a time budget,
     the scale at which training passes :data:`PASSES` times over the training pixels on this machine."""
     side = max(fp["height"]["median"], fp["width"]["median"])
-    low, scale, why_low = scale_bounds(fp, device, bool(plan.values().get("instances")))
+    instances = bool(plan.values().get("instances"))
+    low, scale, why_low = scale_bounds(fp, device, instances)
     if scale == 1.0:
         reason = "the images are small enough" if side <= WORKING_SIDE[device] else why_low + " only at full size"
     else:
@@ -192,6 +193,9 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
         pixels = _train_pixels(plan, fp)
         fits = math.sqrt(rate * train_s / (PASSES * pixels))
         if fits < scale:
+            if instances and fits < low:  # a short budget: pixels first, instances at the scale it affords
+                low, _, why_low = scale_bounds(fp, device)
+                why_low += f"; the budget is too short to keep objects at {MIN_INSTANCE_OBJECT_PX:.0f} px for instances"
             scale = max(low, fits)
             passes = rate * train_s / (pixels * scale**2)
             reason = (f"{side:.0f} px images shrink to {side * scale:.0f} px: the budget gives about {passes:.0f} passes "
