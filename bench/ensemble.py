@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -55,15 +54,27 @@ def _corrupted(emps: Path, out: Path, names: list[str]) -> Path:
 
 def _predict_rss(model: Path, images: Path, out: Path, tta: bool) -> tuple[float, float, dict]:
     """Wall time, peak RSS (MB) of `segfit predict --uncertainty` and its predictions.json."""
-    cmd = [sys.executable, "-m", "segfit", "predict", str(model), str(images), "--out", str(out), "--uncertainty"]
+    args = ["predict", str(model), str(images), "--out", str(out), "--uncertainty"] + (["--tta"] if tta else [])
     start = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run(cmd + (["--tta"] if tta else []), capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", _PEAK, *args], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-400:])
-    peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
+    peak = float(proc.stderr.strip().splitlines()[-1].split()[-1]) / 1024
     return seconds, peak, json.loads((out / "predictions.json").read_text())
+
+
+# The command line in a process that reports its own peak RSS (kB) last on stderr: the children's maximum would
+# include the training processes this bench ran before.
+_PEAK = """
+import resource, sys
+from segfit.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    print("peak_rss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+sys.exit(code)
+"""
 
 
 def main() -> None:
