@@ -115,6 +115,11 @@ def cv_metrics(members: list[Path]) -> dict:
 
     folds, frames, confusion = [], [], None
     for i, member in enumerate(members):
+        if not (member / "eval_val" / "metrics.json").is_file():  # trained with --no-report: score its fold now
+            from segfit.evaluation import evaluate
+
+            size = read_json(member / "config.json")["data"].get("size")
+            evaluate(member, split="val", size=size, overlays=False, report=False, verbose=False)
         metrics = read_json(member / "eval_val" / "metrics.json")
         summary = read_json(member / "summary.json")
         folds.append({"fold": i, "run": member.name, "images": metrics["images"], "best_epoch": summary["best_epoch"],
