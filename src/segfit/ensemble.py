@@ -93,6 +93,21 @@ def entropy(logits: torch.Tensor, class_channels: int) -> torch.Tensor:
     return -(logp.exp() * logp).sum(1) / math.log(class_channels)
 
 
+def average(x: torch.Tensor, forwards: list, weights: list[float], variants: tuple[str, ...],
+            class_channels: int) -> torch.Tensor:
+    """Logits of the probabilities of ``forwards`` (weighted, weights summing to 1) averaged over the
+    test-time ``variants`` of ``x`` (each undone on the output)."""
+    total = None
+    share = 1.0 / len(variants)
+    for variant in variants:
+        forward, inverse = VARIANTS[variant]
+        xv = forward(x)
+        for f, weight in zip(forwards, weights):
+            p = to_probabilities(inverse(f(xv)).float(), class_channels) * (weight * share)
+            total = p if total is None else total + p
+    return to_logits(total, class_channels)
+
+
 class AveragedBackend:
     """Members' probabilities averaged over the members (``weights``) and the test-time ``variants``."""
 
@@ -121,15 +136,7 @@ class AveragedBackend:
         return run_padded(self._average, batch, self.multiple)
 
     def _average(self, batch: torch.Tensor) -> torch.Tensor:
-        total = None
-        share = 1.0 / len(self.variants)
-        for variant in self.variants:
-            forward, inverse = VARIANTS[variant]
-            x = forward(batch)
-            for member, weight in zip(self.members, self.weights):
-                p = to_probabilities(inverse(member.logits(x)).float(), self.class_channels) * (weight * share)
-                total = p if total is None else total.add_(p)
-        return to_logits(total, self.class_channels)
+        return average(batch, [m.logits for m in self.members], self.weights, self.variants, self.class_channels)
 
     def with_variants(self, variants: tuple[str, ...]) -> AveragedBackend:
         """The same members, averaged over other test-time variants."""
@@ -154,14 +161,7 @@ class AveragedNet(torch.nn.Module):
         super().__init__()
         self.nets, self.variants, self.class_channels = torch.nn.ModuleList(nets), tuple(variants), class_channels
         w = weights if weights is not None else [1.0] * len(nets)
-        self.weights = [float(v) / sum(w) / len(self.variants) for v in w]
+        self.weights = [float(v) / sum(w) for v in w]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = None
-        for variant in self.variants:
-            forward, inverse = VARIANTS[variant]
-            xv = forward(x)
-            for net, weight in zip(self.nets, self.weights):
-                p = to_probabilities(inverse(net(xv)), self.class_channels) * weight
-                total = p if total is None else total + p
-        return to_logits(total, self.class_channels)
+        return average(x, list(self.nets), self.weights, self.variants, self.class_channels)

@@ -52,7 +52,6 @@ def train_folds(train, data, out, folds: int, *, planning: bool, time=None, plan
     say = print if verbose else (lambda *a, **k: None)
     if data is None:
         raise SegfitError("no data set given", fix="segfit train DATA --folds 5 --out RUN")
-    options = {k: v for k, v in options.items() if v is not None}
     if name:
         out = Path(out or ".") / name
     base_cfg = build_config(data, **options)  # validates the options before anything is written
@@ -66,6 +65,8 @@ def train_folds(train, data, out, folds: int, *, planning: bool, time=None, plan
         per_fold = None if budget is None else (budget - ENSEMBLE_RESERVE_S) / folds
         say(f"Planning {folds} folds from the data and the machine" + (f" (budget {budget:.0f} s, {per_fold:.0f} s a fold)" if budget else ""))
         prepared = plan_for(data, per_fold, options)
+        for line in prepared[0].lines()[1:]:
+            say("  " + line)
     run_dir = make_run_dir(out, overwrite)
     write_json(run_dir / "split.json", {**base, "folds": [s["val"] for s in splits]})
     members = []

@@ -172,11 +172,8 @@ class Predictor:
                      batch_size: int = 16, objects: bool = False, uncertainty: bool = False) -> list[Prediction]:
         """A :class:`Prediction` per image: class ids, and on request the objects and the uncertainty map
         (the predictive entropy of the averaged class probabilities, 0 certain .. 1 a 50/50 split)."""
-        return self._predict(images, out_sizes, batch_size, objects, uncertainty)
-
-    def _predict(self, images, out_sizes, batch_size: int, objects: bool, uncertainty: bool = False) -> list[Prediction]:
         out_sizes = out_sizes or [tuple(np.asarray(im).shape[:2]) for im in images]
-        results: list[np.ndarray | None] = [None] * len(images)
+        results: list[Prediction | None] = [None] * len(images)
         resized = [self._resized(im) for im in images]
         order = sorted(range(len(images)), key=lambda i: tuple(resized[i].shape))
         tiled = [i for i in order if self.tile_for(*resized[i].shape[:2])]
@@ -276,7 +273,7 @@ class Predictor:
         written, rows, per_image = [], [], []
         for path in progress(files, "predict"):
             image = read_image(path, 3 if self.config.data.channels == 3 else 1)
-            mask, found, unsure = self._predict([image], None, 1, objects, uncertainty)[0]
+            mask, found, unsure = self.predict_full([image], None, 1, objects, uncertainty)[0]
             target = out / f"{path.stem}.png"
             arrays = [(target, mask), (out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors, objects=found))]
             if found is not None:

@@ -65,14 +65,15 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         A :class:`TrainResult` with the run folder, best epoch and history.
     """
     start = perf_counter()  # the time budget counts from here: imports, data pass, calibration, report
+    options = {k: v for k, v in options.items() if v is not None}
     if folds is not None and folds > 1:
         if resume is not None or config is not None:
             raise SegfitError("--folds trains new runs: it cannot resume or take a ready config",
                               fix="resume one fold's run folder instead (segfit train --resume RUN/fold_0)")
         from segfit.folds import train_folds
 
-        return train_folds(train, data, out, folds, planning=_planning(plan, {k: v for k, v in options.items() if v is not None}),
-                           time=time, plan=plan, overwrite=overwrite, name=name, verbose=verbose, **options)
+        return train_folds(train, data, out, folds, planning=_planning(plan, options), time=time, plan=plan,
+                           overwrite=overwrite, name=name, verbose=verbose, **options)
     if folds is not None and folds < 1:
         raise SegfitError(f"--folds must be 1 or more, not {folds}", fix="use e.g. --folds 5 (1: a single model)")
     from segfit.trainer import quiet_libraries
@@ -88,7 +89,6 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     say = print if verbose else (lambda *a, **k: None)
     if name:
         out = Path(out or ".") / name
-    options = {k: v for k, v in options.items() if v is not None}
     budget = None if time is None else parse_duration(time)
     planned = fingerprint = None
     if resume is not None:
@@ -105,7 +105,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
             planned = type(planned).from_dict(planned.to_dict())  # this run's copy: the epochs are sized per run
             cfg = build_config(data, **{**planned.values(), **options})
             cfg.user = sorted(options)
-            for line in planned.lines()[1:] if prepared is None or split is None or split.get("fold") == 0 else []:
+            for line in planned.lines()[1:] if prepared is None else []:  # a shared plan is shown where it was made
                 say("  " + line)
         else:
             cfg = resolve(config) if config is not None else build_config(data, **options)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import lightning.pytorch as pl
 import numpy as np
 import torch
@@ -125,8 +127,9 @@ class SegmentationDataModule(pl.LightningDataModule):
                     (h, w), (fh, fw) = image.shape[:2], first[1]
                     raise SegfitError(f"training images differ in size ({h}x{w} here, {fh}x{fw} in {first[0].image.name})",
                                       sample.image, "resize them with --size N or train on crops with --crop N")
+        ids_only = dataclasses.replace(self.cfg, instances=False)  # the test check needs no instance targets
         for sample in self.samples("test"):  # only evaluate reads these: check them, keep nothing
-            stats["test"].add(sample, load_pair(sample, self.cfg)[1])
+            stats["test"].add(sample, load_pair(sample, ids_only)[1])
         self.summary = {"layout": self.layout.description, "split_source": self.split.get("source"),
                         "class_names": list(self.cfg.class_names), "resized_to": self.cfg.size,
                         "splits": {which: st.result() for which, st in stats.items()}}
