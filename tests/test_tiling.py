@@ -11,7 +11,7 @@ from segfit.backends import TorchBackend
 from segfit.models import create_model
 from segfit.options import resolve_data
 from segfit.predictor import Predictor
-from segfit.tiling import gaussian_weight, predict_tiled, tile_starts
+from segfit.tiling import gaussian_weight, predict_tiled, resized_rows, tile_starts, tiled_rows
 
 
 @pytest.mark.parametrize("length, tile, overlap", [(1, 8, 2), (7, 8, 2), (8, 8, 2), (9, 8, 2), (97, 32, 8),
@@ -43,6 +43,58 @@ def test_tiled_logits_have_the_input_size_and_match_a_pointwise_network(h, w):
     out = predict_tiled(image, net, tile=32, overlap=8, batch_size=3)
     assert out.shape == (2, h, w)
     assert torch.allclose(out, net(image[None])[0], atol=1e-5)
+
+
+def test_tiled_rows_arrive_top_to_bottom_holding_only_a_band_of_rows():
+    net = torch.nn.Conv2d(3, 2, 1)
+    image = torch.rand(3, 300, 40)
+    seen, held = [], []
+    with torch.inference_mode():
+        whole = net(image[None])[0]
+        for y0, rows in tiled_rows(image, net, tile=32, overlap=8):
+            seen.append((y0, y0 + rows.shape[1]))
+            held.append(rows.shape[1])
+            assert torch.allclose(rows, whole[:, y0: y0 + rows.shape[1]], atol=1e-5)
+    assert seen[0][0] == 0 and seen[-1][1] == 300
+    assert all(a_stop == b_start for (_, a_stop), (b_start, _) in zip(seen, seen[1:]))
+    assert max(held) <= 32 < 300
+
+
+@pytest.mark.parametrize("in_size, out_size", [((100, 77), (37, 210)), ((100, 77), (250, 50)), ((100, 77), (100, 120)),
+                                               ((100, 77), (33, 77)), ((100, 77), (100, 77)), ((60, 3), (301, 2))])
+@pytest.mark.parametrize("pixels", [64, 1 << 20])
+def test_resizing_bands_of_rows_equals_resizing_the_whole_map(in_size, out_size, pixels):
+    # Bands of uneven heights (one a single row), resized a block of output rows at a time, must give what
+    # one bilinear interpolation of the whole map gives.
+    torch.manual_seed(0)
+    x = torch.randn(2, *in_size)
+    cuts = [0, 13, 14, 40, 41, in_size[0]]
+    bands = [(a, x[:, a:b]) for a, b in zip(cuts, cuts[1:])]
+    blocks = list(resized_rows(iter(bands), in_size, out_size, pixels=pixels))
+    assert [a for a, _ in blocks] == sorted(a for a, _ in blocks) and blocks[0][0] == 0
+    got = torch.cat([b for _, b in blocks], 1)
+    expected = torch.nn.functional.interpolate(x[None], size=out_size, mode="bilinear", align_corners=False)[0]
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_png_writer_round_trips_and_leaves_the_array_as_it_was(tmp_path):
+    from PIL import Image
+
+    from segfit.io import write_png
+
+    rgb = np.random.default_rng(0).integers(0, 256, (70, 50, 3), dtype=np.uint8)
+    before = rgb.copy()
+    write_png(tmp_path / "rgb.png", rgb)  # channels swapped in place for the encoder, and back
+    assert (rgb == before).all() and (np.asarray(Image.open(tmp_path / "rgb.png")) == before).all()
+    frozen = before.copy()
+    frozen.flags.writeable = False
+    write_png(tmp_path / "frozen.png", frozen)
+    assert (np.asarray(Image.open(tmp_path / "frozen.png")) == before).all()
+    labels = np.arange(70 * 50, dtype=np.uint16).reshape(70, 50) * 17
+    write_png(tmp_path / "labels.png", labels)
+    assert (np.asarray(Image.open(tmp_path / "labels.png")) == labels).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frozen.png", "labels.png", "rgb.png"]
 
 
 @pytest.fixture(scope="module")

@@ -178,13 +178,14 @@ class Predictor:
         order = sorted(range(len(images)), key=lambda i: tuple(resized[i].shape))
         tiled = [i for i in order if self.tile_for(*resized[i].shape[:2])]
         for j in tiled:
-            from segfit.tiling import predict_tiled
+            from segfit.tiling import tiled_rows
 
-            # Tiles are normalised as they are cut: no float copy of the whole (large) image.
+            # Tiles are normalised as they are cut (no float copy of the whole image), and the blended
+            # logits arrive a band of rows at a time: memory grows with the image's width, not its area.
             source = _Tiles(resized[j], self.config.data.mean, self.config.data.std)
-            lg = predict_tiled(source, self.logits, self.tile_for(*resized[j].shape[:2]), self.overlap,
+            bands = tiled_rows(source, self.logits, self.tile_for(*resized[j].shape[:2]), self.overlap,
                                align=self.backend.multiple)
-            results[j] = self._outputs(lg, out_sizes[j], objects, uncertainty)
+            results[j] = self._outputs(bands, resized[j].shape[:2], out_sizes[j], objects, uncertainty)
         skip = set(tiled)
         order = [i for i in order if i not in skip]
         i = 0
@@ -196,28 +197,36 @@ class Predictor:
             d = self.config.data
             logits = self.logits(torch.stack([image_to_tensor(resized[j], d.mean, d.std) for j in group]))
             for j, lg in zip(group, logits):
-                results[j] = self._outputs(lg, out_sizes[j], objects, uncertainty)
+                results[j] = self._outputs([(0, lg)], lg.shape[-2:], out_sizes[j], objects, uncertainty)
             i += len(group)
         return results  # type: ignore[return-value]
 
-    def _outputs(self, logits: torch.Tensor, size: tuple[int, int], objects: bool, uncertainty: bool) -> Prediction:
-        """``K x h x w`` network outputs -> uint8 class ids of ``size`` (outputs resized bilinearly first)
-        and, on request, the objects (int32 label image) and the uncertainty (float32 in [0, 1])."""
+    def _outputs(self, bands, in_size: tuple[int, int], size: tuple[int, int], objects: bool,
+                 uncertainty: bool) -> Prediction:
+        """Network outputs (``(y0, K x n x w)`` bands of rows, top to bottom) -> uint8 class ids of ``size``
+        (outputs resized bilinearly first, a block of rows at a time) and, on request, the objects (int32
+        label image) and the uncertainty (float32 in [0, 1])."""
         from segfit.ensemble import entropy
         from segfit.objects import instances_from_distance, true_objects
+        from segfit.tiling import resized_rows
 
-        lg = logits[None]
-        if tuple(lg.shape[-2:]) != tuple(size):
-            lg = F.interpolate(lg, size=size, mode="bilinear", align_corners=False)
-        k = lg.shape[1] - int(self.learns_instances)  # the class logits; then the distance logit
-        classes = logits_to_classes(lg[:, :k])[0].to(torch.uint8).cpu().numpy()
+        size = tuple(int(n) for n in size)
+        classes = np.empty(size, np.uint8)
+        unsure = np.empty(size, np.float32) if uncertainty else None
+        distance = np.empty(size, np.float32) if objects and self.learns_instances else None
+        for y0, block in resized_rows(bands, tuple(in_size), size):
+            k = block.shape[0] - int(self.learns_instances)  # the class logits; then the distance logit
+            rows = slice(y0, y0 + block.shape[1])
+            classes[rows] = logits_to_classes(block[None, :k])[0].to(torch.uint8).cpu().numpy()
+            if distance is not None:
+                distance[rows] = torch.sigmoid(block[k]).cpu().numpy()
+            if unsure is not None:
+                unsure[rows] = entropy(block[None], k)[0].cpu().numpy()
         found = None
-        if objects and self.learns_instances:
-            found = instances_from_distance(classes, torch.sigmoid(lg[0, k]).cpu().numpy(),
-                                            min_area=self.config.model.min_object_area)
+        if distance is not None:
+            found = instances_from_distance(classes, distance, min_area=self.config.model.min_object_area)
         elif objects:
             found = true_objects(classes, classes, binary=False)
-        unsure = entropy(lg, k)[0].cpu().numpy().astype(np.float32) if uncertainty else None
         return Prediction(classes, found, unsure)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
@@ -252,9 +261,8 @@ class Predictor:
         (the normalised predictive entropy times 255) and, in ``predictions.json``, per image its mean, the
         share of uncertain pixels and the review flag (see :meth:`review_threshold`). Returns the mask paths."""
         import pandas as pd
-        from PIL import Image
 
-        from segfit.io import atomic_path, progress, write_csv, write_json
+        from segfit.io import progress, write_csv, write_json, write_png
         from segfit.viz import overlay
 
         files = list_images(inputs)
@@ -275,15 +283,17 @@ class Predictor:
             image = read_image(path, 3 if self.config.data.channels == 3 else 1)
             mask, found, unsure = self.predict_full([image], None, 1, objects, uncertainty)[0]
             target = out / f"{path.stem}.png"
-            arrays = [(target, mask), (out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors, objects=found))]
+            # One output at a time, each written before the next is made: a large image's maps are never
+            # all in memory at once.
+            write_png(target, mask)
             if found is not None:
-                arrays.append((out / f"{path.stem}_instances.png", _instance_png(found, path)))
+                write_png(out / f"{path.stem}_instances.png", _instance_png(found, path))
             if unsure is not None:
-                arrays.append((out / f"{path.stem}_uncertainty.png", np.round(unsure * 255).astype(np.uint8)))
                 per_image.append(image_uncertainty(path.name, unsure, calibrated))
-            for dest, array in arrays:
-                with atomic_path(dest) as tmp:
-                    Image.fromarray(array).save(tmp, format="PNG")
+                write_png(out / f"{path.stem}_uncertainty.png", _to_uint8(unsure))
+                del unsure
+            write_png(out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors, objects=found))
+            del image, found
             counts = np.bincount(mask.ravel(), minlength=len(self.class_names))
             rows += [{"image": path.name, "class": name, "fraction": counts[i] / mask.size}
                      for i, name in enumerate(self.class_names)]
@@ -353,6 +363,12 @@ class _Tiles:
 
 
 
+
+
+def _to_uint8(unsure: np.ndarray) -> np.ndarray:
+    """An uncertainty map in [0, 1] as 0-255 (scaled in place: no second float copy of a large map)."""
+    np.multiply(unsure, 255, out=unsure)
+    return np.rint(unsure, out=unsure).astype(np.uint8)
 
 
 def _instance_png(objects: np.ndarray, path: Path) -> np.ndarray:
