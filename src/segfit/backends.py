@@ -1,7 +1,8 @@
 """Inference backends: a model loaded from a path that turns a prepared image batch into logits.
 
-``load_backend(path)`` reads a torch checkpoint (or a run folder's best one) or an exported ``.onnx``
-file with its ``.onnx.json`` record. Every backend has ``config`` (the run's :class:`RunConfig`: how
+``load_backend(path)`` reads a torch checkpoint (or a run folder's best one), an exported ``.onnx``
+file with its ``.onnx.json`` record, or a bioimage.io package that ``segfit export --format bioimageio``
+wrote (its ONNX weights and that record, an attachment). Every backend has ``config`` (the run's :class:`RunConfig`: how
 images were prepared, the classes), ``path``, ``multiple`` (the network's total stride) and
 ``logits(batch)``: ``B x C x h x w`` float tensor -> ``B x K x h x w`` float logits, any ``h x w``.
 Nothing here imports Lightning.
@@ -99,9 +100,12 @@ ENSEMBLE_FILE = "ensemble.json"
 
 def load_backend(path: str | os.PathLike, device: str | torch.device | None = None):
     """The backend for a checkpoint, a run folder (its best checkpoint), an ensemble folder (its
-    ``ensemble.json``: the members' probabilities averaged) or an exported ``.onnx`` file."""
+    ``ensemble.json``: the members' probabilities averaged), an exported ``.onnx`` file or a bioimage.io
+    package written by segfit (``.zip``, or its unpacked folder)."""
     if str(path).endswith(".onnx"):
         return OnnxBackend(path)
+    if is_package(path):
+        return load_package(path)
     if (Path(path) / ENSEMBLE_FILE).is_file():
         return load_ensemble(path, device)
     return TorchBackend.from_checkpoint(path, device)
@@ -121,3 +125,63 @@ def load_ensemble(folder: str | os.PathLike, device: str | torch.device | None =
                           "restore it, or train the folds again") from None
     backends = [TorchBackend.from_checkpoint(folder / m, device) for m in members]
     return AveragedBackend(backends, weights=weights, path=record_path, record=record)
+
+
+PACKAGE_RDF = ("rdf.yaml", "bioimageio.yaml")  # a bioimage.io package's description, by the names the spec allows
+PACKAGE_FIX = "give a package written by segfit export --format bioimageio (run others in bioimageio.core, deepImageJ or ilastik)"
+
+
+def is_package(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a bioimage.io package: a ``.zip`` file, or a folder with an ``rdf.yaml`` (or that file)."""
+    path = Path(path)
+    return path.suffix.lower() == ".zip" or path.name in PACKAGE_RDF or any((path / n).is_file() for n in PACKAGE_RDF)
+
+
+def load_package(path: str | os.PathLike) -> OnnxBackend:
+    """The ONNX weights of a bioimage.io package that segfit wrote, run with segfit's own record of the run
+    (``weights.onnx.source`` + ``.json``, an attachment of the package), so predictions match the exported run."""
+    import tempfile
+    import zipfile
+
+    path = Path(path)
+    if not path.exists():
+        raise SegfitError("model file not found", path, "check the path")
+    if path.name in PACKAGE_RDF:
+        path = path.parent
+    if path.is_dir():
+        names = {p.name for p in path.iterdir() if p.is_file()}
+        onnx = _package_onnx(path, names, lambda name: (path / name).read_bytes())
+        backend = OnnxBackend(path / onnx)
+    else:
+        try:
+            with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory(prefix="segfit-package-") as tmp:
+                onnx = _package_onnx(path, set(archive.namelist()), archive.read)
+                for name in (onnx, f"{onnx}.json"):
+                    (Path(tmp) / name).write_bytes(archive.read(name))
+                backend = OnnxBackend(Path(tmp) / onnx)  # the session holds the network: the files may go
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise SegfitError(f"cannot read the bioimage.io package ({type(exc).__name__})", path, PACKAGE_FIX) from None
+        except SegfitError as exc:  # name the package, not the temporary copy of its files
+            raise SegfitError(exc.what, path, exc.fix) from None
+    backend.path = path
+    return backend
+
+
+def _package_onnx(path: Path, names: set[str], read) -> str:
+    """The file name of a package's ONNX weights, checked to have segfit's record beside them."""
+    import yaml
+
+    rdf = next((n for n in PACKAGE_RDF if n in names), None)
+    if rdf is None:
+        raise SegfitError("not a bioimage.io package (no rdf.yaml)", path, PACKAGE_FIX)
+    try:
+        description = yaml.safe_load(read(rdf))
+    except yaml.YAMLError:
+        raise SegfitError("the package's rdf.yaml is not valid YAML", path, PACKAGE_FIX) from None
+    weights = description.get("weights") if isinstance(description, dict) else None
+    entry = weights.get("onnx") if isinstance(weights, dict) else None
+    onnx = str(entry.get("source", "")) if isinstance(entry, dict) else ""
+    if not onnx or Path(onnx).name != onnx or onnx not in names or f"{onnx}.json" not in names:
+        raise SegfitError("the bioimage.io package has no ONNX weights with segfit's record (NAME.onnx.json) beside them",
+                          path, PACKAGE_FIX)
+    return onnx

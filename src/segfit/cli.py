@@ -194,7 +194,8 @@ def _add_inference(sub) -> None:
     g.add_argument("--unit", help="unit of --pixel-size, e.g. nm or um")
 
     p = _command(sub, "predict", "class-index masks and overlays for new images")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, run folder, ensemble folder (--folds) or exported .onnx file")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, run folder, ensemble folder (--folds), exported "
+                                                            ".onnx file or bioimage.io package (.zip) from segfit export")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--tile", type=_positive_int, help="sliding-window tiles of TILE x TILE (default: automatic for large images)")
@@ -261,12 +262,18 @@ def _add_tools(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="only report, write nothing")
     p.add_argument("--force", action="store_true", help="replace existing files")
 
-    p = _command(sub, "export", "export a model to ONNX or TorchScript (preprocessing recorded in FILE.json)")
+    p = _command(sub, "export", "export a model to ONNX, TorchScript (preprocessing recorded in FILE.json) or a "
+                                "BioImage Model Zoo package (Fiji/deepImageJ, ilastik, napari)",
+                 "Example: segfit export runs/a --format bioimageio --out model.zip --author 'Ada Lovelace'")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, run folder or ensemble folder (one averaged graph)")
     p.add_argument("--tta", action="store_true", help="include the test-time flips and rotations in the graph")
-    p.add_argument("--format", choices=FORMATS, help=f"default {FORMATS[0]}")
-    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
+    p.add_argument("--format", choices=FORMATS, help=f"{', '.join(FORMATS)} (default {FORMATS[0]})")
+    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx, or model.zip for bioimageio")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    g = p.add_argument_group("bioimageio")
+    g.add_argument("--author", action="append", help="an author of the package; repeat for several "
+                                                     "(default: git's user.name, else your login name)")
+    g.add_argument("--license", help="SPDX license identifier of the package (default CC-BY-4.0)")
 
     p = _command(sub, "show", "an image and its mask side by side")
     p.add_argument("data", help="data set folder")

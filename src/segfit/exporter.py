@@ -1,10 +1,11 @@
-"""Export a trained network to ONNX or TorchScript, with its preprocessing recorded beside it.
+"""Export a trained network to ONNX, TorchScript or a BioImage Model Zoo package, with its preprocessing recorded.
 
 ``segfit export RUN --format onnx --out model.onnx`` writes ``model.onnx`` and ``model.onnx.json``
 (the run's config: channels, resize, normalisation, classes and colours, and the multiple of 2 the
 network needs). ``Predictor.from_checkpoint("model.onnx")`` runs it with onnxruntime
-(:class:`segfit.backends.OnnxBackend`), preparing images exactly as for the PyTorch model. This
-module only writes files.
+(:class:`segfit.backends.OnnxBackend`), preparing images exactly as for the PyTorch model.
+``--format bioimageio --out model.zip`` packages both networks for the BioImage Model Zoo
+(:mod:`segfit.modelzoo`). This module only writes files.
 """
 
 from __future__ import annotations
@@ -15,54 +16,85 @@ from pathlib import Path
 
 from segfit.errors import SegfitError
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "bioimageio")
+ONNX_OPSET = 18
 
 
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, format: str = FORMATS[0], overwrite: bool = False,
-           tta: bool = False, verbose: bool = True) -> Path:
+           tta: bool = False, author: str | list[str] | None = None, license: str | None = None,
+           verbose: bool = True) -> Path:
     """Write the network of ``checkpoint`` (a file, run folder or ensemble folder) to ``out`` and its record
     (preprocessing, classes, stride) to ``out + ".json"`` (``segfit export``); returns ``out``. An ensemble,
     and with ``tta`` its test-time flips and rotations, becomes one network averaging the members'
-    probabilities (:class:`segfit.ensemble.AveragedNet`)."""
-    import torch
+    probabilities (:class:`segfit.ensemble.AveragedNet`).
 
-    from segfit.backends import load_backend
-    from segfit.ensemble import AveragedBackend, AveragedNet, averaged
-    from segfit.io import atomic_path, write_json
+    ``format="bioimageio"`` writes a BioImage Model Zoo package instead (``out`` a ``.zip``: both networks,
+    test tensors, cover, README; :func:`segfit.modelzoo.write_package`), whose ``rdf.yaml`` names ``author``
+    (one name or several; default: git's ``user.name``, else the login name) and ``license`` (an SPDX
+    identifier, default CC-BY-4.0)."""
+    from segfit.backends import is_package, load_backend
 
     if format not in FORMATS:
         raise SegfitError(f"unknown export format {format!r}", fix=f"use one of {', '.join(FORMATS)}")
     out = Path(out)
     if out.exists() and not overwrite:
         raise SegfitError("output file exists", out, "choose another --out or add --overwrite")
-    if str(checkpoint).endswith(".onnx"):
+    if str(checkpoint).endswith(".onnx") or is_package(checkpoint):
         raise SegfitError("this is already an exported model", checkpoint, "export a run, checkpoint or ensemble folder")
+    if format == "bioimageio" and out.suffix.lower() != ".zip":
+        raise SegfitError("a bioimage.io package is a .zip file", out, "give --out NAME.zip")
+    if format != "bioimageio" and (author is not None or license is not None):
+        raise SegfitError("--author and --license describe a bioimage.io package", out, "add --format bioimageio")
     backend = load_backend(checkpoint, device="cpu")
-    if tta or isinstance(backend, AveragedBackend):
-        backend = averaged(backend, tta)
-        config = backend.config
-        inner = AveragedNet([m.net.net.eval() for m in backend.members], backend.variants,
-                            config.model.class_channels, backend.weights).eval()
-        members, variants = len(backend.members), list(backend.variants)
-    else:
-        inner, config = backend.net.net.eval(), backend.config
-        members, variants = 1, ["identity"]
-    multiple = backend.multiple
-    channels = config.data.channels
-    side = config.data.size or 2 * multiple * 4
-    side = -(-side // multiple) * multiple
-    example = torch.zeros(1, channels, side, side)
-    with atomic_path(out) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if format == "onnx":
-            torch.onnx.export(inner, (example,), str(tmp), input_names=["image"], output_names=["logits"],
-                              dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                            "logits": {0: "batch", 2: "height", 3: "width"}},
-                              opset_version=18, dynamo=False)
-        else:
-            torch.jit.trace(inner, example).save(str(tmp))
-    write_json(Path(f"{out}.json"), {"format": format, "multiple": multiple, "input": "image", "output": "logits",
-                                     "members": members, "tta": variants, "config": config.to_dict()})
+    net, config, members, variants = _network(backend, tta)
+    if format == "bioimageio":
+        from segfit.modelzoo import write_package
+
+        write_package(backend, lambda fmt, path: _write(net, backend.multiple, config, members, variants, path, fmt), out,
+                      variants=variants, author=author, license=license)
+        if verbose:
+            print(f"Wrote {out} (bioimage.io model: rdf.yaml, TorchScript and ONNX weights, test tensors, cover, README); "
+                  f"open it in Fiji (deepImageJ), ilastik or napari, or: segfit predict {out} IMAGES --out DIR")
+        return out
+    _write(net, backend.multiple, config, members, variants, out, format)
     if verbose:
         print(f"Wrote {out} and {out}.json (preprocessing, classes); predict with: segfit predict {out} IMAGES --out DIR")
     return out
+
+
+def _network(backend, tta: bool):
+    """``(network, config, members, variants)``: the module to export (logits of inputs already padded to the
+    stride) and what it averages."""
+    from segfit.ensemble import AveragedBackend, AveragedNet, averaged
+
+    if tta or isinstance(backend, AveragedBackend):
+        backend = averaged(backend, tta)
+        config = backend.config
+        net = AveragedNet([m.net.net.eval() for m in backend.members], backend.variants,
+                          config.model.class_channels, backend.weights).eval()
+        return net, config, len(backend.members), list(backend.variants)
+    return backend.net.net.eval(), backend.config, 1, ["identity"]
+
+
+def _write(net, multiple: int, config, members: int, variants: list[str], out: Path, format: str) -> Path:
+    """``net`` to ``out`` (ONNX or a traced TorchScript module) and its record to ``out + ".json"``."""
+    import torch
+
+    from segfit.io import atomic_path, write_json
+
+    side = config.data.size or 2 * multiple * 4
+    side = -(-side // multiple) * multiple
+    example = torch.zeros(1, config.data.channels, side, side)
+    with atomic_path(out) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if format == "onnx":
+            torch.onnx.export(net, (example,), str(tmp), input_names=["image"], output_names=["logits"],
+                              dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                                            "logits": {0: "batch", 2: "height", 3: "width"}},
+                              opset_version=ONNX_OPSET, dynamo=False)
+        else:
+            torch.jit.trace(net, example, check_trace=False).save(str(tmp))  # the package test or test_export checks it
+    write_json(Path(f"{out}.json"), {"format": format, "multiple": multiple, "input": "image", "output": "logits",
+                                     "members": members, "tta": variants, "config": config.to_dict()})
+    return out
+
