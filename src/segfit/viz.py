@@ -16,7 +16,8 @@ FN_COLOR = (40, 120, 255)  # true, not predicted
 def _plt():
     import matplotlib
 
-    matplotlib.use("Agg")
+    if not os.environ.get("MPLBACKEND"):  # Jupyter sets it (inline): forcing Agg there hides the user's own figures
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

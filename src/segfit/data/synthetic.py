@@ -122,9 +122,12 @@ def field_scene(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, n
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), classes, colour
 
 
-def make_scenes(out: str | Path, n: int = 24, size: int = 96, seed: int = 0, colour_masks: bool = False) -> Path:
+def make_scenes(out: str | Path, n: int = 24, size: int = 96, seed: int = 0, colour_masks: bool = False,
+                class_masks: bool = True) -> Path:
     """Write a vineyard-like flat data set: ``NAME.jpg`` + ``NAME_bin.png`` (class ids), and with
-    ``colour_masks`` the annotators' ``NAME.png`` colour masks in ``out/annotations/`` too."""
+    ``colour_masks`` the annotators' ``NAME.png`` colour masks in ``out/annotations/`` too.
+    ``class_masks=False`` leaves out the ``NAME_bin.png``: photos and colour annotations only, as a field
+    project starts (``segfit.convert_masks`` makes the class masks)."""
     from PIL import Image
 
     out = Path(out)
@@ -134,7 +137,8 @@ def make_scenes(out: str | Path, n: int = 24, size: int = 96, seed: int = 0, col
         image, classes, colour = field_scene(rng, size)
         name = f"vine_{i:03d}"
         Image.fromarray(image).save(out / f"{name}.jpg", quality=95)
-        Image.fromarray(classes).save(out / f"{name}_bin.png")
+        if class_masks:
+            Image.fromarray(classes).save(out / f"{name}_bin.png")
         if colour_masks:
             (out / "annotations").mkdir(exist_ok=True)
             Image.fromarray(colour).save(out / "annotations" / f"{name}.png")
