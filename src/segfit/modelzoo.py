@@ -100,51 +100,16 @@ def write_package(backend, write_network, out: str | os.PathLike, variants=("ide
 
 
 def load_spec():
-    """``bioimageio.spec``'s model classes (``model.v0_5``, with ``save_bioimageio_package``), made to work with the
-    installed pydantic (:func:`_fix_serializers`), or a clear error when it is not installed."""
+    """``bioimageio.spec``'s model classes (``model.v0_5``, with ``save_bioimageio_package``), or a clear error
+    when it is not installed."""
     try:
         import bioimageio.spec as bio
         from bioimageio.spec.model import v0_5
     except ImportError:
         raise SegfitError("bioimageio.spec is not installed", fix='pip install "bioimageio.spec==0.5.12.0" '
                           '(or pip install -e ".[dev]"), then export again') from None
-    _fix_serializers()
     v0_5.save_bioimageio_package = bio.save_bioimageio_package
     return v0_5
-
-
-def _fix_serializers() -> None:
-    """bioimageio.spec 0.5.12 calls pydantic's serialisation handler as ``handler(value, info)`` in three wrap
-    serializers, where the second argument is an index key that pydantic-core 2.50 checks: no description with
-    files could then be written or loaded. Each of them is given a handler that takes the value alone, in place
-    (pydantic's schemas hold the function objects themselves). Harmless with a pydantic that accepted it."""
-    import types
-
-    from bioimageio.spec._internal import io_packaging, validated_string_with_inner_node
-    from bioimageio.spec.model import v0_4
-
-    for function in (io_packaging.package_file_descr_serializer, v0_4.package_weights,
-                     validated_string_with_inner_node.ValidatedStringWithInnerNode._serialize):
-        code = function.__code__
-        if getattr(function, "_segfit_value_only_handler", False) or code.co_argcount != 3 or code.co_freevars:
-            continue  # done already, or a version of the spec whose serializer has another shape: leave it
-        original = types.FunctionType(code, function.__globals__, function.__name__, function.__defaults__)
-        function.__code__, function.__defaults__ = _with_value_only_handler.__code__, (original, _ValueOnly)
-        function._segfit_value_only_handler = True
-
-
-def _with_value_only_handler(value, handler, info, _original=None, _wrap=None):
-    return _original(value, _wrap(handler), info)
-
-
-class _ValueOnly:
-    """A pydantic serialisation handler called with the value alone, whatever else the caller passes."""
-
-    def __init__(self, handler):
-        self.handler = handler
-
-    def __call__(self, value, *_):
-        return self.handler(value)
 
 
 def default_author() -> str:
