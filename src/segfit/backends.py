@@ -38,7 +38,7 @@ class TorchBackend:
         from segfit.rundir import resolve_checkpoint
 
         path = resolve_checkpoint(path, "best")
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, mmap=True)
         config = RunConfig.from_dict(ckpt["segfit"]["config"])
         net = create_model(ModelConfig(**{**vars(config.model), "encoder_weights": None}))
         state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}

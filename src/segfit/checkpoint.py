@@ -18,13 +18,14 @@ import torch
 from segfit.errors import SegfitError
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a segfit checkpoint safely; raise a clear error for anything else."""
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Read a segfit checkpoint safely; raise a clear error for anything else. With ``mmap`` the tensors stay in
+    the file until used (prediction takes the weights and leaves the optimiser state unread)."""
     path = Path(path)
     if not path.is_file():
         raise SegfitError("checkpoint not found", path, "give a .ckpt file or a run folder")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if "unsupported global" not in str(exc).lower():  # no forbidden object: a damaged or foreign file
             raise SegfitError("cannot read checkpoint (not a PyTorch checkpoint file)", path,

@@ -12,6 +12,9 @@ import torch
 import torch.nn.functional as F
 
 
+BATCH_PIXELS = 1 << 19  # pixels per forward pass of tiles: two 512 x 512 tiles
+
+
 def tile_windows(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
     """``(start, stop)`` windows covering ``[0, length)``: ``tile`` long, overlapping by at least
     ``overlap``, starting at multiples of ``align`` (the network's total stride, so every tile sees
@@ -42,14 +45,14 @@ def gaussian_weight(h: int, w: int, sigma_scale: float = 1 / 8) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict_tiled(image: torch.Tensor, forward: Callable[[torch.Tensor], torch.Tensor], tile: int, overlap: int = 64,
-                  batch_size: int = 4, align: int = 1) -> torch.Tensor:
+                  batch_size: int | None = None, align: int = 1) -> torch.Tensor:
     """Logits ``K x H x W`` for a ``C x H x W`` image, computed tile by tile (all of :func:`tiled_rows`)."""
     return torch.cat([rows for _, rows in tiled_rows(image, forward, tile, overlap, batch_size, align)], 1)
 
 
 @torch.inference_mode()
 def tiled_rows(image, forward: Callable[[torch.Tensor], torch.Tensor], tile: int, overlap: int = 64,
-               batch_size: int = 4, align: int = 1) -> Iterator[tuple[int, torch.Tensor]]:
+               batch_size: int | None = None, align: int = 1) -> Iterator[tuple[int, torch.Tensor]]:
     """Blended logits of an image, one band of finished rows at a time: ``(y0, K x n x W)``, top to bottom.
 
     Only the rows that later tiles may still touch are held, so memory grows with the width of the
@@ -61,11 +64,13 @@ def tiled_rows(image, forward: Callable[[torch.Tensor], torch.Tensor], tile: int
         forward: maps a ``B x C x h x w`` batch to ``B x K x h x w`` logits.
         tile: tile side in pixels.
         overlap: pixels shared by neighbouring tiles (clipped to ``tile - 1``).
-        batch_size: tiles per forward pass.
+        batch_size: tiles per forward pass (default: as many as make :data:`BATCH_PIXELS`, at least one;
+            the network's activations for a batch are the largest buffer of a prediction).
         align: tile starts are multiples of this (the network's total stride).
     """
     _, h, w = image.shape
     overlap = min(overlap, tile - 1)
+    batch_size = batch_size or max(1, BATCH_PIXELS // (tile * tile))
     rows, cols = tile_windows(h, tile, overlap, align), tile_windows(w, tile, overlap, align)
     weights: dict[tuple[int, int], torch.Tensor] = {}
     kept, kept_norm, start = None, None, 0  # blended sums of rows [start, start + kept rows) not yet finished

@@ -183,9 +183,10 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
 
             with Image.open(path) as im:
                 im.load()
-                if im.mode in ("RGB", "L") or (im.mode in ("P", "RGBA", "LA", "CMYK", "YCbCr", "1")):
-                    im = im.convert("L" if channels == 1 else "RGB")
-                arr = np.array(im)
+                mode = "L" if channels == 1 else "RGB"
+                if im.mode != mode and im.mode in ("RGB", "L", "P", "RGBA", "LA", "CMYK", "YCbCr", "1"):
+                    im = im.convert(mode)
+                arr = _pixels(im)
     except SegfitError:
         raise
     except Exception as exc:  # PIL/tifffile raise many types for broken files
@@ -193,6 +194,21 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     if arr.size == 0:
         raise SegfitError("cannot read image (no pixel data)", path, "replace or remove the file")
     return to_channels(arr, channels, path)
+
+
+def _pixels(im, rows_pixels: int = 1 << 22) -> np.ndarray:
+    """A Pillow image's pixels as a writable array. A large image is copied a strip of rows at a time:
+    ``np.array(im)`` would hold two more whole copies on the way (Pillow's bytes, joined from chunks)."""
+    w, h = im.size
+    if w * h <= rows_pixels:
+        return np.array(im)
+    step = max(1, rows_pixels // w)
+    first = np.asarray(im.crop((0, 0, w, min(step, h))))
+    out = np.empty((h, *first.shape[1:]), first.dtype)
+    out[: first.shape[0]] = first
+    for y in range(first.shape[0], h, step):
+        out[y: y + step] = np.asarray(im.crop((0, y, w, min(y + step, h))))
+    return out
 
 
 def to_channels(arr: np.ndarray, channels: int, path: Path | None = None) -> np.ndarray:
