@@ -14,7 +14,13 @@ Heavy libraries (torch, Lightning, smp) load on first use, so ``import segfit`` 
 
 from __future__ import annotations
 
+import warnings as _warnings
+
 __version__ = "0.1.0"
+
+# In Jupyter without ipywidgets, tqdm.auto (which smp and albumentations import through huggingface_hub) warns
+# "IProgress not found" into the first cell that builds a network; segfit shows no notebook progress bars.
+_warnings.filterwarnings("ignore", message=".*IProgress not found.*")
 
 _LAZY = {
     # the commands

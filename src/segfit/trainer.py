@@ -53,8 +53,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     for pattern in (".*does not have many workers.*", ".*number of training batches.*", ".*LeafSpec.*",
                     ".*sync_dist.*", ".*litlogger.*", ".*torch.tensor results.*", ".*Checkpoint directory.*exists.*",
-                    ".*ShiftScaleRotate.*", ".*is deprecated.*", ".*weights_only.*", ".*srun.*",
-                    ".*IProgress not found.*"):  # tqdm.auto, imported by albumentations' hub, in Jupyter without ipywidgets
+                    ".*ShiftScaleRotate.*", ".*is deprecated.*", ".*weights_only.*", ".*srun.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
