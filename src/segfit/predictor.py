@@ -205,14 +205,14 @@ class Predictor:
                  uncertainty: bool) -> Prediction:
         """Network outputs (``(y0, K x n x w)`` bands of rows, top to bottom) -> uint8 class ids of ``size``
         (outputs resized bilinearly first, a block of rows at a time) and, on request, the objects (int32
-        label image) and the uncertainty (float32 in [0, 1])."""
+        label image) and the uncertainty (float16 in [0, 1])."""
         from segfit.ensemble import entropy
         from segfit.objects import instances_from_distance, true_objects
         from segfit.tiling import resized_rows
 
         size = tuple(int(n) for n in size)
         classes = np.empty(size, np.uint8)
-        unsure = np.empty(size, np.float32) if uncertainty else None
+        unsure = np.empty(size, np.float16) if uncertainty else None  # 3 decimals: all a 0-255 map needs
         distance = np.empty(size, np.float32) if objects and self.learns_instances else None
         for y0, block in resized_rows(bands, tuple(in_size), size):
             k = block.shape[0] - int(self.learns_instances)  # the class logits; then the distance logit
@@ -294,7 +294,7 @@ class Predictor:
                 del unsure
             write_png(out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors, objects=found))
             del image, found
-            counts = np.bincount(mask.ravel(), minlength=len(self.class_names))
+            counts = class_counts(mask, len(self.class_names))
             rows += [{"image": path.name, "class": name, "fraction": counts[i] / mask.size}
                      for i, name in enumerate(self.class_names)]
             written.append(target)
@@ -336,7 +336,7 @@ UNCERTAIN_PIXEL = 0.5  # a pixel whose normalised entropy exceeds this counts as
 def image_uncertainty(name: str, unsure: np.ndarray, calibrated: dict | None) -> dict:
     """An image's ``mean_uncertainty``, ``uncertain_fraction`` and ``review`` flag (None without a
     calibrated threshold)."""
-    mean = float(unsure.mean()) if unsure.size else 0.0
+    mean = float(unsure.mean(dtype=np.float64)) if unsure.size else 0.0
     return {"image": name, "mean_uncertainty": round(mean, 6),
             "uncertain_fraction": round(float((unsure > UNCERTAIN_PIXEL).mean()) if unsure.size else 0.0, 6),
             "review": (mean > calibrated["threshold"]) if calibrated else None}
@@ -347,7 +347,7 @@ class Prediction(NamedTuple):
 
     classes: np.ndarray  # uint8 class ids
     objects: np.ndarray | None = None  # int32 object ids (0 = background)
-    uncertainty: np.ndarray | None = None  # float32, 0 (certain) .. 1 (a 50/50 split between classes)
+    uncertainty: np.ndarray | None = None  # float16, 0 (certain) .. 1 (a 50/50 split between classes)
 
 
 class _Tiles:
@@ -363,6 +363,16 @@ class _Tiles:
 
 
 
+
+
+def class_counts(mask: np.ndarray, num_classes: int, chunk: int = 1 << 22) -> np.ndarray:
+    """Pixels of each class in a class-id mask, counted a chunk at a time (``np.bincount`` of a whole large
+    mask would first copy it as 64-bit integers)."""
+    flat = mask.reshape(-1)
+    counts = np.zeros(num_classes, np.int64)
+    for start in range(0, flat.size, chunk):
+        counts += np.bincount(flat[start: start + chunk], minlength=num_classes)[:num_classes]
+    return counts
 
 
 def _to_uint8(unsure: np.ndarray) -> np.ndarray:

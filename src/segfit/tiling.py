@@ -6,6 +6,7 @@ weight that is largest at the tile centre (as nnU-Net does), so seams vanish. Ti
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -94,7 +95,27 @@ def tiled_rows(image, forward: Callable[[torch.Tensor], torch.Tensor], tile: int
             norm[: kept.shape[1]] += kept_norm
         done = rows[i + 1][0] if i + 1 < len(rows) else h  # rows no later tile touches
         yield start, total[:, : done - y0].div_(norm[: done - y0])
+        trim_heap()
         kept, kept_norm, start = total[:, done - y0:], norm[done - y0:], done
+
+
+def trim_heap() -> None:
+    """Give freed heap memory back to the operating system. glibc keeps it for reuse, and with the network's
+    threads each in its own arena, a long tiled prediction's footprint would creep up by hundreds of MB."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _libc():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, Windows, musl): nothing to do
+        return None
 
 
 def resized_rows(bands: Iterable[tuple[int, torch.Tensor]], in_size: tuple[int, int], out_size: tuple[int, int],

@@ -63,7 +63,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, colors: list[list[int]], alpha:
     return out
 
 
-def _row_blocks(height: int, width: int, pixels_per_block: int = 1 << 22) -> list[slice]:
+def _row_blocks(height: int, width: int, pixels_per_block: int = 1 << 20) -> list[slice]:
     """Slices of whole rows, about ``pixels_per_block`` pixels each."""
     step = max(1, pixels_per_block // max(width, 1))
     return [slice(r, min(r + step, height)) for r in range(0, height, step)]
