@@ -217,13 +217,10 @@ def _image_row(name: str, pred: np.ndarray, truth: np.ndarray, class_names: list
 
 
 def _save_overlay(path: Path, image: np.ndarray, pred: np.ndarray, colors) -> None:
-    from PIL import Image
-
-    from segfit.io import atomic_path
+    from segfit.io import write_png
     from segfit.viz import overlay
 
-    with atomic_path(path) as tmp:
-        Image.fromarray(overlay(image, pred, colors, alpha=0.5)).save(tmp, format="PNG")
+    write_png(path, overlay(image, pred, colors, alpha=0.5))
 
 
 class _Gallery:

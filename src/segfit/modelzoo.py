@@ -91,7 +91,7 @@ def write_package(backend, write_network, out: str | os.PathLike, variants=("ide
         np.save(folder / "test_input.npy", _stored(image).transpose(2, 0, 1)[None])
         np.save(folder / "test_output.npy", expected)
         _samples(_stored(image), expected[0], folder)
-        _cover(image, logits, config, folder / "cover.png")
+        _cover(image, backend, logits, config, folder / "cover.png")
         (folder / "README.md").write_text(readme(config, multiple, _name(config), authors, _citations(config), facts))
         descr = _describe(spec, config, multiple, str(_stored(image).dtype), folder, networks, authors, license, facts)
         with atomic_path(out) as dest:
@@ -202,21 +202,15 @@ def _activate(logits, config):
     return torch.sigmoid(logits) if kind == "sigmoid" else torch.softmax(logits, 1) if kind == "softmax" else logits
 
 
-def _cover(image: np.ndarray, logits, config, path: Path) -> None:
+def _cover(image: np.ndarray, backend, logits, config, path: Path) -> None:
     """The test input beside its overlay (2:1), objects outlined for a model that learned instances."""
-    import torch
     from PIL import Image
 
-    from segfit.nets import logits_to_classes
+    from segfit.predictor import Predictor
     from segfit.viz import overlay, to_rgb8
 
-    k = config.model.class_channels
-    classes = logits_to_classes(logits[:, :k])[0].to(torch.uint8).numpy()
-    objects = None
-    if config.model.instances:
-        from segfit.objects import instances_from_distance
-
-        objects = instances_from_distance(classes, torch.sigmoid(logits[0, k]).numpy(), min_area=config.model.min_object_area)
+    size = image.shape[:2]
+    classes, objects, _ = Predictor(backend).decode([(0, logits[0])], size, size, bool(config.model.instances), False)
     pair = np.concatenate([to_rgb8(image), overlay(image, classes, config.data.class_colors, objects=objects)], axis=1)
     factor = max(1, -(-COVER_HEIGHT // pair.shape[0]))
     Image.fromarray(pair.repeat(factor, 0).repeat(factor, 1)).save(path)

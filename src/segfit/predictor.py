@@ -185,7 +185,7 @@ class Predictor:
             source = _Tiles(resized[j], self.config.data.mean, self.config.data.std)
             bands = tiled_rows(source, self.logits, self.tile_for(*resized[j].shape[:2]), self.overlap,
                                align=self.backend.multiple)
-            results[j] = self._outputs(bands, resized[j].shape[:2], out_sizes[j], objects, uncertainty)
+            results[j] = self.decode(bands, resized[j].shape[:2], out_sizes[j], objects, uncertainty)
         skip = set(tiled)
         order = [i for i in order if i not in skip]
         i = 0
@@ -197,12 +197,12 @@ class Predictor:
             d = self.config.data
             logits = self.logits(torch.stack([image_to_tensor(resized[j], d.mean, d.std) for j in group]))
             for j, lg in zip(group, logits):
-                results[j] = self._outputs([(0, lg)], lg.shape[-2:], out_sizes[j], objects, uncertainty)
+                results[j] = self.decode([(0, lg)], lg.shape[-2:], out_sizes[j], objects, uncertainty)
             i += len(group)
         return results  # type: ignore[return-value]
 
-    def _outputs(self, bands, in_size: tuple[int, int], size: tuple[int, int], objects: bool,
-                 uncertainty: bool) -> Prediction:
+    def decode(self, bands, in_size: tuple[int, int], size: tuple[int, int], objects: bool,
+               uncertainty: bool) -> Prediction:
         """Network outputs (``(y0, K x n x w)`` bands of rows, top to bottom) -> uint8 class ids of ``size``
         (outputs resized bilinearly first, a block of rows at a time) and, on request, the objects (int32
         label image) and the uncertainty (float16 in [0, 1])."""

@@ -195,7 +195,7 @@ def _convert(src: Path, dst: Path, palette: Palette, suffix: str, dry_run: bool,
              unmatched: str | None) -> dict:
     from PIL import Image
 
-    from segfit.io import atomic_path
+    from segfit.io import write_png
 
     if not src.is_dir():
         raise SegfitError("source folder not found", src, "give the folder of colour-coded masks")
@@ -230,7 +230,6 @@ def _convert(src: Path, dst: Path, palette: Palette, suffix: str, dry_run: bool,
         per_file.append({"file": path.name, "unmatched": n_missed})
         if not dry_run:
             dst.mkdir(parents=True, exist_ok=True)
-            with atomic_path(target) as tmp:
-                Image.fromarray(ids).save(tmp, format="PNG")
+            write_png(target, ids)
     return {"files": len(files), "pixels": dict(zip(palette.names, counts.tolist())), "unmatched": unmatched_total,
             "written": 0 if dry_run else len(files), "dst": str(dst), "per_file": per_file}
