@@ -9,7 +9,7 @@ from PIL import Image
 
 from segfit.config import DataConfig
 from segfit.data.cache import PairCache, pair_key
-from segfit.data.formats import discover
+from segfit.data.layouts import discover
 from segfit.data.synthetic import make_particles
 from segfit.options import resolve_data
 

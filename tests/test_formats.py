@@ -14,13 +14,12 @@ from PIL import Image
 
 from segfit.data.preprocess import resize_mask
 from segfit.data.formats import (
-    MASK_FOLDERS,
-    discover,
     read_image,
     read_mask,
     read_split_file,
     to_class_ids,
 )
+from segfit.data.layouts import MASK_FOLDERS, discover
 from segfit.errors import SegfitError
 
 RED_LUMA = round(0.299 * 255)  # 76
@@ -146,7 +145,10 @@ def test_discover_flat_layout_custom_suffix(tmp_path):
         _png(tmp_path / f"{n}_mask.png", _mask())
     layout = discover(tmp_path, mask_suffix="_mask")
     assert [(s.name, s.mask.name) for s in layout.samples] == [("one", "one_mask.png"), ("two", "two_mask.png")]
-    # With the default suffix the _mask files are images of their own without masks.
+    # The default suffix (_bin) finds none; the common _mask suffix is tried next.
+    assert [(s.name, s.mask.name) for s in discover(tmp_path).samples] == [("one", "one_mask.png"), ("two", "two_mask.png")]
+    # A mask name no rule knows is an image of its own, without a mask.
+    (tmp_path / "two_mask.png").rename(tmp_path / "two_xyz.png")
     with pytest.raises(SegfitError, match="image has no mask"):
         discover(tmp_path)
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segfit.data.formats import discover, read_image, read_mask
+from segfit.data.formats import read_image, read_mask
+from segfit.data.layouts import discover
 from segfit.data.synthetic import ANNOTATION_COLORS, field_scene, make_particles, make_scenes, particle_image
 
 

@@ -89,7 +89,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--images", help="image folder inside DATA (default: images/ if present, else a flat folder)")
     g.add_argument("--masks", help="mask folder inside DATA (default: segmaps/, masks/, labels/ or label/)")
-    g.add_argument("--mask-suffix", help=_h("flat layout: masks are NAME<suffix>.png", "mask_suffix"))
+    g.add_argument("--mask-suffix", help=_h("masks are NAME<suffix>.png (tried first; _mask, _label, _gt, ... next)", "mask_suffix"))
     g.add_argument("--channels", type=int, choices=(1, 3), help=_h("1 = grayscale, 3 = RGB", "channels"))
     g.add_argument("--size", type=_positive_int, help="resize images to SIZE x SIZE (nearest for masks)")
     g.add_argument("--mask-mode", choices=("auto", "binary", "index"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segfit.data.formats import discover
+from segfit.data.layouts import discover
 from segfit.data.preprocess import read_pair, resize_image, resize_mask
 from segfit.data.split import select
 from segfit.errors import SegfitError

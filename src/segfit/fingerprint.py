@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segfit.data.formats import discover, read_image, read_mask
+from segfit.data.formats import read_image, read_mask
+from segfit.data.layouts import discover
 from segfit.errors import SegfitError
 
 SAMPLE = 64  # images read when the set is larger (said in the fingerprint)
@@ -79,6 +80,7 @@ def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: 
     return {
         "root": str(root.resolve()), "layout": layout.description, "images": len(samples),
         "sampled": len(chosen), "split_files": sorted(p.name for p in root.glob("*.csv") if p.stem in ("train", "test", "val")),
+        "split_folders": {k: len(v) for k, v in layout.split.items()} if layout.split else None,
         "height": _spread(heights), "width": _spread(widths), "files": files, "grey_in_rgb": grey and files.get("RGB", 0) > 0,
         "channels": channels, "dtype": sorted(dtypes)[0] if len(dtypes) == 1 else sorted(dtypes),
         "bit_depth": 16 if "uint16" in dtypes else (32 if "float32" in dtypes else 8),

@@ -41,7 +41,7 @@ def train_folds(train, data, out, folds: int, *, planning: bool, time=None, plan
                 name: str | None = None, verbose: bool = True, **options: Any):
     """Train one run per fold with ``train`` (:func:`segfit.runs.train`) and write the ensemble; returns the
     ensemble folder. ``planning``: whether the runs are planned."""
-    from segfit.data.formats import discover
+    from segfit.data.layouts import discover
     from segfit.data.split import make_split
     from segfit.io import write_json
     from segfit.options import build_config
@@ -56,8 +56,8 @@ def train_folds(train, data, out, folds: int, *, planning: bool, time=None, plan
         out = Path(out or ".") / name
     base_cfg = build_config(data, **options)  # validates the options before anything is written
     d = base_cfg.data
-    names = [s.name for s in discover(d.root, d.images, d.masks, d.mask_suffix).samples]
-    base = make_split(names, d.root, d.test, d.val, d.seed)
+    layout = discover(d.root, d.images, d.masks, d.mask_suffix)
+    base = make_split([s.name for s in layout.samples], d.root, d.test, d.val, d.seed, layout.split)
     splits = fold_splits(base, folds, d.seed)
     budget = parse_duration(time) if time is not None else (DEFAULT_BUDGET if planning and "epochs" not in options else None)
     prepared = None

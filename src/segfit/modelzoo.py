@@ -140,7 +140,8 @@ def _run_dir(backend) -> Path | None:
 def _sample(config, run_dir: Path | None) -> tuple[str, np.ndarray]:
     """``(name, image)``: the run's first validation image (any image of its data when the split is gone) in the
     network's channels at the working scale, not yet normalised."""
-    from segfit.data.formats import discover, read_image, to_channels
+    from segfit.data.formats import read_image, to_channels
+    from segfit.data.layouts import discover
     from segfit.data.preprocess import resize_image, working_size
     from segfit.rundir import read_json_if_any
 

@@ -303,8 +303,10 @@ def _key(candidate) -> str:
 
 
 def _trainable(fp: dict) -> int:
-    """Images left for training and validation: test.csv, or the default random test share, keeps a fifth out."""
-    return int(fp["images"] * 0.8)
+    """Images left for training and validation: those of train/ and val/ folders; else test.csv, or the
+    default random test share, keeps about a fifth out."""
+    folders = fp.get("split_folders")
+    return folders["train"] + folders["val"] if folders else int(fp["images"] * 0.8)
 
 
 def _train_pixels(plan: Plan, fp: dict) -> float:

@@ -7,7 +7,7 @@ import platform
 import sys
 from importlib import metadata
 
-from segfit.data.formats import Sample
+from segfit.data.layouts import Sample
 
 PACKAGES = ("segfit", "torch", "torchvision", "lightning", "segmentation-models-pytorch", "torchmetrics",
             "albumentations", "numpy", "pillow", "tifffile", "scikit-image", "safetensors")

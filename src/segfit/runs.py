@@ -44,7 +44,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     """Train a segmentation model and write a run folder (``segfit train``).
 
     Args:
-        data: data set folder (layouts are detected; see :func:`segfit.data.formats.discover`).
+        data: data set folder (layouts are detected; see :func:`segfit.data.layouts.discover`).
         out: run folder (default ``Training_<date>``); an existing one is never overwritten.
         config: a ready :class:`RunConfig` instead of ``data`` and ``options``.
         resume: a checkpoint or run folder to continue from (``epochs`` may be raised).

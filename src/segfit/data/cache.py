@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from segfit.config import DataConfig
-from segfit.data.formats import Sample
+from segfit.data.layouts import Sample
 from segfit.data.preprocess import load_pair
 from segfit.io import atomic_path
 

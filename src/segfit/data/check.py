@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from segfit.config import DataConfig
-from segfit.data.formats import MASK_EXTS, discover, list_files, read_image, read_mask, to_class_ids
+from segfit.data.formats import MASK_EXTS, list_files, read_image, read_mask, to_class_ids
+from segfit.data.layouts import discover
 from segfit.errors import SegfitError
 
 

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segfit.config import DataConfig, TrainConfig
 from segfit.data.cache import PairCache
-from segfit.data.formats import Layout, Sample, discover
+from segfit.data.layouts import Layout, Sample, discover
 from segfit.data.preprocess import image_to_tensor, load_pair, split_target
 from segfit.data.split import make_split
 from segfit.data.transforms import create_transforms
@@ -104,7 +104,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.cfg, self.train_cfg = data, train
         self.layout = layout or discover(data.root, data.images, data.masks, data.mask_suffix)
         names = [s.name for s in self.layout.samples]
-        self.split = split or make_split(names, data.root, data.test, data.val, data.seed)
+        self.split = split or make_split(names, data.root, data.test, data.val, data.seed, self.layout.split)
         self.by_name = {s.name: s for s in self.layout.samples}
         self.cache = PairCache(data, memory=data.preload)
         self._train_names = set(self.split["train"])

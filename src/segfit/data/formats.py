@@ -1,10 +1,4 @@
-"""Data set layouts and file readers.
-
-Two layouts are found automatically:
-
-* **folders** — ``images/`` beside ``segmaps/``, ``masks/``, ``labels/`` or ``label/``, paired by
-  file stem (a mask may also carry the mask suffix, ``NAME_bin.png``);
-* **flat** — one folder of ``NAME.jpg|png|tif`` with ``NAME_bin.png`` beside each (``mask_suffix``).
+"""Image and mask file readers (data set layouts: :mod:`segfit.data.layouts`).
 
 Readers return numpy arrays in the file's own dtype; :func:`to_class_ids` turns a mask into
 class indices (``binary``: any value > 0 is foreground; ``index``: values are class ids).
@@ -14,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,116 +18,11 @@ logging.getLogger("tifffile").setLevel(logging.CRITICAL)  # its warnings would d
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MASK_EXTS = (".png", ".tif", ".tiff", ".npy", ".bmp")
-MASK_FOLDERS = ("segmaps", "masks", "labels", "label")
-IMAGE_FOLDERS = ("images", "imgs", "image")
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One image and its mask (``mask`` is None for images to predict on)."""
-
-    name: str
-    image: Path
-    mask: Path | None = None
-
-
-@dataclass
-class Layout:
-    """What :func:`discover` found: the samples and a sentence describing the layout."""
-
-    samples: list[Sample]
-    description: str
 
 
 def list_files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
     """The files of ``folder`` with one of the extensions ``exts``, sorted (hidden files skipped)."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."))
-
-
-def _by_stem(paths: list[Path], kind: str) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for p in paths:
-        if p.stem in found:
-            raise SegfitError(f"two {kind}s named {p.stem!r}", p, f"keep one of {found[p.stem].name} and {p.name}")
-        found[p.stem] = p
-    return found
-
-
-def discover(root: str | os.PathLike, images: str | None = None, masks: str | None = None,
-             mask_suffix: str = "_bin", require_masks: bool = True) -> Layout:
-    """Find image/mask pairs under ``root``.
-
-    Args:
-        root: the data set folder.
-        images: image folder (relative to ``root`` or absolute); detected when None.
-        masks: mask folder; detected when None.
-        mask_suffix: suffix of mask files in the flat layout (``NAME_bin.png``).
-        require_masks: raise when an image has no mask.
-
-    Returns:
-        The samples sorted by name and a description of the layout.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise SegfitError("data folder not found", root, "check the path")
-    if not root.is_dir():
-        raise SegfitError("data path is not a folder", root, "give the folder that holds the images")
-    image_dir = _pick(root, images, IMAGE_FOLDERS, "--images")
-    if image_dir is not None:
-        mask_dir = _pick(root, masks, MASK_FOLDERS, "--masks")
-        if mask_dir is None and require_masks:
-            raise SegfitError(f"no mask folder beside {image_dir.name}/", root,
-                              f"add one of {', '.join(MASK_FOLDERS)}/ or name it with --masks")
-        image_files = _by_stem(list_files(image_dir, IMAGE_EXTS), "image")
-        mask_files = _by_stem(list_files(mask_dir, MASK_EXTS), "mask") if mask_dir else {}
-        mask_files = {_strip(s, mask_suffix, image_files): p for s, p in mask_files.items()}
-        where = f"{_rel(image_dir, root)}/ with masks in {_rel(mask_dir, root)}/" if mask_dir else f"{_rel(image_dir, root)}/"
-    else:
-        if masks is not None:
-            raise SegfitError("--masks needs an image folder", root, "name it with --images")
-        files = list_files(root, IMAGE_EXTS + MASK_EXTS)
-        mask_list = [p for p in files if p.stem.endswith(mask_suffix) and p.suffix.lower() in MASK_EXTS] if mask_suffix else []
-        image_list = [p for p in files if p not in mask_list and p.suffix.lower() in IMAGE_EXTS]
-        image_files = _by_stem(image_list, "image")
-        mask_files = {s[: -len(mask_suffix)]: p for s, p in _by_stem(mask_list, "mask").items()}
-        where = f"a flat folder of NAME.ext + NAME{mask_suffix}.png"
-    if not image_files:
-        raise SegfitError("no images found", image_dir or root,
-                          f"put {'/'.join(e[1:] for e in IMAGE_EXTS)} files there, or name the folder with --images")
-    samples = []
-    for stem, path in sorted(image_files.items()):
-        mask = mask_files.get(stem)
-        if mask is None and require_masks:
-            hint = f"{mask_dir.name}/{stem}.png" if image_dir is not None and mask_dir else f"{stem}{mask_suffix}.png"
-            raise SegfitError("image has no mask", path, f"add {hint} or remove the image")
-        samples.append(Sample(stem, path, mask))
-    n_masks = sum(s.mask is not None for s in samples)
-    return Layout(samples, f"{len(samples)} images ({n_masks} with masks) in {where}")
-
-
-def _pick(root: Path, given: str | None, candidates: tuple[str, ...], flag: str) -> Path | None:
-    if given is not None:
-        path = Path(given) if Path(given).is_absolute() else root / given
-        if not path.is_dir():
-            raise SegfitError(f"{flag} folder not found", path, "check the name")
-        return path
-    for name in candidates:
-        if (root / name).is_dir():
-            return root / name
-    return None
-
-
-def _strip(stem: str, suffix: str, images: dict[str, Path]) -> str:
-    if stem not in images and suffix and stem.endswith(suffix):
-        return stem[: -len(suffix)]
-    return stem
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def list_images(inputs: list[str | os.PathLike]) -> list[Path]:

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from segfit.config import DataConfig
-from segfit.data.formats import Sample, read_image, read_mask, to_class_ids
+from segfit.data.formats import read_image, read_mask, to_class_ids
+from segfit.data.layouts import Sample
 from segfit.errors import SegfitError
 
 

@@ -22,7 +22,7 @@ def show(data: str | os.PathLike, index: int = 0, out: str | os.PathLike | None 
     Returns:
         The PNG's path.
     """
-    from segfit.data.formats import discover
+    from segfit.data.layouts import discover
     from segfit.data.preprocess import load_pair
     from segfit.options import data_config
     from segfit.viz import plot_pair

@@ -12,11 +12,14 @@ from segfit.errors import SegfitError
 SPLITS = ("train", "val", "test")
 
 
-def make_split(names: list[str], root: str | Path, test: float = 0.2, val: float = 0.2, seed: int = 0) -> dict:
+def make_split(names: list[str], root: str | Path, test: float = 0.2, val: float = 0.2, seed: int = 0,
+               folders: dict | None = None) -> dict:
     """Split image names into train / val / test.
 
-    When ``root`` holds ``train.csv`` and ``test.csv`` (EMPS), those define train+val vs test;
-    otherwise a ``test`` fraction is held out at random. ``val`` is a fraction (< 1) of what remains
+    Split folders (``folders``: :attr:`segfit.data.layouts.Layout.split`) are the split: ``test/`` the
+    test images, ``val/`` the validation images (else a ``val`` share of ``train/``). When ``root``
+    holds ``train.csv`` and ``test.csv`` (EMPS), those define train+val vs test; otherwise a ``test``
+    fraction is held out at random. ``val`` is a fraction (< 1) of what remains
     or a count (>= 1). Shuffling uses ``numpy.random.default_rng(seed).permutation``, so the EMPS
     split with seed 0 and ``val=100`` is the one the Keras reference uses.
 
@@ -25,7 +28,13 @@ def make_split(names: list[str], root: str | Path, test: float = 0.2, val: float
     """
     root = Path(root)
     known = set(names)
-    if (root / "train.csv").is_file() and (root / "test.csv").is_file():
+    if folders:
+        if folders["val"]:
+            return {"train": list(folders["train"]), "val": list(folders["val"]), "test": list(folders["test"]),
+                    "source": "split folders", "seed": seed}
+        trainval, test_names = list(folders["train"]), list(folders["test"])
+        source = "split folders" + ("" if test_names else " (no test folder: no test images)")
+    elif (root / "train.csv").is_file() and (root / "test.csv").is_file():
         trainval = read_split_file(root / "train.csv")
         test_names = read_split_file(root / "test.csv")
         for fname, listed in (("train.csv", trainval), ("test.csv", test_names)):

@@ -1,0 +1,195 @@
+"""Data set layouts: where the images and their masks are, and which belong to which split.
+
+Three layouts are found automatically (folder names in any case):
+
+* **folders** — an image folder (``images/``, ``imgs/``, ``img/``, ...) beside a mask folder
+  (``segmaps/``, ``masks/``, ``labels/``, ``gt/``, ``annotations/``, ...), paired by file stem;
+* **flat** — one folder of ``NAME.jpg|png|tif`` with the mask ``NAME_bin.png`` beside each;
+* **split folders** — ``train/`` (and ``val/``, ``test/``) each holding one of the layouts above;
+  the folders are the split (a ``test/`` without masks holds images to predict on and is left out).
+
+A mask's name is its image's stem, or that stem with a suffix (``mask_suffix``, then the common ones:
+``_mask``, ``_label``, ``_gt``, ...) or a prefix (``mask_``, ``label_``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from segfit.data.formats import IMAGE_EXTS, MASK_EXTS, list_files
+from segfit.errors import SegfitError
+
+IMAGE_FOLDERS = ("images", "imgs", "image", "img", "inputs", "input", "raw")
+MASK_FOLDERS = ("segmaps", "masks", "labels", "label", "mask", "gt", "groundtruth", "ground_truth", "annotations",
+                "annotation", "segmentations", "segmentation", "targets", "target")
+SPLIT_FOLDERS = {"train": ("train", "training", "trainval"), "val": ("val", "valid", "validation"),
+                 "test": ("test", "testing")}
+MASK_SUFFIXES = ("_bin", "_mask", "_masks", "_label", "_labels", "_gt", "_seg", "_segmentation", "_annotation",
+                 "-mask", "-label", "_lbl")
+MASK_PREFIXES = ("mask_", "label_", "gt_", "seg_")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its mask (``mask`` is None for images to predict on)."""
+
+    name: str
+    image: Path
+    mask: Path | None = None
+
+
+@dataclass
+class Layout:
+    """What :func:`discover` found: the samples, a sentence describing the layout and, for split
+    folders, the names in each (``{"train", "val", "test"}``; None otherwise)."""
+
+    samples: list[Sample]
+    description: str
+    split: dict | None = field(default=None)
+
+
+def discover(root: str | os.PathLike, images: str | None = None, masks: str | None = None,
+             mask_suffix: str = "_bin", require_masks: bool = True) -> Layout:
+    """Find image/mask pairs under ``root``.
+
+    Args:
+        root: the data set folder.
+        images: image folder (relative to ``root`` or absolute); detected when None.
+        masks: mask folder; detected when None.
+        mask_suffix: the suffix tried first on mask names (``NAME_bin.png``); the common ones follow.
+        require_masks: raise when an image has no mask.
+
+    Returns:
+        The samples sorted by name and a description of the layout.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise SegfitError("data folder not found", root, "check the path")
+    if not root.is_dir():
+        raise SegfitError("data path is not a folder", root, "give the folder that holds the images")
+    if images is None and masks is None and _child(root, IMAGE_FOLDERS) is None and not list_files(root, IMAGE_EXTS):
+        parts = {which: _child(root, names) for which, names in SPLIT_FOLDERS.items()}
+        if parts["train"] is not None:
+            return _discover_split(root, {k: v for k, v in parts.items() if v is not None}, mask_suffix, require_masks)
+    suffixes = tuple(dict.fromkeys((mask_suffix, *MASK_SUFFIXES) if mask_suffix else MASK_SUFFIXES))
+    image_dir = _pick(root, images, IMAGE_FOLDERS, "--images")
+    if image_dir is not None:
+        mask_dir = _pick(root, masks, MASK_FOLDERS, "--masks")
+        if mask_dir is None and require_masks:
+            raise SegfitError(f"no mask folder beside {image_dir.name}/", root,
+                              f"add a masks/ folder (or {', '.join(MASK_FOLDERS[:3])}/), or name it with --masks")
+        image_files = _by_stem(list_files(image_dir, IMAGE_EXTS), "image")
+        mask_files = _by_stem(list_files(mask_dir, MASK_EXTS), "mask") if mask_dir else {}
+        mask_files = {_image_stem(s, suffixes, image_files): p for s, p in mask_files.items()}
+        where = f"{_rel(image_dir, root)}/ with masks in {_rel(mask_dir, root)}/" if mask_dir else f"{_rel(image_dir, root)}/"
+    else:
+        if masks is not None:
+            raise SegfitError("--masks needs an image folder", root, "name it with --images")
+        files = list_files(root, IMAGE_EXTS + MASK_EXTS)
+        stems = {p.stem for p in files}
+        mask_list = {p: base for p in files if (base := _flat_mask_of(p, mask_suffix, suffixes, stems))}
+        image_files = _by_stem([p for p in files if p not in mask_list and p.suffix.lower() in IMAGE_EXTS], "image")
+        mask_files = {}
+        for p, base in mask_list.items():
+            if base in mask_files:
+                raise SegfitError(f"two masks for image {base!r}", p, f"keep one of {mask_files[base].name} and {p.name}")
+            mask_files[base] = p
+        found = {p.stem[len(b):] for p, b in mask_list.items()} - {""}
+        where = f"a flat folder of NAME.ext + NAME{next(iter(found)) if len(found) == 1 else mask_suffix}.png"
+    if not image_files:
+        raise SegfitError("no images found", image_dir or root,
+                          f"put {'/'.join(e[1:] for e in IMAGE_EXTS)} files there, or name the folder with --images")
+    samples = []
+    for stem, path in sorted(image_files.items()):
+        mask = mask_files.get(stem)
+        if mask is None and require_masks:
+            hint = f"{mask_dir.name}/{stem}.png" if image_dir is not None and mask_dir else f"{stem}{mask_suffix}.png"
+            raise SegfitError("image has no mask", path, f"add {hint} or remove the image")
+        samples.append(Sample(stem, path, mask))
+    n_masks = sum(s.mask is not None for s in samples)
+    return Layout(samples, f"{len(samples)} images ({n_masks} with masks) in {where}")
+
+
+def _discover_split(root: Path, parts: dict[str, Path], mask_suffix: str, require_masks: bool) -> Layout:
+    """``train/`` (``val/``, ``test/``) folders, each a data set of its own: the folders are the split.
+    A name found in an earlier folder is prefixed with the later folder's name."""
+    samples: list[Sample] = []
+    split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    said, seen = [], set()
+    for which, folder in parts.items():
+        layout = discover(folder, mask_suffix=mask_suffix, require_masks=require_masks and which == "train")
+        labelled = [s for s in layout.samples if s.mask is not None]
+        if which != "train" and not labelled:  # images to predict on: not part of the split
+            said.append(f"{folder.name}/ has no masks: left out (predict on it with segfit predict)")
+            continue
+        if which != "train" and require_masks and len(labelled) < len(layout.samples):
+            missing = next(s for s in layout.samples if s.mask is None)
+            raise SegfitError("image has no mask", missing.image, "add its mask or remove the image")
+        for s in layout.samples:
+            name = s.name if s.name not in seen else f"{folder.name}_{s.name}"
+            if name in seen:
+                raise SegfitError(f"two images named {s.name!r}", s.image, "rename one of them")
+            seen.add(name)
+            samples.append(Sample(name, s.image, s.mask))
+            split[which].append(name)
+        said.append(f"{folder.name}/ {len(layout.samples)} ({layout.description.split(' in ', 1)[-1]})")
+    n_masks = sum(s.mask is not None for s in samples)
+    return Layout(samples, f"{len(samples)} images ({n_masks} with masks) in split folders: " + "; ".join(said), split)
+
+
+def _child(root: Path, names: tuple[str, ...]) -> Path | None:
+    """The first of ``names`` that is a folder in ``root`` (any case)."""
+    folders = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
+    return next((folders[n] for n in names if n in folders), None)
+
+
+def _pick(root: Path, given: str | None, candidates: tuple[str, ...], flag: str) -> Path | None:
+    if given is not None:
+        path = Path(given) if Path(given).is_absolute() else root / given
+        if not path.is_dir():
+            raise SegfitError(f"{flag} folder not found", path, "check the name")
+        return path
+    return _child(root, candidates)
+
+
+def _by_stem(paths: list[Path], kind: str) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in found:
+            raise SegfitError(f"two {kind}s named {p.stem!r}", p, f"keep one of {found[p.stem].name} and {p.name}")
+        found[p.stem] = p
+    return found
+
+
+def _flat_mask_of(path: Path, mask_suffix: str, suffixes: tuple[str, ...], stems: set[str]) -> str | None:
+    """In a flat folder: the image stem whose mask ``path`` is (None: ``path`` is an image). A name
+    ending in ``mask_suffix`` is a mask even without its image."""
+    if path.suffix.lower() not in MASK_EXTS:
+        return None
+    if mask_suffix and path.stem.endswith(mask_suffix) and len(path.stem) > len(mask_suffix):
+        return path.stem[: -len(mask_suffix)]
+    base = _image_stem(path.stem, suffixes, stems, itself=False)
+    return base if base != path.stem else None
+
+
+def _image_stem(stem: str, suffixes: tuple[str, ...], images, itself: bool = True) -> str:
+    """The image stem a mask named ``stem`` belongs to (``stem`` itself when none matches;
+    ``itself``: an image of the very same stem matches first)."""
+    if itself and stem in images:
+        return stem
+    for suffix in suffixes:
+        if stem.endswith(suffix) and stem[: -len(suffix)] in images:
+            return stem[: -len(suffix)]
+    for prefix in MASK_PREFIXES:
+        if stem.startswith(prefix) and stem[len(prefix):] in images:
+            return stem[len(prefix):]
+    return stem
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,113 @@
+"""Layouts a new user brings: split folders (train/ val/ test/), other folder names and mask names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segfit.data.layouts import discover
+from segfit.data.split import make_split
+from segfit.errors import SegfitError
+
+
+def _png(path: Path, value: int = 0, size: int = 8) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size, size), value, np.uint8)).save(path)
+    return path
+
+
+def _pairs(folder: Path, names, images="images", masks="masks", mask_name="{}.png"):
+    for n in names:
+        _png(folder / images / f"{n}.png", 100)
+        _png(folder / masks / mask_name.format(n), 1)
+
+
+def test_split_folders_are_the_split(tmp_path):
+    _pairs(tmp_path / "train", "abc")
+    _pairs(tmp_path / "test", "xy")
+    layout = discover(tmp_path)
+    assert [s.name for s in layout.samples] == ["a", "b", "c", "x", "y"]
+    assert layout.split == {"train": ["a", "b", "c"], "val": [], "test": ["x", "y"]}
+    assert layout.samples[3].image == tmp_path / "test" / "images" / "x.png"
+    assert "split folders" in layout.description and "train/ 3" in layout.description
+    split = make_split([s.name for s in layout.samples], tmp_path, val=1, folders=layout.split)
+    assert split["test"] == ["x", "y"] and sorted(split["train"] + split["val"]) == ["a", "b", "c"]
+    assert len(split["val"]) == 1 and split["source"] == "split folders"
+
+
+def test_val_folder_is_the_validation_set_and_unlabelled_test_is_left_out(tmp_path):
+    _pairs(tmp_path / "Training", "abc", images="Images", masks="GT", mask_name="{}_mask.png")
+    _pairs(tmp_path / "valid", "de")
+    _png(tmp_path / "test" / "images" / "t.png")  # images to predict on, no masks
+    layout = discover(tmp_path)
+    assert layout.split == {"train": ["a", "b", "c"], "val": ["d", "e"], "test": []}
+    assert all(s.mask.name == f"{s.name}_mask.png" for s in layout.samples[:3])
+    assert "test/ has no masks: left out" in layout.description
+    split = make_split([s.name for s in layout.samples], tmp_path, val=0.5, folders=layout.split)
+    assert split["val"] == ["d", "e"] and split["train"] == ["a", "b", "c"] and split["test"] == []
+
+
+def test_same_name_in_two_split_folders_gets_the_folder_prefix(tmp_path):
+    _pairs(tmp_path / "train", "ab")
+    _pairs(tmp_path / "test", "ab")
+    layout = discover(tmp_path)
+    assert layout.split["test"] == ["test_a", "test_b"]
+    assert {s.name: s.image for s in layout.samples}["test_a"] == tmp_path / "test" / "images" / "a.png"
+
+
+def test_split_folder_errors_name_the_file(tmp_path):
+    _pairs(tmp_path / "train", "ab")
+    _pairs(tmp_path / "test", "c")
+    _png(tmp_path / "test" / "images" / "d.png")  # a labelled test folder with one mask missing
+    with pytest.raises(SegfitError) as err:
+        discover(tmp_path)
+    assert err.value.file == str(tmp_path / "test" / "images" / "d.png") and "no mask" in str(err.value)
+
+
+@pytest.mark.parametrize(("images", "masks", "mask_name"), [
+    ("img", "gt", "{}.png"), ("Images", "Masks", "{}.png"), ("images", "annotations", "{}_label.png"),
+    ("images", "labels", "mask_{}.png"), ("input", "target", "{}-mask.png")])
+def test_folder_names_and_mask_names(tmp_path, images, masks, mask_name):
+    _pairs(tmp_path, "ab", images, masks, mask_name)
+    layout = discover(tmp_path)
+    assert [(s.name, s.image.parent.name, s.mask.name) for s in layout.samples] == \
+        [(n, images, mask_name.format(n)) for n in "ab"]
+    assert layout.split is None
+
+
+@pytest.mark.parametrize("mask_name", ["{}_mask.png", "{}_gt.tif", "{}_bin.png", "{}_labels.png"])
+def test_flat_folder_with_common_mask_suffixes(tmp_path, mask_name):
+    for n in ("p1", "p2"):
+        _png(tmp_path / f"{n}.jpg", 100)
+        path = tmp_path / mask_name.format(n)
+        if path.suffix == ".tif":
+            import tifffile
+
+            tifffile.imwrite(path, np.ones((8, 8), np.uint8))
+        else:
+            _png(path, 1)
+    layout = discover(tmp_path)
+    assert [(s.name, s.mask.name) for s in layout.samples] == [(n, mask_name.format(n)) for n in ("p1", "p2")]
+    suffix = mask_name[2:].split(".")[0]
+    assert f"NAME{suffix}" in layout.description
+
+
+def test_train_on_split_folders_scores_the_test_folder(tmp_path):
+    """`segfit train` on train/ + test/: the test folder's images are the run's test split."""
+    import segfit
+    from segfit.data.synthetic import make_particles
+
+    for which, n, seed in (("train", 8, 1), ("test", 3, 2)):
+        make_particles(tmp_path / "data" / which, n=n, size=32, seed=seed)
+    run = tmp_path / "run"
+    segfit.train(tmp_path / "data", run, model="notebook", channels=1, epochs=1, batch_size=4, val=2, verbose=False)
+    split = json.loads((run / "split.json").read_text())
+    test_names = sorted(p.stem for p in (tmp_path / "data" / "test" / "images").iterdir())
+    assert sorted(split["test"]) == [f"test_{n}" for n in test_names]  # the synthetic names repeat across folders
+    assert len(split["train"]) == 6 and len(split["val"]) == 2
+    metrics = segfit.evaluate(run, split="test", overlays=False, verbose=False, report=False)
+    assert metrics["images"] == 3
