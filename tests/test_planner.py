@@ -187,8 +187,15 @@ def test_learning_warnings():
     assert "hardly finds wood (IoU 0.03)" in learning_warnings(scattered, ["background", "leaves", "wood"])[0]
 
 
-def test_planned_training_fits_a_toy_budget(particles_dir, tmp_path):
+def test_planned_training_fits_a_toy_budget(particles_dir, tmp_path, monkeypatch):
+    """Within the budget, and a plan too short for it (a calibration slowed by another job: here one
+    epoch) grows as the epochs are timed."""
+    import segfit.runs
+
+    sized = segfit.runs.epochs_for_budget
+    monkeypatch.setattr(segfit.runs, "epochs_for_budget", lambda plan, *a: (1, sized(plan, *a)[1]))
     run = segfit.train(particles_dir, tmp_path / "run", time="25s", verbose=False, report=False)
+    assert len(run.history) > 1
     plan = json.loads((run.run_dir / "plan.json").read_text())
     fingerprint = json.loads((run.run_dir / "fingerprint.json").read_text())
     config = json.loads((run.run_dir / "config.json").read_text())

@@ -45,34 +45,35 @@ class RunRecorder(pl.Callback):
 
 
 class TimeBudget(pl.Callback):
-    """Fits the epochs to a time budget: at the start of every epoch the measured time per epoch (training
+    """Fits the epochs to a time budget: at the end of every epoch the measured time per epoch (training
     and validation; the first epoch, with its warm-up, only until the second is timed) says how many
     epochs fit in ``seconds``; the epoch count and a one-cycle schedule follow, so training ends annealed
-    when the time is up (Lightning's ``max_time`` is the hard stop)."""
+    when the time is up (Lightning's ``max_time`` is the hard stop). Deciding at the end of an epoch, a
+    plan that was too short (a calibration slowed by another job) grows as well as shrinks."""
 
     def __init__(self, seconds: float, recorder: RunRecorder):
-        self.seconds, self.recorder, self.start, self.second = seconds, recorder, None, None
+        self.seconds, self.recorder, self.start, self.first_end = seconds, recorder, None, None
 
     def on_train_start(self, trainer: pl.Trainer, module) -> None:
         self.start = time.perf_counter()
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, module) -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, module) -> None:
         from segfit.optim import stretch_onecycle
 
-        done, now = trainer.current_epoch, time.perf_counter()
-        if done == 1:
-            self.second = now
-        if done < 1 or self.start is None:
+        done, now = trainer.current_epoch + 1, time.perf_counter()
+        if self.start is None:
             return
-        first = self.second - self.start
-        per_epoch = first if done == 1 else (now - self.second) / (done - 1)
-        epochs = max(done + 1, min(int((self.seconds - first) / per_epoch) + 1, 1000))
+        if self.first_end is None:
+            self.first_end = now
+        first = self.first_end - self.start
+        per_epoch = first if done == 1 else (now - self.first_end) / (done - 1)
+        epochs = max(done, min(int((self.seconds - first) / max(per_epoch, 1e-6)) + 1, 1000))
         if epochs == trainer.fit_loop.max_epochs:
             return
         trainer.fit_loop.max_epochs = epochs
         module.cfg.train.epochs = self.recorder.epochs = epochs
         config = trainer.lr_scheduler_configs[0] if trainer.lr_scheduler_configs else None
-        if config is not None and config.interval == "step":
+        if config is not None and config.interval == "step" and epochs > done:
             config.scheduler = stretch_onecycle(config.scheduler, trainer.optimizers[0], module.cfg.train.lr,
                                                 epochs * int(trainer.num_training_batches))
 

@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from segfit import argtypes
+
 EPILOG = "Run 'segfit COMMAND --help' for the options of a command."
 
 
@@ -24,48 +26,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         sys.stderr.write(f"segfit: error: {message} ({self.prog}): see '{self.prog} --help'\n")
         sys.exit(2)
-
-
-def _val(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--val takes a fraction or a count, not {text!r}") from None
-    if value < 0 or (value >= 1 and value != int(value)):
-        raise argparse.ArgumentTypeError(f"--val takes a fraction below 1 or a whole count, not {text!r}")
-    return value
-
-
-def _int_at_least(lowest: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-        if value < lowest:
-            raise argparse.ArgumentTypeError(f"expected a number of at least {lowest}, not {text!r}")
-        return value
-
-    return parse
-
-
-_positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, not {text!r}") from None
-
-
-def _float_list_or_auto(text: str):
-    if text == "auto":
-        return "auto"
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or comma-separated numbers, not {text!r}") from None
 
 
 def _default(option: str):
@@ -91,11 +51,13 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--masks", help="mask folder inside DATA (default: segmaps/, masks/, labels/ or label/)")
     g.add_argument("--mask-suffix", help=_h("masks are NAME<suffix>.png (tried first; _mask, _label, _gt, ... next)", "mask_suffix"))
     g.add_argument("--channels", type=int, choices=(1, 3), help=_h("1 = grayscale, 3 = RGB", "channels"))
-    g.add_argument("--size", type=_positive_int, help="resize images to SIZE x SIZE (nearest for masks)")
+    g.add_argument("--size", type=argtypes.positive_int, help="resize images to SIZE x SIZE (nearest for masks)")
     g.add_argument("--mask-mode", choices=("auto", "binary", "index"),
                    help="binary: value > 0 is foreground; index: values are class ids (default: binary for 2 classes)")
     g.add_argument("-c", "--classes", type=int, help=_h("number of classes, background included", "classes"))
     g.add_argument("--class-names", help="comma-separated class names, background first")
+    g.add_argument("--class-values", help="class masks storing class i as the i-th of these values, e.g. 0,128,255 "
+                                          "(default: detected; values 0..N-1 are the classes)")
     g.add_argument("--palette", help="take class names and colours from a palette file (or preset: vineyard)")
 
 
@@ -116,7 +78,7 @@ def _add_train(sub) -> None:
     _add_data_args(p)
     g = p.add_argument_group("split")
     g.add_argument("--test", type=float, help=_h("held-out test fraction when DATA has no test.csv", "test"))
-    g.add_argument("--val", type=_val, help=_h("validation fraction (< 1) or count (>= 1) of the rest", "val"))
+    g.add_argument("--val", type=argtypes.val, help=_h("validation fraction (< 1) or count (>= 1) of the rest", "val"))
     g.add_argument("--seed", type=int, help=_h("seed for the split and the initialisation", "seed"))
     g.add_argument("-p", "--preload", "--pré-load", "--pre-load", dest="preload", action="store_true",
                    help="keep decoded images in memory")
@@ -126,13 +88,17 @@ def _add_train(sub) -> None:
     g.add_argument("--encoder", help=_h("smp encoder name", "encoder"))
     g.add_argument("--encoder-weights", help="local file of encoder weights (state dict), or 'imagenet' from the local cache")
     g.add_argument("--encoder-depth", type=int, help=_h("encoder stages", "encoder_depth"))
-    g.add_argument("--decoder-channels", type=_int_list, help="e.g. 256,128,64,32,16")
+    g.add_argument("--decoder-channels", type=argtypes.int_list, help="e.g. 256,128,64,32,16")
     g.add_argument("--instances", action=argparse.BooleanOptionalAction,
                    help="learn where one object ends and the next begins (a distance map beside the classes; "
                         "default: planned, yes for instance label maps whose objects touch)")
+    g.add_argument("--instance-radius", type=float,
+                   help="pixels: deeper parts of an object are a plateau of its distance map (default: planned)")
+    g.add_argument("--min-object-area", type=argtypes.non_negative_int,
+                   help="predicted objects smaller than this many pixels are fragments (default: planned)")
     g = p.add_argument_group("training")
-    g.add_argument("-e", "--epochs", type=_positive_int, help=_h("epochs; with --resume: the run's own", "epochs"))
-    g.add_argument("-bs", "--batch-size", "--batch_size", dest="batch_size", type=_positive_int,
+    g.add_argument("-e", "--epochs", type=argtypes.positive_int, help=_h("epochs; with --resume: the run's own", "epochs"))
+    g.add_argument("-bs", "--batch-size", "--batch_size", dest="batch_size", type=argtypes.positive_int,
                    help=_h("images per batch", "batch_size"))
     g.add_argument("-lr", "--lr", "--learning_rate", "--learning-rate", dest="lr", type=float, help=_h("learning rate", "lr"))
     g.add_argument("--optimizer", choices=tuple(OPTIMIZERS), help=_h(_names(OPTIMIZERS), "optimizer"))
@@ -140,12 +106,15 @@ def _add_train(sub) -> None:
                    help=_h("weight decay", "weight_decay"))
     g.add_argument("--scheduler", choices=tuple(SCHEDULERS), help=_h(_names(SCHEDULERS), "scheduler"))
     g.add_argument("--loss", help=_h(DESCRIPTION, "loss"))
-    g.add_argument("--class-weights", type=_float_list_or_auto, help="'auto' (inverse pixel frequency) or one value per class")
+    g.add_argument("--class-weights", type=argtypes.float_list_or_auto, help="'auto' (inverse pixel frequency) or one value per class")
     g.add_argument("--augment", choices=tuple(TRANSFORMS), help=_h(_names(TRANSFORMS), "augment"))
-    g.add_argument("--crop", type=_positive_int, help="random training crops of CROP x CROP")
+    g.add_argument("--crop", type=argtypes.positive_int, help="random training crops of CROP x CROP")
+    g.add_argument("--scale", type=argtypes.scale, help="work at this fraction of the images' size, e.g. 0.5 (default: planned)")
+    g.add_argument("--mean", type=argtypes.float_list, help="per-channel normalisation mean of [0, 1] pixels (default: planned)")
+    g.add_argument("--std", type=argtypes.float_list, help="per-channel standard deviation (default: planned)")
     g.add_argument("--workers", type=int, help=_h("data loading processes", "workers"))
     g.add_argument("-s", "--save-every", "--save", dest="save_every", type=int, help="keep epoch_N.ckpt every N epochs")
-    g.add_argument("--folds", type=_positive_int,
+    g.add_argument("--folds", type=argtypes.positive_int,
                    help="K-fold cross-validation: one run per fold in RUN/fold_i/ and their ensemble (RUN/ensemble.json, "
                         "cv_metrics.json); the test split stays untouched and --time covers all folds (default 1)")
     g.add_argument("-r", "--resume", nargs="?", const=True, help="continue from a checkpoint or run folder (RUN/checkpoints/last.ckpt)")
@@ -153,7 +122,7 @@ def _add_train(sub) -> None:
     g = p.add_argument_group("hardware (passed to Lightning)")
     g.add_argument("--accelerator", help=_h("auto, cpu or gpu", "accelerator"))
     g.add_argument("--devices", help=_h("number of devices, or auto", "devices"))
-    g.add_argument("--num-nodes", type=_positive_int, help=_h("machines", "num_nodes"))
+    g.add_argument("--num-nodes", type=argtypes.positive_int, help=_h("machines", "num_nodes"))
     g.add_argument("--strategy", help=_h("auto or ddp", "strategy"))
     g.add_argument("--precision", choices=("32", "16-mixed", "bf16-mixed"), help=_h("numeric precision", "precision"))
     g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible on CPU)")
@@ -179,8 +148,8 @@ def _add_inference(sub) -> None:
     p.add_argument("data", nargs="?", help="data set folder (default: the run's)")
     p.add_argument("--split", choices=("test", "val", "train", "all"), help="default test")
     p.add_argument("--out", help="output folder (default RUN/eval_<split>)")
-    p.add_argument("--size", type=_positive_int, help="compare at SIZE x SIZE (default: original resolution)")
-    p.add_argument("--batch-size", type=_positive_int, help="default 8")
+    p.add_argument("--size", type=argtypes.positive_int, help="compare at SIZE x SIZE (default: original resolution)")
+    p.add_argument("--batch-size", type=argtypes.positive_int, help="default 8")
     p.add_argument("--seed", type=int, help="picks the images of grid.png")
     p.add_argument("--no-overlays", dest="overlays", action="store_false", help="skip overlays/NAME.png")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average the label-preserving flips and rotations")
@@ -198,7 +167,7 @@ def _add_inference(sub) -> None:
                                                             ".onnx file or bioimage.io package (.zip) from segfit export")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--tile", type=_positive_int, help="sliding-window tiles of TILE x TILE (default: automatic for large images)")
+    p.add_argument("--tile", type=argtypes.positive_int, help="sliding-window tiles of TILE x TILE (default: automatic for large images)")
     p.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default 64)")
     p.add_argument("--auto-tile", type=float, help="tile images larger than this many times the training size (default 4; 0: never)")
     p.add_argument("--instances", action=argparse.BooleanOptionalAction,
@@ -230,9 +199,9 @@ def _add_inference(sub) -> None:
 
 def _add_object_args(g, what: str) -> None:
     g.add_argument("--split-touching", action="store_true", help=f"split touching {what} (distance-transform watershed)")
-    g.add_argument("--min-distance", type=_positive_int,
+    g.add_argument("--min-distance", type=argtypes.positive_int,
                    help="smallest distance between two object centres when splitting, in pixels (default 5)")
-    g.add_argument("--min-area", type=_non_negative_int, help=f"drop {what} smaller than this many pixels (default 0: keep all)")
+    g.add_argument("--min-area", type=argtypes.non_negative_int, help=f"drop {what} smaller than this many pixels (default 0: keep all)")
 
 
 def _add_tools(sub) -> None:
@@ -285,13 +254,13 @@ def _add_tools(sub) -> None:
     p.add_argument("--model", help=_h("network", "model"))
     p.add_argument("--encoder", help=_h("smp encoder", "encoder"))
     p.add_argument("--encoder-depth", type=int, help=_h("encoder stages", "encoder_depth"))
-    p.add_argument("--size", type=_positive_int, help="input size (default 128)")
+    p.add_argument("--size", type=argtypes.positive_int, help="input size (default 128)")
     p.add_argument("--channels", type=int, choices=(1, 3), help=_h("1 = grayscale, 3 = RGB", "channels"))
     p.add_argument("-c", "--classes", type=int, help=_h("classes, background included", "classes"))
 
     p = _command(sub, "demo", "make a synthetic EM data set, train, evaluate and predict on it")
     p.add_argument("--out", help="output folder (default segfit-demo)")
-    p.add_argument("--epochs", type=_positive_int, help="training epochs (default: the demo recipe)")
+    p.add_argument("--epochs", type=argtypes.positive_int, help="training epochs (default: the demo recipe)")
 
 
 def _command(sub, name: str, help: str, epilog: str | None = None) -> argparse.ArgumentParser:

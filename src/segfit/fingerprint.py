@@ -55,7 +55,8 @@ def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: 
     channels = 1 if grey else 3
     used = values[:, :1] if grey else values
     kind, num_classes = _mask_kind(raw_masks)
-    ids = [_class_ids(m, kind) for m in raw_masks]
+    class_values = _class_values(raw_masks) if kind == "coded" else None
+    ids = [_class_ids(m, kind, class_values) for m in raw_masks]
     counts = np.zeros(num_classes, np.int64)
     for m in ids:
         counts += np.bincount(m.ravel(), minlength=num_classes)[:num_classes]
@@ -86,7 +87,7 @@ def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: 
         "bit_depth": 16 if "uint16" in dtypes else (32 if "float32" in dtypes else 8),
         "percentiles": {p: [round(float(v), 5) for v in np.percentile(used, p, axis=0)] for p in (1, 50, 99)},
         "mean": [round(float(v), 5) for v in used.mean(0)], "std": [round(float(max(v, 1e-3)), 5) for v in used.std(0)],
-        "mask_kind": kind, "num_classes": num_classes,
+        "mask_kind": kind, "num_classes": num_classes, "class_values": class_values,
         "class_fractions": [round(float(c) / max(int(counts.sum()), 1), 6) for c in counts],
         "objects": objects}
 
@@ -130,7 +131,9 @@ def _file_kind(path: Path) -> str:
 
 
 def _mask_kind(masks: list[np.ndarray]) -> tuple[str, int]:
-    """``instance`` (one id per object), ``binary_255``, ``binary_01`` or ``index``, and the class count."""
+    """``instance`` (one id per object), ``binary_255``, ``binary_01``, ``index`` (values 0..N-1 are the
+    classes) or ``coded`` (a few values spread apart, as 0/128/255: the sorted values are the classes),
+    and the class count."""
     values = np.unique(np.concatenate([np.unique(m) for m in masks]))
     many = max(len(np.unique(m)) - 1 for m in masks) > _INSTANCE_VALUES
     if set(values.tolist()) <= {0, 255}:
@@ -139,10 +142,18 @@ def _mask_kind(masks: list[np.ndarray]) -> tuple[str, int]:
         return "binary_01", 2
     if many or int(values.max()) > 255 or any(m.dtype.itemsize >= 2 for m in masks):
         return "instance", 2  # 16-bit label maps hold object ids (class ids fit in 8 bits)
+    if int(values.max()) + 1 > 2 * len(values):  # most of 0..max unused: codes, not class ids
+        return "coded", len(values)
     return "index", int(values.max()) + 1
 
 
-def _class_ids(mask: np.ndarray, kind: str) -> np.ndarray:
+def _class_values(masks: list[np.ndarray]) -> list[int]:
+    return np.unique(np.concatenate([np.unique(m) for m in masks])).tolist()
+
+
+def _class_ids(mask: np.ndarray, kind: str, values: list[int] | None = None) -> np.ndarray:
+    if kind == "coded":
+        return np.searchsorted(np.asarray(values), mask).astype(np.uint8)
     return (mask > 0).astype(np.uint8) if kind != "index" else mask.astype(np.uint8)
 
 

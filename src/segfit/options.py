@@ -56,6 +56,14 @@ def build_config(data: str | os.PathLike | None = None, **options: Any) -> RunCo
         raise TypeError(f"unknown option {unknown[0]!r}; valid options: {', '.join(sorted(set(table) | set(EXTRA)))}")
     if isinstance(given.get("class_names"), str):
         given["class_names"] = [n.strip() for n in given["class_names"].split(",") if n.strip()]
+    if isinstance(given.get("class_values"), str):
+        try:
+            given["class_values"] = [int(v) for v in given["class_values"].split(",") if v.strip()]
+        except ValueError:
+            raise SegfitError(f"--class-values takes whole numbers, not {given['class_values']!r}",
+                              fix="e.g. --class-values 0,128,255") from None
+    if given.get("class_values") and "classes" not in given and "num_classes" not in given:
+        given["classes"] = len(given["class_values"])
     if "palette" in given:
         from segfit.data.palette import load_palette
 
@@ -132,7 +140,14 @@ def resolve_data(d: DataConfig) -> DataConfig:
     if d.num_classes < 2:
         raise SegfitError(f"--classes must be at least 2, got {d.num_classes}", fix="count the background as a class")
     if d.mask_mode == "auto":
-        d.mask_mode = "binary" if d.num_classes == 2 else "index"
+        d.mask_mode = "binary" if d.num_classes == 2 and not d.class_values else "index"
+    if d.class_values is not None:
+        d.class_values = [int(v) for v in d.class_values]
+        if len(d.class_values) != d.num_classes or len(set(d.class_values)) != len(d.class_values) or min(d.class_values) < 0:
+            raise SegfitError(f"--class-values {','.join(map(str, d.class_values))} must list {d.num_classes} different "
+                              "mask values, one per class", fix="e.g. --class-values 0,128,255 for 3 classes")
+        if d.mask_mode != "index":
+            raise SegfitError("--class-values reads class masks", fix="use --mask-mode index (or leave it out)")
     if d.mask_mode not in ("binary", "index"):
         raise SegfitError(f"unknown --mask-mode {d.mask_mode!r}", fix="use binary or index")
     if d.mask_mode == "binary" and d.num_classes != 2:
@@ -145,6 +160,13 @@ def resolve_data(d: DataConfig) -> DataConfig:
                           fix="give one name per class, background first")
     if not d.class_colors:
         d.class_colors = [list(DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i in range(d.num_classes)]
+    for name in ("mean", "std"):
+        given = getattr(d, name)
+        if given is not None and len(given) not in (d.channels, 3):
+            raise SegfitError(f"--{name} gives {len(given)} values for {d.channels}-channel images",
+                              fix=f"give one value per channel ({d.channels})")
+    if d.std is not None and min(d.std) <= 0:
+        raise SegfitError(f"--std must be positive, got {d.std}", fix="e.g. --std 0.25")
     if d.size is not None and d.size < 8:
         raise SegfitError(f"--size must be at least 8, got {d.size}", fix="use e.g. --size 128")
     if d.test < 0 or d.test >= 1:

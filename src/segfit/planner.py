@@ -36,7 +36,7 @@ CANDIDATES = {
     "gpu": [("unet", "resnet34", 5, [256, 128, 64, 32, 16]), ("unet", "resnet18", 5, [128, 64, 32, 16, 8])],
     "cpu": [("unet", "resnet18", 5, [128, 64, 32, 16, 8]), ("unet", "resnet18", 3, [64, 32, 16])],
 }
-PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "mean", "std", "val", "preload", "model", "encoder",
+PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "class_values", "mean", "std", "val", "preload", "model", "encoder",
            "encoder_depth", "decoder_channels", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "loss",
            "class_weights", "augment", "precision", "workers", "epochs", "instances", "instance_radius", "min_object_area")
 
@@ -128,9 +128,19 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
               "binary_255": "0/255 masks", "binary_01": "0/1 masks"}.get(kind)
     if "classes" in user:  # the user's count decides how the masks read (2: any value > 0 is foreground)
         pass
+    elif "class_values" in user:
+        given = user["class_values"]
+        plan.set("classes", len(given.split(",") if isinstance(given, str) else given), "one class per --class-values value")
+        plan.set("mask_mode", "index", "class masks")
     elif reason:
         plan.set("classes", 2, reason)
         plan.set("mask_mode", "binary", reason)
+    elif kind == "coded":
+        values = fp["class_values"]
+        why = f"the masks hold only the values {', '.join(map(str, values))}: classes 0..{len(values) - 1}, in that order"
+        plan.set("classes", len(values), why)
+        plan.set("mask_mode", "index", "class masks")
+        plan.set("class_values", values, why)
     else:
         plan.set("classes", fp["num_classes"], f"class-index masks with ids 0..{fp['num_classes'] - 1}")
         plan.set("mask_mode", "index", "class-index masks")

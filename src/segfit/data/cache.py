@@ -40,7 +40,7 @@ def _identity(path: Path | None) -> str:
 def pair_key(sample: Sample, cfg: DataConfig) -> str:
     """A key that changes when either file or the preprocessing changes."""
     parts = [str(CACHE_VERSION), _identity(sample.image), _identity(sample.mask), str(cfg.channels), str(cfg.size) + (f"@{cfg.scale}" if cfg.scale else ""),
-             cfg.mask_mode, str(cfg.num_classes)] + ([f"instances@{cfg.instance_radius}"] if cfg.instances else [])
+             cfg.mask_mode, str(cfg.num_classes), str(cfg.class_values or "")] + ([f"instances@{cfg.instance_radius}"] if cfg.instances else [])
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()
 
 

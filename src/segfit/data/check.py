@@ -95,7 +95,7 @@ def check_dataset(cfg: DataConfig) -> CheckReport:
             if mask.shape != raw_image.shape[:2]:
                 raise SegfitError(f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is "
                                   f"{raw_image.shape[0]}x{raw_image.shape[1]}", s.mask, "masks must have the size of their image")
-            ids = to_class_ids(mask, cfg.mask_mode, cfg.num_classes, s.mask)  # the readers' own rules
+            ids = to_class_ids(mask, cfg.mask_mode, cfg.num_classes, s.mask, cfg.class_values)  # the readers' own rules
         except SegfitError as exc:
             report.problems.append(exc)
             continue

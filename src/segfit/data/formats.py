@@ -174,10 +174,21 @@ def as_label_map(arr: np.ndarray, path: Path | None = None) -> np.ndarray:
     return arr
 
 
-def to_class_ids(mask: np.ndarray, mode: str, num_classes: int, path: Path | None = None) -> np.ndarray:
-    """Turn a raw mask into uint8 class ids, checking the values fit the declared classes."""
+def to_class_ids(mask: np.ndarray, mode: str, num_classes: int, path: Path | None = None,
+                 values: list[int] | None = None) -> np.ndarray:
+    """Turn a raw mask into uint8 class ids, checking the values fit the declared classes
+    (``values``: class ``i`` is stored as ``values[i]``)."""
     if mode == "binary":
         return (mask > 0).astype(np.uint8)
+    if values:
+        lut = np.full(max(int(mask.max()) if mask.size else 0, max(values)) + 1, 255, np.uint8)
+        lut[values] = np.arange(len(values), dtype=np.uint8)
+        ids = lut[mask]
+        if len(values) < 255 and (ids == 255).any():
+            found = np.unique(mask[ids == 255])
+            raise SegfitError(f"mask values {_short(found)} are none of the class values {values}", path,
+                              "list every value with --class-values, or fix the mask")
+        return ids
     top = int(mask.max()) if mask.size else 0
     if top >= num_classes:
         values, counts = np.unique(mask, return_counts=True)

@@ -1,0 +1,65 @@
+"""Value types of the command line's options: each parses one argument or raises argparse's type
+error, which the parser shows as a one-line message."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def val(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--val takes a fraction or a count, not {text!r}") from None
+    if value < 0 or (value >= 1 and value != int(value)):
+        raise argparse.ArgumentTypeError(f"--val takes a fraction below 1 or a whole count, not {text!r}")
+    return value
+
+
+def int_at_least(lowest: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"expected a number of at least {lowest}, not {text!r}")
+        return value
+
+    return parse
+
+
+positive_int, non_negative_int = int_at_least(1), int_at_least(0)
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, not {text!r}") from None
+
+
+def float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, not {text!r}") from None
+
+
+def scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction of the images' size in (0, 1], not {text!r}")
+    return value
+
+
+def float_list_or_auto(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or comma-separated numbers, not {text!r}") from None
