@@ -111,3 +111,20 @@ def test_train_on_split_folders_scores_the_test_folder(tmp_path):
     assert len(split["train"]) == 6 and len(split["val"]) == 2
     metrics = segfit.evaluate(run, split="test", overlays=False, verbose=False, report=False)
     assert metrics["images"] == 3
+
+
+def test_jpeg_and_gif_masks(tmp_path):
+    """JPEG masks (lossy: in-between values at the edges) read as 0/255; GIF masks as their indices."""
+    from segfit.data.formats import read_mask
+
+    truth = np.zeros((32, 32), np.uint8)
+    truth[8:24, 6:20] = 255
+    _png(tmp_path / "images" / "a.png", 100, 32)
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(truth).save(tmp_path / "masks" / "a.jpg", quality=60)
+    assert len(np.unique(np.asarray(Image.open(tmp_path / "masks" / "a.jpg")))) > 2  # the file itself is not clean
+    layout = discover(tmp_path)
+    assert layout.samples[0].mask.name == "a.jpg" and "JPEG masks are lossy" in layout.description
+    assert np.array_equal(read_mask(layout.samples[0].mask), truth)
+    Image.fromarray((truth > 0).astype(np.uint8)).save(tmp_path / "b.gif")
+    assert np.array_equal(read_mask(tmp_path / "b.gif"), truth > 0)

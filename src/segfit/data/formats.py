@@ -17,7 +17,8 @@ from segfit.errors import SegfitError
 logging.getLogger("tifffile").setLevel(logging.CRITICAL)  # its warnings would duplicate our one-line errors
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-MASK_EXTS = (".png", ".tif", ".tiff", ".npy", ".bmp")
+MASK_EXTS = (".png", ".tif", ".tiff", ".npy", ".bmp", ".gif")
+LOSSY_MASK_EXTS = (".jpg", ".jpeg")  # accepted in a mask folder; read as foreground/background
 
 
 def list_files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
@@ -126,7 +127,8 @@ def to_channels(arr: np.ndarray, channels: int, path: Path | None = None) -> np.
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a mask (PNG 8/16-bit, TIFF, npy) as a 2-D integer array of its raw values."""
+    """Read a mask (PNG 8/16-bit, TIFF, npy, GIF) as a 2-D integer array of its raw values. A JPEG mask
+    is lossy (its edges hold in-between values): it is read as 0/255, foreground from half its maximum."""
     path = Path(path)
     suffix = path.suffix.lower()
     _check_nonempty(path, "mask")
@@ -145,6 +147,10 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
                 arr = np.asarray(im.convert("L") if im.mode == "1" else im)
     except Exception as exc:
         raise SegfitError(f"cannot read mask ({type(exc).__name__}: {exc})", path, "replace or remove the file") from None
+    if suffix in LOSSY_MASK_EXTS:
+        arr = np.asarray(arr)
+        grey = arr.max(axis=-1) if arr.ndim == 3 else arr
+        return np.where(grey >= max(1, (int(grey.max()) + 1) // 2), 255, 0).astype(np.uint8)
     return as_label_map(arr, path)
 
 

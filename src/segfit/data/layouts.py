@@ -3,7 +3,8 @@
 Three layouts are found automatically (folder names in any case):
 
 * **folders** — an image folder (``images/``, ``imgs/``, ``img/``, ...) beside a mask folder
-  (``segmaps/``, ``masks/``, ``labels/``, ``gt/``, ``annotations/``, ...), paired by file stem;
+  (``segmaps/``, ``masks/``, ``labels/``, ``gt/``, ``annotations/``, ...), paired by file stem
+  (JPEG masks too, read as foreground/background);
 * **flat** — one folder of ``NAME.jpg|png|tif`` with the mask ``NAME_bin.png`` beside each;
 * **split folders** — ``train/`` (and ``val/``, ``test/``) each holding one of the layouts above;
   the folders are the split (a ``test/`` without masks holds images to predict on and is left out).
@@ -18,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segfit.data.formats import IMAGE_EXTS, MASK_EXTS, list_files
+from segfit.data.formats import IMAGE_EXTS, LOSSY_MASK_EXTS, MASK_EXTS, list_files
 from segfit.errors import SegfitError
 
 IMAGE_FOLDERS = ("images", "imgs", "image", "img", "inputs", "input", "raw")
@@ -81,9 +82,11 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
             raise SegfitError(f"no mask folder beside {image_dir.name}/", root,
                               f"add a masks/ folder (or {', '.join(MASK_FOLDERS[:3])}/), or name it with --masks")
         image_files = _by_stem(list_files(image_dir, IMAGE_EXTS), "image")
-        mask_files = _by_stem(list_files(mask_dir, MASK_EXTS), "mask") if mask_dir else {}
+        mask_files = _by_stem(list_files(mask_dir, MASK_EXTS + LOSSY_MASK_EXTS), "mask") if mask_dir else {}
         mask_files = {_image_stem(s, suffixes, image_files): p for s, p in mask_files.items()}
         where = f"{_rel(image_dir, root)}/ with masks in {_rel(mask_dir, root)}/" if mask_dir else f"{_rel(image_dir, root)}/"
+        if any(p.suffix.lower() in LOSSY_MASK_EXTS for p in mask_files.values()):
+            where += " (JPEG masks are lossy: read as foreground where above half their maximum)"
     else:
         if masks is not None:
             raise SegfitError("--masks needs an image folder", root, "name it with --images")
@@ -166,7 +169,7 @@ def _by_stem(paths: list[Path], kind: str) -> dict[str, Path]:
 def _flat_mask_of(path: Path, mask_suffix: str, suffixes: tuple[str, ...], stems: set[str]) -> str | None:
     """In a flat folder: the image stem whose mask ``path`` is (None: ``path`` is an image). A name
     ending in ``mask_suffix`` is a mask even without its image."""
-    if path.suffix.lower() not in MASK_EXTS:
+    if path.suffix.lower() not in MASK_EXTS + LOSSY_MASK_EXTS:
         return None
     if mask_suffix and path.stem.endswith(mask_suffix) and len(path.stem) > len(mask_suffix):
         return path.stem[: -len(mask_suffix)]
