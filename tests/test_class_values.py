@@ -72,3 +72,68 @@ def test_train_on_coded_masks_from_the_command_line(coded_scenes, tmp_path):
     assert config["data"]["class_values"] == VALUES and config["data"]["num_classes"] == 3
     summary = json.loads((run / "summary.json").read_text())
     assert summary["best_epoch"] >= 1
+
+
+@pytest.fixture(scope="module")
+def colour_scenes(tmp_path_factory) -> Path:
+    """The scenes with their class masks saved as colour PNGs: black, red and green."""
+    from segfit.data.synthetic import make_scenes
+
+    out = make_scenes(tmp_path_factory.mktemp("colour"), n=12, size=48, seed=4)
+    for path in out.glob("*_bin.png"):
+        ids = np.asarray(Image.open(path))
+        Image.fromarray(np.asarray([[0, 0, 0], [255, 0, 0], [0, 160, 0]], np.uint8)[ids]).save(path)
+    return out
+
+
+def test_colour_masks_are_read_as_classes(colour_scenes, tmp_path):
+    from segfit.data.formats import read_mask
+
+    fp = fingerprint_data(colour_scenes)
+    assert fp["mask_kind"] == "colour" and fp["class_values"] == ["#000000", "#00a000", "#ff0000"]
+    v = make_plan(fp, {"cores": 2, "cpu_bf16": False, "gpu": None}, None, {}, calibrate_steps=0).values()
+    assert v["classes"] == 3 and v["class_values"] == fp["class_values"]
+    from segfit.options import build_config
+
+    d = build_config(colour_scenes, **{k: v[k] for k in ("classes", "mask_mode", "class_values")}).data
+    assert d.class_colors == [[0, 0, 0], [0, 160, 0], [255, 0, 0]] and d.class_names == ["background", "#00a000", "#ff0000"]
+    mask_path = next(colour_scenes.glob("*_bin.png"))
+    rgb = np.asarray(Image.open(mask_path))
+    ids = to_class_ids(read_mask(mask_path, colour=True), "index", 3, mask_path, v["class_values"])
+    assert np.array_equal(ids == 2, rgb[..., 0] == 255) and np.array_equal(ids == 1, rgb[..., 1] == 160)
+    with pytest.raises(SegfitError) as err:  # a colour no class has
+        to_class_ids(read_mask(mask_path, colour=True), "index", 2, mask_path, ["#000000", "#00a000"])
+    assert "#ff0000" in str(err.value) and mask_path.name in str(err.value)
+
+
+def test_too_many_colours_ask_for_convert_masks(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(np.full((16, 16), 90, np.uint8)).save(tmp_path / f"a{i}.png")
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"a{i}_bin.png")
+    with pytest.raises(SegfitError) as err:
+        fingerprint_data(tmp_path)
+    assert "convert-masks" in err.value.fix and "colours" in err.value.what
+
+
+def test_train_on_colour_masks_with_given_colours(colour_scenes, tmp_path):
+    import segfit
+
+    run = segfit.train(colour_scenes, tmp_path / "run", model="unet", encoder="resnet18", encoder_depth=3,
+                       decoder_channels=[16, 8, 8], epochs=1, batch_size=4, plan=False, verbose=False, report=False,
+                       class_values="#000000,#ff0000,#00a000")
+    data = json.loads((run.run_dir / "config.json").read_text())["data"]
+    assert data["num_classes"] == 3 and data["mask_mode"] == "index"
+    assert data["class_colors"] == [[0, 0, 0], [255, 0, 0], [0, 160, 0]]
+    metrics = segfit.evaluate(run.run_dir, split="val", overlays=False, verbose=False, report=False)
+    assert list(metrics["per_class"]) == ["background", "#ff0000", "#00a000"]
+
+
+def test_check_reads_masks_as_train_would(coded_scenes, colour_scenes):
+    """`segfit check` with no class options reads coded and colour masks as the plan does."""
+    import segfit
+
+    for data, names in ((coded_scenes, ["background", "class1", "class2"]), (colour_scenes, ["background", "#00a000", "#ff0000"])):
+        report = segfit.check(data, verbose=False)
+        assert report.ok and report.class_names == names
+        assert all(report.class_pixels > 0)

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from segfit.data.formats import read_image, read_mask
+from segfit.data.formats import colour_name, read_image, read_mask
 from segfit.data.layouts import discover
 from segfit.errors import SegfitError
 
 SAMPLE = 64  # images read when the set is larger (said in the fingerprint)
+MAX_MASK_COLOURS = 32  # colour masks with more colours are annotations to convert (segfit convert-masks)
 _INSTANCE_VALUES = 24  # more distinct non-zero values than this in one mask: an instance map
 
 
@@ -34,10 +35,13 @@ def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: 
     samples = layout.samples
     chosen = sorted(random.Random(seed).sample(range(len(samples)), sample)) if len(samples) > sample else range(len(samples))
     heights, widths, files, dtypes, greys, raw_masks, pixels = [], [], {}, set(), [], [], []
+    colour = False
     for i in chosen:
         s = samples[i]
         image = read_image(s.image, 3)
-        mask = read_mask(s.mask)
+        mask, coloured = _read_mask(s.mask, colour)
+        if coloured and not colour:  # the first colour mask: the others are read as colours too
+            colour, raw_masks = True, [_packed_grey(m, s.mask) for m in raw_masks]
         if mask.shape != image.shape[:2]:
             raise SegfitError(f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}",
                               s.mask, "masks must have the size of their image")
@@ -54,8 +58,8 @@ def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: 
     grey = all(greys)
     channels = 1 if grey else 3
     used = values[:, :1] if grey else values
-    kind, num_classes = _mask_kind(raw_masks)
-    class_values = _class_values(raw_masks) if kind == "coded" else None
+    kind, num_classes = _mask_kind(raw_masks) if not colour else _colour_kind(raw_masks, samples[chosen[0]].mask)
+    class_values = _class_values(raw_masks) if kind in ("coded", "colour") else None
     ids = [_class_ids(m, kind, class_values) for m in raw_masks]
     counts = np.zeros(num_classes, np.int64)
     for m in ids:
@@ -87,7 +91,8 @@ def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: 
         "bit_depth": 16 if "uint16" in dtypes else (32 if "float32" in dtypes else 8),
         "percentiles": {p: [round(float(v), 5) for v in np.percentile(used, p, axis=0)] for p in (1, 50, 99)},
         "mean": [round(float(v), 5) for v in used.mean(0)], "std": [round(float(max(v, 1e-3)), 5) for v in used.std(0)],
-        "mask_kind": kind, "num_classes": num_classes, "class_values": class_values,
+        "mask_kind": kind, "num_classes": num_classes,
+        "class_values": [colour_name(v) for v in class_values] if kind == "colour" else class_values,
         "class_fractions": [round(float(c) / max(int(counts.sum()), 1), 6) for c in counts],
         "objects": objects}
 
@@ -147,12 +152,40 @@ def _mask_kind(masks: list[np.ndarray]) -> tuple[str, int]:
     return "index", int(values.max()) + 1
 
 
+def _read_mask(path: Path, colour: bool) -> tuple[np.ndarray, bool]:
+    """A mask's values and whether it is a colour mask (then as packed ``0xrrggbb`` codes)."""
+    if colour:
+        return read_mask(path, colour=True), True
+    try:
+        return read_mask(path), False
+    except SegfitError as exc:
+        if exc.what != "mask is a colour image":
+            raise
+        return read_mask(path, colour=True), True
+
+
+def _packed_grey(mask: np.ndarray, path: Path) -> np.ndarray:
+    if mask.max(initial=0) > 255:
+        raise SegfitError("masks mix colour images and 16-bit label maps", path, "save every mask the same way")
+    return mask.astype(np.uint32) * 0x010101
+
+
+def _colour_kind(masks: list[np.ndarray], path: Path) -> tuple[str, int]:
+    """Colour masks: each of a few colours is a class (black, when present, the background)."""
+    values = _class_values(masks)
+    if len(values) > MAX_MASK_COLOURS:
+        raise SegfitError(f"the colour masks hold {len(values)} colours, too many to be one class each "
+                          "(hand-painted or saved as JPEG?)", path,
+                          "turn colours into class ids with `segfit convert-masks SRC DST --palette FILE`")
+    return "colour", len(values)
+
+
 def _class_values(masks: list[np.ndarray]) -> list[int]:
     return np.unique(np.concatenate([np.unique(m) for m in masks])).tolist()
 
 
 def _class_ids(mask: np.ndarray, kind: str, values: list[int] | None = None) -> np.ndarray:
-    if kind == "coded":
+    if kind in ("coded", "colour"):
         return np.searchsorted(np.asarray(values), mask).astype(np.uint8)
     return (mask > 0).astype(np.uint8) if kind != "index" else mask.astype(np.uint8)
 

@@ -57,11 +57,8 @@ def build_config(data: str | os.PathLike | None = None, **options: Any) -> RunCo
     if isinstance(given.get("class_names"), str):
         given["class_names"] = [n.strip() for n in given["class_names"].split(",") if n.strip()]
     if isinstance(given.get("class_values"), str):
-        try:
-            given["class_values"] = [int(v) for v in given["class_values"].split(",") if v.strip()]
-        except ValueError:
-            raise SegfitError(f"--class-values takes whole numbers, not {given['class_values']!r}",
-                              fix="e.g. --class-values 0,128,255") from None
+        given["class_values"] = [v.strip() if v.strip().startswith("#") else _whole(v) for v in given["class_values"].split(",")
+                                 if v.strip()]
     if given.get("class_values") and "classes" not in given and "num_classes" not in given:
         given["classes"] = len(given["class_values"])
     if "palette" in given:
@@ -135,6 +132,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
 
 def resolve_data(d: DataConfig) -> DataConfig:
     """Fill in the data's derived defaults (mask mode, class names and colours) and validate them."""
+    from segfit.data.formats import colour_code
+
     if d.channels not in (1, 3):
         raise SegfitError(f"--channels must be 1 or 3, got {d.channels}", fix="use --channels 1 (grayscale) or 3 (RGB)")
     if d.num_classes < 2:
@@ -142,8 +141,8 @@ def resolve_data(d: DataConfig) -> DataConfig:
     if d.mask_mode == "auto":
         d.mask_mode = "binary" if d.num_classes == 2 and not d.class_values else "index"
     if d.class_values is not None:
-        d.class_values = [int(v) for v in d.class_values]
-        if len(d.class_values) != d.num_classes or len(set(d.class_values)) != len(d.class_values) or min(d.class_values) < 0:
+        codes = [colour_code(v) for v in d.class_values]
+        if len(codes) != d.num_classes or len(set(codes)) != len(codes) or min(codes) < 0:
             raise SegfitError(f"--class-values {','.join(map(str, d.class_values))} must list {d.num_classes} different "
                               "mask values, one per class", fix="e.g. --class-values 0,128,255 for 3 classes")
         if d.mask_mode != "index":
@@ -152,6 +151,9 @@ def resolve_data(d: DataConfig) -> DataConfig:
         raise SegfitError(f"unknown --mask-mode {d.mask_mode!r}", fix="use binary or index")
     if d.mask_mode == "binary" and d.num_classes != 2:
         raise SegfitError("--mask-mode binary makes 2 classes", fix=f"use --mask-mode index for {d.num_classes} classes")
+    if d.class_values and all(isinstance(v, str) for v in d.class_values):  # colour masks: classes by their colours
+        d.class_colors = d.class_colors or [[(colour_code(v) >> s) & 255 for s in (16, 8, 0)] for v in d.class_values]
+        d.class_names = d.class_names or ["background" if colour_code(v) == 0 else v.lower() for v in d.class_values]
     if not d.class_names:
         d.class_names = ["background", "foreground"] if d.num_classes == 2 else (
             ["background"] + [f"class{i}" for i in range(1, d.num_classes)])
@@ -174,6 +176,14 @@ def resolve_data(d: DataConfig) -> DataConfig:
     if d.val < 0 or (d.val >= 1 and d.val != int(d.val)):
         raise SegfitError(f"--val must be a fraction below 1 or a whole count, got {d.val}", fix="use e.g. --val 0.2 or --val 100")
     return d
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise SegfitError(f"--class-values takes whole numbers or #rrggbb colours, not {text.strip()!r}",
+                          fix="e.g. --class-values 0,128,255 or --class-values #000000,#ff0000") from None
 
 
 def data_config(data: str | os.PathLike, **options: Any) -> DataConfig:

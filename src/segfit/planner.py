@@ -118,35 +118,41 @@ def make_plan(fp: dict, machine: dict, budget_s: float | None, user: dict, calib
     return plan
 
 
+def mask_reading(fp: dict) -> dict:
+    """How the fingerprinted masks read: ``{option: (value, reason)}`` for ``classes``, ``mask_mode``
+    and, for masks that store classes as spread values or colours, ``class_values``."""
+    kind = fp["mask_kind"]
+    binary = {"instance": "instance label maps (one id per object): foreground vs background",
+              "binary_255": "0/255 masks", "binary_01": "0/1 masks"}.get(kind)
+    if binary:
+        return {"classes": (2, binary), "mask_mode": ("binary", binary)}
+    if kind in ("coded", "colour"):
+        values = fp["class_values"]
+        what = "colour masks hold the colours" if kind == "colour" else "masks hold only the values"
+        why = f"the {what} {', '.join(map(str, values))}: classes 0..{len(values) - 1}, in that order"
+        return {"classes": (len(values), why), "mask_mode": ("index", "class masks"),
+                "class_values": (values, why + ("; each class is named and drawn by its colour" if kind == "colour" else ""))}
+    why = f"class-index masks with ids 0..{fp['num_classes'] - 1}"
+    return {"classes": (fp["num_classes"], why), "mask_mode": ("index", "class-index masks")}
+
+
 def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
     if fp["channels"] == 1:
         plan.set("channels", 1, "RGB files hold grey pixels" if fp.get("grey_in_rgb") else "the images are grey")
     else:
         plan.set("channels", 3, "the images are in colour")
-    kind = fp["mask_kind"]
-    reason = {"instance": "instance label maps (one id per object): foreground vs background",
-              "binary_255": "0/255 masks", "binary_01": "0/1 masks"}.get(kind)
     if "classes" in user:  # the user's count decides how the masks read (2: any value > 0 is foreground)
         pass
     elif "class_values" in user:
         given = user["class_values"]
         plan.set("classes", len(given.split(",") if isinstance(given, str) else given), "one class per --class-values value")
         plan.set("mask_mode", "index", "class masks")
-    elif reason:
-        plan.set("classes", 2, reason)
-        plan.set("mask_mode", "binary", reason)
-    elif kind == "coded":
-        values = fp["class_values"]
-        why = f"the masks hold only the values {', '.join(map(str, values))}: classes 0..{len(values) - 1}, in that order"
-        plan.set("classes", len(values), why)
-        plan.set("mask_mode", "index", "class masks")
-        plan.set("class_values", values, why)
     else:
-        plan.set("classes", fp["num_classes"], f"class-index masks with ids 0..{fp['num_classes'] - 1}")
-        plan.set("mask_mode", "index", "class-index masks")
+        for option, (value, reason) in mask_reading(fp).items():
+            plan.set(option, value, reason)
     plan.set("mean", fp["mean"][: fp["channels"]], "the data set's own mean (sampled pixels)")
     plan.set("std", fp["std"][: fp["channels"]], "the data set's own standard deviation")
-    objects = fp["objects"].values()
+    kind, objects = fp["mask_kind"], fp["objects"].values()
     touching = max((o.get("touching_fraction") or 0.0 for o in objects), default=0.0)
     if kind == "instance" and touching >= MIN_TOUCHING:
         plan.set("instances", True, f"instance label maps whose objects touch ({100 * touching:.0f} % touch another): "

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from segfit.config import DataConfig
-from segfit.data.formats import MASK_EXTS, list_files, read_image, read_mask, to_class_ids
+from segfit.data.formats import MASK_EXTS, is_colour_coded, list_files, read_image, read_mask, to_class_ids
 from segfit.data.layouts import discover
 from segfit.errors import SegfitError
 
@@ -65,10 +65,26 @@ def check(data: str | os.PathLike, verbose: bool = True, **options) -> CheckRepo
     """
     from segfit.options import data_config
 
+    options = {k: v for k, v in options.items() if v is not None}
+    if not {"classes", "num_classes", "class_values", "mask_mode", "palette", "class_names"} & set(options):
+        options.update(_detected_reading(data, options))  # the masks read as `segfit train` would read them
     report = check_dataset(data_config(data, **options))
     if verbose:
         print("\n".join(report.lines()))
     return report
+
+
+def _detected_reading(data, options: dict) -> dict:
+    """Classes, mask mode and class values from the data's fingerprint (what the plan would choose);
+    nothing when the sample cannot be read (the check itself then reports the problem)."""
+    from segfit.fingerprint import fingerprint_data
+    from segfit.planner import mask_reading
+
+    try:
+        fp = fingerprint_data(data, options.get("images"), options.get("masks"), options.get("mask_suffix") or "_bin")
+    except SegfitError:
+        return {}
+    return {option: value for option, (value, _) in mask_reading(fp).items()}
 
 
 def check_dataset(cfg: DataConfig) -> CheckReport:
@@ -89,7 +105,7 @@ def check_dataset(cfg: DataConfig) -> CheckReport:
         try:
             raw_image = read_image(s.image, 3)
             image_channels = _file_channels(s.image)
-            mask = read_mask(s.mask)
+            mask = read_mask(s.mask, colour=is_colour_coded(cfg.class_values))
             report.sizes[raw_image.shape[:2]] += 1
             report.channels[image_channels] += 1
             if mask.shape != raw_image.shape[:2]:

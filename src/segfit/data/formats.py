@@ -126,9 +126,32 @@ def to_channels(arr: np.ndarray, channels: int, path: Path | None = None) -> np.
     return grey.astype(arr.dtype)[..., None] if arr.dtype.kind == "f" else np.round(grey).astype(arr.dtype)[..., None]
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
+def colour_code(value) -> int:
+    """A class value as an integer: ``"#rrggbb"`` (a colour mask's colour) packs to ``0xrrggbb``."""
+    if isinstance(value, str):
+        text = value.strip().lstrip("#")
+        if len(text) != 6:
+            raise SegfitError(f"{value!r} is not a colour", fix="write colours as #rrggbb, e.g. #ff0000 for red")
+        try:
+            return int(text, 16)
+        except ValueError:
+            raise SegfitError(f"{value!r} is not a colour", fix="write colours as #rrggbb, e.g. #ff0000 for red") from None
+    return int(value)
+
+
+def colour_name(code: int) -> str:
+    return f"#{int(code):06x}"
+
+
+def is_colour_coded(values) -> bool:
+    """Whether class values name colours (``"#rrggbb"``): the masks are colour images."""
+    return bool(values) and any(isinstance(v, str) for v in values)
+
+
+def read_mask(path: str | os.PathLike, colour: bool = False) -> np.ndarray:
     """Read a mask (PNG 8/16-bit, TIFF, npy, GIF) as a 2-D integer array of its raw values. A JPEG mask
-    is lossy (its edges hold in-between values): it is read as 0/255, foreground from half its maximum."""
+    is lossy (its edges hold in-between values): it is read as 0/255, foreground from half its maximum.
+    ``colour``: a colour mask comes back as packed ``0xrrggbb`` codes (see :func:`colour_code`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     _check_nonempty(path, "mask")
@@ -147,11 +170,20 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
                 arr = np.asarray(im.convert("L") if im.mode == "1" else im)
     except Exception as exc:
         raise SegfitError(f"cannot read mask ({type(exc).__name__}: {exc})", path, "replace or remove the file") from None
+    if colour:
+        return _packed(np.asarray(arr), path)
     if suffix in LOSSY_MASK_EXTS:
         arr = np.asarray(arr)
         grey = arr.max(axis=-1) if arr.ndim == 3 else arr
         return np.where(grey >= max(1, (int(grey.max()) + 1) // 2), 255, 0).astype(np.uint8)
     return as_label_map(arr, path)
+
+
+def _packed(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
+        raise SegfitError(f"colour mask has shape {arr.shape} and dtype {arr.dtype}", path, "save colour masks as 8-bit RGB PNGs")
+    rgb = np.repeat(arr[..., None], 3, -1) if arr.ndim == 2 else arr[..., :3]
+    return (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
 
 
 def as_label_map(arr: np.ndarray, path: Path | None = None) -> np.ndarray:
@@ -183,17 +215,26 @@ def as_label_map(arr: np.ndarray, path: Path | None = None) -> np.ndarray:
 def to_class_ids(mask: np.ndarray, mode: str, num_classes: int, path: Path | None = None,
                  values: list[int] | None = None) -> np.ndarray:
     """Turn a raw mask into uint8 class ids, checking the values fit the declared classes
-    (``values``: class ``i`` is stored as ``values[i]``)."""
+    (``values``: class ``i`` is stored as ``values[i]``, a number or a ``"#rrggbb"`` colour)."""
     if mode == "binary":
         return (mask > 0).astype(np.uint8)
     if values:
-        lut = np.full(max(int(mask.max()) if mask.size else 0, max(values)) + 1, 255, np.uint8)
-        lut[values] = np.arange(len(values), dtype=np.uint8)
-        ids = lut[mask]
-        if len(values) < 255 and (ids == 255).any():
-            found = np.unique(mask[ids == 255])
-            raise SegfitError(f"mask values {_short(found)} are none of the class values {values}", path,
-                              "list every value with --class-values, or fix the mask")
+        codes = np.asarray([colour_code(v) for v in values], np.int64)
+        top = max(int(mask.max()) if mask.size else 0, int(codes.max()))
+        if top < 1 << 16:  # a lookup table (uint8 ids; 255 marks values of no class)
+            lut = np.full(top + 1, 255, np.uint8)
+            lut[codes] = np.arange(len(codes), dtype=np.uint8)
+            ids = lut[mask]
+            unknown = ids == 255
+        else:  # packed colours: look the codes up in sorted order
+            order = np.argsort(codes)
+            at = np.minimum(np.searchsorted(codes[order], mask), len(codes) - 1)
+            ids, unknown = order[at].astype(np.uint8), codes[order][at] != mask
+        if unknown.any():
+            found = np.unique(mask[unknown])
+            shown = [colour_name(v) for v in found[:6]] if is_colour_coded(values) else found
+            raise SegfitError(f"mask values {_short(np.asarray(shown))} are none of the class values "
+                              f"{', '.join(map(str, values))}", path, "list every value with --class-values, or fix the mask")
         return ids
     top = int(mask.max()) if mask.size else 0
     if top >= num_classes:
