@@ -119,12 +119,14 @@ def test_large_images_get_crops_small_ones_whole():
 
 def test_channels_loss_weights_and_augmentation_follow_the_data():
     grey = _plan(_fp(channels=1))
-    assert grey["channels"] == 1 and grey["augment"] == "light" and grey["loss"] == "bce"
+    assert grey["channels"] == 1 and grey["augment"] == "light" and grey["loss"] == "bce+dice"
     photo = _plan(_fp(channels=3, kind="index", fractions=(0.6, 0.39, 0.01)))
     assert photo["channels"] == 3 and photo["augment"] == "photo"
     assert photo["loss"] == "ce+dice" and photo["class_weights"] == "auto" and photo["classes"] == 3
     sparse = _plan(_fp(fractions=(0.95, 0.05)))
     assert sparse["loss"] == "bce+dice" and "class_weights" not in sparse
+    reasons = [make_plan(fp, CPU, None, {}, 0).entries["loss"]["reason"] for fp in (_fp(channels=1), _fp(fractions=(0.95, 0.05)))]
+    assert "rare class" not in reasons[0] and "rare class (5.0 % of pixels)" in reasons[1]
 
 
 def test_precision_and_device_follow_the_machine():

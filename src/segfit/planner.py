@@ -236,10 +236,10 @@ def _training_rules(plan: Plan, fp: dict, machine: dict, device: str) -> None:
     binary = plan.entries["classes"]["value"] == 2
     rare = (1.0 - fractions[0] if binary else min(fractions[1:])) if len(fractions) > 1 else 1.0
     if rare < 0.1:
-        plan.set("loss", "bce+dice" if binary else "ce+dice", f"a rare class ({100 * rare:.1f} % of pixels): Dice "
-                                                               "weighs classes by their overlap, not their pixels")
-    else:
-        plan.set("loss", "bce" if binary else "ce", "classes are balanced enough for cross-entropy")
+        why = f"a rare class ({100 * rare:.1f} % of pixels): Dice weighs classes by their overlap, not their pixels"
+    else:  # measured: EMPS, 5 minutes on 2 cores, test IoU 0.695 with Dice vs 0.670 without (same day, one run each)
+        why = "cross-entropy for calibrated probabilities plus Dice for the overlap itself (nnU-Net's default)"
+    plan.set("loss", "bce+dice" if binary else "ce+dice", why)
     if not binary and rare < 0.02:
         plan.set("class_weights", "auto", "inverse-frequency class weights for the rarest classes")
     photo = fp["channels"] == 3
