@@ -195,6 +195,7 @@ def test_folder_of_predictions_skips_overlays_and_reads_class_names(tmp_path):
     folder = tmp_path / "pred"
     _save(folder / "x.png", _disc(np.zeros((40, 40), np.uint8), 20, 20, 8))
     _save(folder / "x_overlay.png", np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    _save(folder / "x_uncertainty.png", np.tile(np.arange(0, 240, 6, dtype=np.uint8), (40, 1)))  # 40 grey levels
     (folder / "coverage.csv").write_text("image,class,fraction\n")
     (folder / "predictions.json").write_text(json.dumps({"class_names": ["background", "particles"],
                                                          "run_dir": "/runs/em", "checkpoint": "/runs/em/checkpoints/best.ckpt"}))

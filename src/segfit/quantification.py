@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segfit.data.formats import MASK_EXTS, list_inputs, read_image, read_mask
+from segfit.data.formats import MASK_EXTS, PREDICTED_SUFFIXES, list_inputs, read_image, read_mask
 from segfit.errors import SegfitError
 from segfit.objects import LENGTHS, OBJECT_COLUMNS, label_objects, measure_objects, renumber
 
@@ -27,7 +27,7 @@ _MAX_CLASS_VALUES = 64  # more distinct values than this: a photo or an instance
 
 def list_masks(inputs: list[str | os.PathLike]) -> list[Path]:
     """Mask files named directly or found in folders (``*_overlay.png`` and non-mask files skipped)."""
-    return list_inputs(inputs, MASK_EXTS, ("_overlay", "_instances"), SegfitError(
+    return list_inputs(inputs, MASK_EXTS, PREDICTED_SUFFIXES, SegfitError(
         "no masks found", fix="give a folder of class-index masks (NAME.png from `segfit predict`), "
                               "or images with --checkpoint to predict masks first"))
 

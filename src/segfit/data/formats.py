@@ -19,6 +19,10 @@ logging.getLogger("tifffile").setLevel(logging.CRITICAL)  # its warnings would d
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MASK_EXTS = (".png", ".tif", ".tiff", ".npy", ".bmp", ".gif")
 LOSSY_MASK_EXTS = (".jpg", ".jpeg")  # accepted in a mask folder; read as foreground/background
+# Common endings of mask names (NAME_mask.png); the data's own --mask-suffix is tried first.
+MASK_SUFFIXES = ("_bin", "_mask", "_masks", "_label", "_labels", "_gt", "_seg", "_segmentation", "_annotation",
+                 "-mask", "-label", "_lbl")
+PREDICTED_SUFFIXES = ("_overlay", "_instances", "_uncertainty")  # what segfit predict writes beside NAME.png
 
 
 def list_files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
@@ -27,8 +31,9 @@ def list_files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
 
 
 def list_images(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Image files named directly or found in the given folders (mask-like ``*_bin`` files skipped)."""
-    found = list_inputs(inputs, IMAGE_EXTS, ("_bin", "_overlay", "_mask"))
+    """Image files named directly or found in the given folders (masks, ``*_bin``, ``*_mask``, ..., and
+    segfit's own outputs in a folder skipped)."""
+    found = list_inputs(inputs, IMAGE_EXTS, MASK_SUFFIXES + PREDICTED_SUFFIXES)
     if not found:
         raise SegfitError("no images found", ", ".join(map(str, inputs)), "give image files or folders that hold them")
     return found

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segfit.data.formats import IMAGE_EXTS, LOSSY_MASK_EXTS, MASK_EXTS, list_files
+from segfit.data.formats import IMAGE_EXTS, LOSSY_MASK_EXTS, MASK_EXTS, MASK_SUFFIXES, list_files
 from segfit.errors import SegfitError
 
 IMAGE_FOLDERS = ("images", "imgs", "image", "img", "inputs", "input", "raw")
@@ -27,8 +27,6 @@ MASK_FOLDERS = ("segmaps", "masks", "labels", "label", "mask", "gt", "groundtrut
                 "annotation", "segmentations", "segmentation", "targets", "target")
 SPLIT_FOLDERS = {"train": ("train", "training", "trainval"), "val": ("val", "valid", "validation"),
                  "test": ("test", "testing")}
-MASK_SUFFIXES = ("_bin", "_mask", "_masks", "_label", "_labels", "_gt", "_seg", "_segmentation", "_annotation",
-                 "-mask", "-label", "_lbl")
 MASK_PREFIXES = ("mask_", "label_", "gt_", "seg_")
 
 
