@@ -171,10 +171,10 @@ def test_flat_layout_with_mask_suffix_and_0_255_masks(tmp_path):
         assert np.array_equal(mask, (raw > 0).astype(np.uint8))
 
 
-def test_flat_layout_needs_the_right_suffix(tmp_path):
-    data = _flat_0_255(tmp_path / "flat", n=4)
+def test_flat_layout_needs_a_known_suffix(tmp_path):
+    data = _flat_0_255(tmp_path / "flat", n=4, suffix="_xyz")
     with pytest.raises(SegfitError, match="image has no mask"):
-        fit(data, tmp_path / "run")  # default suffix _bin: NAME_mask.png are taken for images
+        fit(data, tmp_path / "run")  # no rule knows _xyz: NAME_xyz.png are taken for images
     assert not (tmp_path / "run").exists()
 
 
