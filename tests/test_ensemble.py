@@ -116,8 +116,11 @@ def test_folds_ensemble_predict_tta_uncertainty_and_evaluate(ensemble_run, parti
     assert predictions["members"] == 3 and len(predictions["tta"]) == 8
     assert predictions["uncertainty"]["review_threshold"] == pytest.approx(record["uncertainty"]["threshold"])
     assert len(predictions["images"]) == 12
+    assert predictions["uncertainty"]["input_range"] == record["inputs"] and set(record["inputs"]["range"]) == {
+        "brightness", "contrast", "noise"}
     for row in predictions["images"]:
-        assert set(row) == {"image", "mean_uncertainty", "uncertain_fraction", "review"}
+        assert set(row) == {"image", "mean_uncertainty", "uncertain_fraction", "unusual_input", "review"}
+        assert row["unusual_input"] is None  # the training images themselves
         assert row["review"] == (row["mean_uncertainty"] > record["uncertainty"]["threshold"])
         from PIL import Image
         with Image.open(out / row["image"].replace(".png", "_uncertainty.png")) as im:

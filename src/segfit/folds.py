@@ -93,9 +93,12 @@ def write_ensemble(run_dir: Path, members: list[Path], planned=None, say=print) 
     cv = cv_metrics(members)
     uncertainty = review_calibration(cv.pop("_uncertainties"), "out-of-fold validation images, each scored by the "
                                                                "one member that did not train on it")
+    from segfit.novelty import merged_range
+
     record = {"members": [os.path.relpath(m / "checkpoints" / "best.ckpt", run_dir) for m in members],
               "weights": [1.0 / len(members)] * len(members), "folds": len(members),
               "plan": planned.to_dict() if planned is not None else None, "uncertainty": uncertainty,
+              "inputs": merged_range([_member_inputs(m) for m in members]),
               "cv_metrics": "cv_metrics.json"}
     write_json(run_dir / "cv_metrics.json", cv)
     write_json(run_dir / "ensemble.json", record)
@@ -105,6 +108,18 @@ def write_ensemble(run_dir: Path, members: list[Path], planned=None, say=print) 
         f"mIoU {pooled['miou']:.4f} over {pooled['images']} images; folds' iou {cv['mean']['iou']:.4f} ± {cv['std']['iou']:.4f}")
     say(f"Wrote {run_dir}/: ensemble.json ({len(members)} members), cv_metrics.json, report.html, fold_0/ .. fold_{len(members) - 1}/")
     return run_dir
+
+
+def _member_inputs(member: Path) -> dict | None:
+    """A member's input statistics range: from its summary (its report made it), else measured now."""
+    from segfit.config import RunConfig
+    from segfit.novelty import run_stats_range
+    from segfit.rundir import read_json
+
+    summary = read_json(member / "summary.json") if (member / "summary.json").is_file() else {}
+    if summary.get("inputs"):
+        return summary["inputs"]
+    return run_stats_range(RunConfig.from_dict(read_json(member / "config.json")), read_json(member / "split.json"))
 
 
 def cv_metrics(members: list[Path]) -> dict:

@@ -23,6 +23,7 @@ from segfit.data.formats import list_images, read_image, to_channels
 from segfit.data.preprocess import image_to_tensor, resize_image, working_size
 from segfit.errors import SegfitError
 from segfit.nets import logits_to_classes
+from segfit.novelty import image_stats, unusual
 
 
 def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike,
@@ -52,11 +53,13 @@ def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out:
         print(f"Wrote {len(written)} masks (NAME.png, class ids){extra}, overlays (NAME_overlay.png) and coverage.csv "
               f"to {out}/{how}")
         if uncertainty:
-            calibrated = predictor.review_threshold()
-            if calibrated:
-                print(f"Review: {len(predictor.last_review)} of {len(written)} images are more uncertain than the "
-                      f"calibrated threshold ({calibrated['threshold']:.4f}){': ' + ', '.join(predictor.last_review[:10]) if predictor.last_review else ''}"
-                      f"{' ...' if len(predictor.last_review) > 10 else ''} (predictions.json: images)")
+            calibrated, review = predictor.review_threshold(), predictor.last_review
+            why = [f"more uncertain than the calibrated threshold ({calibrated['threshold']:.4f})" if calibrated else None,
+                   "unlike the training images" if predictor.input_range() else None]
+            if any(why):
+                names = ": " + ", ".join(review[:10]) + (" ..." if len(review) > 10 else "") if review else ""
+                print(f"Review: {len(review)} of {len(written)} images are {' or '.join(w for w in why if w)}{names} "
+                      "(predictions.json: images)")
             else:
                 print("Review: no calibrated threshold for this model; per-image uncertainty is in predictions.json")
     return written
@@ -236,18 +239,25 @@ class Predictor:
     def review_threshold(self) -> dict | None:
         """The calibrated uncertainty above which an image is flagged for review: ``{"threshold", "how"}``
         from the ensemble's record or the run's ``summary.json`` (None for a model without one)."""
+        return self._calibration("uncertainty")
+
+    def input_range(self) -> dict | None:
+        """The range of the training images' statistics (:mod:`segfit.novelty`; None when unrecorded)."""
+        return self._calibration("inputs")
+
+    def _calibration(self, key: str):
         from segfit.rundir import run_dir_of_model
 
         record = getattr(self.backend, "record", None) or {}
-        if "uncertainty" in record:
-            return record["uncertainty"]
+        if key in record:
+            return record[key]
         run_dir = run_dir_of_model(self.checkpoint)
         summary = run_dir / "summary.json" if run_dir else None
         if summary is not None and summary.is_file():
             import json
 
             try:
-                return json.loads(summary.read_text()).get("uncertainty")
+                return json.loads(summary.read_text()).get(key)
             except ValueError:
                 return None
         return None
@@ -278,6 +288,7 @@ class Predictor:
         out.mkdir(parents=True, exist_ok=True)
         objects = self.learns_instances if objects is None else objects
         calibrated = self.review_threshold() if uncertainty else None
+        known = self.input_range() if uncertainty else None
         written, rows, per_image = [], [], []
         for path in progress(files, "predict"):
             image = read_image(path, 3 if self.config.data.channels == 3 else 1)
@@ -289,7 +300,7 @@ class Predictor:
             if found is not None:
                 write_png(out / f"{path.stem}_instances.png", _instance_png(found, path))
             if unsure is not None:
-                per_image.append(image_uncertainty(path.name, unsure, calibrated))
+                per_image.append(image_uncertainty(path.name, unsure, calibrated, unusual(image_stats(image), known)))
                 write_png(out / f"{path.stem}_uncertainty.png", _to_uint8(unsure))
                 del unsure
             write_png(out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors, objects=found))
@@ -306,6 +317,7 @@ class Predictor:
                         "its maximum (log of the class count), times 255: 0 = certain, 255 = an even split",
                 "scale": 255, "uncertain_pixel": UNCERTAIN_PIXEL,
                 "review_threshold": calibrated["threshold"] if calibrated else None,
+                "input_range": known,
                 "calibration": calibrated["how"] if calibrated else
                 "none: this model has no calibrated threshold (train it again with this version of segfit)"}
             record["images"] = per_image
@@ -333,13 +345,15 @@ class Predictor:
 UNCERTAIN_PIXEL = 0.5  # a pixel whose normalised entropy exceeds this counts as uncertain
 
 
-def image_uncertainty(name: str, unsure: np.ndarray, calibrated: dict | None) -> dict:
-    """An image's ``mean_uncertainty``, ``uncertain_fraction`` and ``review`` flag (None without a
-    calibrated threshold)."""
+def image_uncertainty(name: str, unsure: np.ndarray, calibrated: dict | None, unusual: str | None = None) -> dict:
+    """An image's ``mean_uncertainty``, ``uncertain_fraction``, ``unusual_input`` (why the image is unlike
+    the training images, or None) and ``review`` flag: more uncertain than the calibrated threshold, or
+    unusual (None with neither a threshold nor an unusual input)."""
     mean = float(unsure.mean(dtype=np.float64)) if unsure.size else 0.0
+    review = (mean > calibrated["threshold"]) if calibrated else None
     return {"image": name, "mean_uncertainty": round(mean, 6),
             "uncertain_fraction": round(float((unsure > UNCERTAIN_PIXEL).mean()) if unsure.size else 0.0, 6),
-            "review": (mean > calibrated["threshold"]) if calibrated else None}
+            "unusual_input": unusual, "review": True if unusual else review}
 
 
 class Prediction(NamedTuple):

@@ -251,11 +251,12 @@ def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, 
             import pandas as pd
 
             from segfit.ensemble import review_calibration
+            from segfit.novelty import run_stats_range
 
             per_image = pd.read_csv(run_dir / "eval_val" / "per_image.csv")
             calibration = review_calibration(per_image.get("mean_uncertainty", []), "validation images")
             write_json(run_dir / "summary.json", {**read_json(run_dir / "summary.json"), "warnings": metrics["warnings"],
-                                                  "uncertainty": calibration})
+                                                  "uncertainty": calibration, "inputs": run_stats_range(cfg, split)})
     path = build_report(run_dir)
     if verbose:
         print(f"Report: {path}" if intro else f"Wrote {path}")

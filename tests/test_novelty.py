@@ -1,0 +1,65 @@
+"""Images unlike the training images (noise, flattened contrast) are flagged for review."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segfit.novelty import image_stats, merged_range, stats_range, unusual
+
+
+def _scene(rng, size=64) -> np.ndarray:
+    """A smooth image with a few bright and dark blobs (uint8)."""
+    yy, xx = np.mgrid[:size, :size]
+    image = np.full((size, size), 0.5)
+    for _ in range(5):
+        cy, cx, r = rng.uniform(8, size - 8, 2).tolist() + [rng.uniform(4, 10)]
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.choice([0.15, 0.85])
+    return (np.clip(image + rng.normal(0, 0.02, image.shape), 0, 1) * 255).astype(np.uint8)
+
+
+def test_stats_of_crafted_images():
+    flat = np.full((32, 32), 128, np.uint8)
+    assert image_stats(flat) == pytest.approx({"brightness": 128 / 255, "contrast": 0.0, "noise": 0.0})
+    stripes = np.tile(np.array([0, 255], np.uint8), (32, 16))  # every neighbour differs by the whole range
+    stats = image_stats(stripes)
+    assert stats == pytest.approx({"brightness": 0.5, "contrast": 0.5, "noise": 2.0})
+    assert image_stats(np.stack([stripes] * 3, -1)) == pytest.approx(stats)  # colour: the mean of the channels
+
+
+def test_noise_and_flat_contrast_are_unusual_and_the_training_kind_is_not():
+    rng = np.random.default_rng(0)
+    known = stats_range(_scene(rng) for _ in range(20))
+    assert unusual(image_stats(_scene(np.random.default_rng(99))), known) is None
+    noisy = np.clip(_scene(rng) + rng.normal(0, 80, (64, 64)), 0, 255).astype(np.uint8)
+    assert "noise" in unusual(image_stats(noisy), known)
+    flat = (100 + (255 - _scene(rng).astype(np.float32)) * 0.1).astype(np.uint8)
+    assert "contrast" in unusual(image_stats(flat), known)
+    assert unusual(image_stats(noisy), None) is None  # no recorded range: nothing to say
+    both = merged_range([known, {"range": {"brightness": [2, 3], "contrast": [1, 2], "noise": [0, 9]}, "how": "x"}])
+    assert both["range"]["noise"] == [0, 9] and unusual(image_stats(noisy), both) is None
+
+
+def test_predict_flags_an_image_unlike_the_training_images(trained_run, particles_dir, tmp_path):
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert set(summary["inputs"]["range"]) == {"brightness", "contrast", "noise"}
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    clean = sorted((particles_dir / "images").glob("*.png"))[0]
+    image = np.asarray(Image.open(clean))
+    Image.fromarray(image).save(inputs / "clean.png")
+    noisy = np.clip(image + np.random.default_rng(0).normal(0, 90, image.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(inputs / "noisy.png")
+    out = tmp_path / "pred"
+    proc = subprocess.run([sys.executable, "-m", "segfit", "predict", str(trained_run), str(inputs), "--out", str(out),
+                           "--uncertainty"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["image"]: r for r in json.loads((out / "predictions.json").read_text())["images"]}
+    assert rows["clean.png"]["unusual_input"] is None
+    assert "noise" in rows["noisy.png"]["unusual_input"] and rows["noisy.png"]["review"] is True
+    assert "noisy.png" in proc.stdout and "unlike the training images" in proc.stdout
