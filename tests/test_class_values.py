@@ -64,7 +64,7 @@ def test_class_values_options_are_checked(coded_scenes):
 
 def test_train_on_coded_masks_from_the_command_line(coded_scenes, tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "segfit", "train", str(coded_scenes), "--out", str(run), "--time", "20s"],
+    proc = subprocess.run([sys.executable, "-m", "segfit", "train", str(coded_scenes), "--out", str(run), "--epochs", "2"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "0, 128, 255" in proc.stdout
