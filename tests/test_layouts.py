@@ -128,3 +128,11 @@ def test_jpeg_and_gif_masks(tmp_path):
     assert np.array_equal(read_mask(layout.samples[0].mask), truth)
     Image.fromarray((truth > 0).astype(np.uint8)).save(tmp_path / "b.gif")
     assert np.array_equal(read_mask(tmp_path / "b.gif"), truth > 0)
+
+
+def test_two_masks_for_one_image_is_an_error(tmp_path):
+    _pairs(tmp_path, "a")
+    _png(tmp_path / "masks" / "a_mask.png", 1)
+    with pytest.raises(SegfitError) as err:
+        discover(tmp_path)
+    assert "two masks for image 'a'" in str(err.value)

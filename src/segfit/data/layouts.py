@@ -81,7 +81,7 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
                               f"add a masks/ folder (or {', '.join(MASK_FOLDERS[:3])}/), or name it with --masks")
         image_files = _by_stem(list_files(image_dir, IMAGE_EXTS), "image")
         mask_files = _by_stem(list_files(mask_dir, MASK_EXTS + LOSSY_MASK_EXTS), "mask") if mask_dir else {}
-        mask_files = {_image_stem(s, suffixes, image_files): p for s, p in mask_files.items()}
+        mask_files = _one_mask_each((p, _image_stem(s, suffixes, image_files)) for s, p in mask_files.items())
         where = f"{_rel(image_dir, root)}/ with masks in {_rel(mask_dir, root)}/" if mask_dir else f"{_rel(image_dir, root)}/"
         if any(p.suffix.lower() in LOSSY_MASK_EXTS for p in mask_files.values()):
             where += " (JPEG masks are lossy: read as foreground where above half their maximum)"
@@ -92,11 +92,7 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         stems = {p.stem for p in files}
         mask_list = {p: base for p in files if (base := _flat_mask_of(p, mask_suffix, suffixes, stems))}
         image_files = _by_stem([p for p in files if p not in mask_list and p.suffix.lower() in IMAGE_EXTS], "image")
-        mask_files = {}
-        for p, base in mask_list.items():
-            if base in mask_files:
-                raise SegfitError(f"two masks for image {base!r}", p, f"keep one of {mask_files[base].name} and {p.name}")
-            mask_files[base] = p
+        mask_files = _one_mask_each(mask_list.items())
         found = {p.stem[len(b):] for p, b in mask_list.items()} - {""}
         where = f"a flat folder of NAME.ext + NAME{next(iter(found)) if len(found) == 1 else mask_suffix}.png"
     if not image_files:
@@ -138,6 +134,16 @@ def _discover_split(root: Path, parts: dict[str, Path], mask_suffix: str, requir
         said.append(f"{folder.name}/ {len(layout.samples)} ({layout.description.split(' in ', 1)[-1]})")
     n_masks = sum(s.mask is not None for s in samples)
     return Layout(samples, f"{len(samples)} images ({n_masks} with masks) in split folders: " + "; ".join(said), split)
+
+
+def _one_mask_each(pairs) -> dict[str, Path]:
+    """``{image stem: mask}`` from ``(mask, image stem)`` pairs; two masks for one image are an error."""
+    found: dict[str, Path] = {}
+    for path, stem in pairs:
+        if stem in found:
+            raise SegfitError(f"two masks for image {stem!r}", path, f"keep one of {found[stem].name} and {path.name}")
+        found[stem] = path
+    return found
 
 
 def _child(root: Path, names: tuple[str, ...]) -> Path | None:
