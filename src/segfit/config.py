@@ -39,7 +39,7 @@ class DataConfig:
     mask_mode: str = "auto"  # binary: value > 0 is foreground; index: values are class ids
     num_classes: int = 2
     class_names: list[str] = field(default_factory=list)
-    class_values: list[int] | None = None  # index masks whose class i is stored as the value class_values[i] (0/128/255)
+    class_values: list[int | str] | None = None  # class i is stored as the value class_values[i] (0/128/255, or "#rrggbb")
     class_colors: list[list[int]] = field(default_factory=list)
     test: float = 0.2  # held-out fraction when the data set has no test.csv
     val: float = 0.2  # fraction (< 1) or count (>= 1) of the remaining images
