@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segfit.data.formats import colour_name, read_image, read_mask
+from segfit.data.formats import colour_name, pack_colours, read_image, read_mask, to_class_ids
 from segfit.data.layouts import discover
 from segfit.errors import SegfitError
 
@@ -167,7 +167,7 @@ def _read_mask(path: Path, colour: bool) -> tuple[np.ndarray, bool]:
 def _packed_grey(mask: np.ndarray, path: Path) -> np.ndarray:
     if mask.max(initial=0) > 255:
         raise SegfitError("masks mix colour images and 16-bit label maps", path, "save every mask the same way")
-    return mask.astype(np.uint32) * 0x010101
+    return pack_colours(mask.astype(np.uint8), path)
 
 
 def _colour_kind(masks: list[np.ndarray], path: Path) -> tuple[str, int]:
@@ -186,7 +186,7 @@ def _class_values(masks: list[np.ndarray]) -> list[int]:
 
 def _class_ids(mask: np.ndarray, kind: str, values: list[int] | None = None) -> np.ndarray:
     if kind in ("coded", "colour"):
-        return np.searchsorted(np.asarray(values), mask).astype(np.uint8)
+        return to_class_ids(mask, "index", len(values), values=values)
     return (mask > 0).astype(np.uint8) if kind != "index" else mask.astype(np.uint8)
 
 

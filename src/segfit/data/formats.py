@@ -176,7 +176,7 @@ def read_mask(path: str | os.PathLike, colour: bool = False) -> np.ndarray:
     except Exception as exc:
         raise SegfitError(f"cannot read mask ({type(exc).__name__}: {exc})", path, "replace or remove the file") from None
     if colour:
-        return _packed(np.asarray(arr), path)
+        return pack_colours(np.asarray(arr), path)
     if suffix in LOSSY_MASK_EXTS:
         arr = np.asarray(arr)
         grey = arr.max(axis=-1) if arr.ndim == 3 else arr
@@ -184,7 +184,8 @@ def read_mask(path: str | os.PathLike, colour: bool = False) -> np.ndarray:
     return as_label_map(arr, path)
 
 
-def _packed(arr: np.ndarray, path: Path) -> np.ndarray:
+def pack_colours(arr: np.ndarray, path: Path | None = None) -> np.ndarray:
+    """An 8-bit RGB (or grey) mask as packed ``0xrrggbb`` codes (uint32)."""
     if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
         raise SegfitError(f"colour mask has shape {arr.shape} and dtype {arr.dtype}", path, "save colour masks as 8-bit RGB PNGs")
     rgb = np.repeat(arr[..., None], 3, -1) if arr.ndim == 2 else arr[..., :3]
