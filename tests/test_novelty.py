@@ -1,4 +1,4 @@
-"""Images unlike the training images (noise, flattened contrast) are flagged for review."""
+"""Images unlike the training images (noise, flattened contrast, colour) are flagged for review."""
 
 from __future__ import annotations
 
@@ -25,11 +25,28 @@ def _scene(rng, size=64) -> np.ndarray:
 
 def test_stats_of_crafted_images():
     flat = np.full((32, 32), 128, np.uint8)
-    assert image_stats(flat) == pytest.approx({"brightness": 128 / 255, "contrast": 0.0, "noise": 0.0})
+    assert image_stats(flat) == pytest.approx({"brightness": 128 / 255, "contrast": 0.0, "noise": 0.0, "colour": 0.0})
     stripes = np.tile(np.array([0, 255], np.uint8), (32, 16))  # every neighbour differs by the whole range
     stats = image_stats(stripes)
-    assert stats == pytest.approx({"brightness": 0.5, "contrast": 0.5, "noise": 2.0})
-    assert image_stats(np.stack([stripes] * 3, -1)) == pytest.approx(stats)  # colour: the mean of the channels
+    assert stats == pytest.approx({"brightness": 0.5, "contrast": 0.5, "noise": 2.0, "colour": 0.0})
+    assert image_stats(np.stack([stripes] * 3, -1)) == pytest.approx(stats)  # grey in RGB: the mean of the channels
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 255
+    red[4:] = 100  # half red (spread 1), half grey (spread 0)
+    assert image_stats(red)["colour"] == pytest.approx(0.5)
+    assert image_stats(red, colour=0.25)["colour"] == 0.25  # measured on the file by the caller
+
+
+def test_a_colour_image_is_unusual_for_grey_training_images():
+    rng = np.random.default_rng(0)
+    known = stats_range(_scene(rng) for _ in range(20))
+    assert known["range"]["colour"] == [-0.02, 0.02]  # grey: a faint tint still passes
+    scene = _scene(rng)
+    tinted = np.stack([scene, scene, (scene * 0.6).astype(np.uint8)], -1)
+    assert "colour" in unusual(image_stats(tinted), known)
+    assert unusual(image_stats(np.stack([scene] * 3, -1)), known) is None
+    old = {"range": {k: v for k, v in known["range"].items() if k != "colour"}, "how": "before colour"}
+    assert unusual(image_stats(tinted), old) is None  # a range recorded without colour checks the rest
 
 
 def test_noise_and_flat_contrast_are_unusual_and_the_training_kind_is_not():
@@ -47,7 +64,7 @@ def test_noise_and_flat_contrast_are_unusual_and_the_training_kind_is_not():
 
 def test_predict_flags_an_image_unlike_the_training_images(trained_run, particles_dir, tmp_path):
     summary = json.loads((trained_run / "summary.json").read_text())
-    assert set(summary["inputs"]["range"]) == {"brightness", "contrast", "noise"}
+    assert set(summary["inputs"]["range"]) == {"brightness", "contrast", "noise", "colour"}
     inputs = tmp_path / "in"
     inputs.mkdir()
     clean = sorted((particles_dir / "images").glob("*.png"))[0]
@@ -55,6 +72,8 @@ def test_predict_flags_an_image_unlike_the_training_images(trained_run, particle
     Image.fromarray(image).save(inputs / "clean.png")
     noisy = np.clip(image + np.random.default_rng(0).normal(0, 90, image.shape), 0, 255).astype(np.uint8)
     Image.fromarray(noisy).save(inputs / "noisy.png")
+    grey = image if image.ndim == 2 else image[..., 0]
+    Image.fromarray(np.stack([grey, (grey * 0.5).astype(np.uint8), grey // 4], -1)).save(inputs / "tinted.png")
     out = tmp_path / "pred"
     proc = subprocess.run([sys.executable, "-m", "segfit", "predict", str(trained_run), str(inputs), "--out", str(out),
                            "--uncertainty"], capture_output=True, text=True)
@@ -62,4 +81,5 @@ def test_predict_flags_an_image_unlike_the_training_images(trained_run, particle
     rows = {r["image"]: r for r in json.loads((out / "predictions.json").read_text())["images"]}
     assert rows["clean.png"]["unusual_input"] is None
     assert "noise" in rows["noisy.png"]["unusual_input"] and rows["noisy.png"]["review"] is True
+    assert "colour" in rows["tinted.png"]["unusual_input"] and rows["tinted.png"]["review"] is True
     assert "noisy.png" in proc.stdout and "unlike the training images" in proc.stdout

@@ -23,7 +23,7 @@ from segfit.data.formats import list_images, read_image, to_channels
 from segfit.data.preprocess import image_to_tensor, resize_image, working_size
 from segfit.errors import SegfitError
 from segfit.nets import logits_to_classes
-from segfit.novelty import image_stats, unusual
+from segfit.novelty import file_colour, image_stats, unusual
 
 
 def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike,
@@ -292,6 +292,8 @@ class Predictor:
         written, rows, per_image = [], [], []
         for path in progress(files, "predict"):
             image = read_image(path, 3 if self.config.data.channels == 3 else 1)
+            # A grey model's view has no colour: measured on the file, before the prediction's peak memory.
+            colour = file_colour(path) if uncertainty and known and self.config.data.channels != 3 else None
             mask, found, unsure = self.predict_full([image], None, 1, objects, uncertainty)[0]
             target = out / f"{path.stem}.png"
             # One output at a time, each written before the next is made: a large image's maps are never
@@ -300,7 +302,7 @@ class Predictor:
             if found is not None:
                 write_png(out / f"{path.stem}_instances.png", _instance_png(found, path))
             if unsure is not None:
-                per_image.append(image_uncertainty(path.name, unsure, calibrated, unusual(image_stats(image), known)))
+                per_image.append(image_uncertainty(path.name, unsure, calibrated, unusual(image_stats(image, colour), known)))
                 write_png(out / f"{path.stem}_uncertainty.png", _to_uint8(unsure))
                 del unsure
             write_png(out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors, objects=found))
