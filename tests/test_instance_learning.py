@@ -13,7 +13,7 @@ from skimage.draw import disk
 
 import segfit
 from segfit.data.formats import read_mask
-from segfit.instances import InstanceMatch, match_instances
+from segfit.instances import SEED_LEVELS, InstanceMatch, match_instances
 from segfit.objects import true_objects
 
 
@@ -91,3 +91,14 @@ def test_instances_png_round_trips_and_quantify_and_evaluate_use_the_models_obje
     assert posthoc["instances"]["count_pred"] < inst["count_pred"]  # components merge the pairs
     page = (run / "report.html").read_text()
     assert "AP50" in page and "true vs predicted" in page
+
+    segfit.report(run, refresh=True, verbose=False)  # calibrates the seed level on the validation images
+    calibrated = json.loads((run / "summary.json").read_text())["instances"]
+    assert calibrated["seed_level"] in SEED_LEVELS and calibrated["f1"] == max(calibrated["f1_by_level"].values())
+    assert segfit.Predictor.from_checkpoint(run).seed_level == calibrated["seed_level"]
+    summary = json.loads((run / "summary.json").read_text())
+    summary["instances"]["seed_level"] = 0.999  # no core reaches it: each touching pair stays one object
+    (run / "summary.json").write_text(json.dumps(summary))
+    unseeded = segfit.Predictor.from_checkpoint(run)
+    assert unseeded.seed_level == 0.999
+    assert len(np.unique(unseeded.predict_objects([image])[0][1])) == 2  # background + the merged pair

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from skimage.draw import disk
 
-from segfit.instances import InstanceMatch, equivalent_diameter, match_instances
+from segfit.instances import SEED_LEVELS, InstanceMatch, SeedSweep, equivalent_diameter, match_instances
 from segfit.objects import distance_target, instances_from_distance, true_objects
 
 
@@ -158,6 +158,23 @@ def test_instances_from_distance_separates_touching_discs():
     classes[2:5, 2:5] = 2
     objects = instances_from_distance(classes, distance_target(truth))
     assert objects.max() == 3 and len(np.unique(objects[classes == 2])) == 1
+
+
+def test_seed_sweep_picks_the_level_that_splits_a_bridged_pair():
+    truth = _discs((48, 80), [(24, 22, 12), (24, 42, 12)])
+    merged = (truth > 0).astype(np.uint8)
+    distance = distance_target(truth)
+    distance[22:27, 24:39] = np.maximum(distance[22:27, 24:39], 0.65)  # a ridge joins the cores above 0.5 and 0.6
+    sweep = SeedSweep()
+    sweep.add(truth, merged, merged, distance)
+    best = sweep.best("one crafted image")
+    assert set(best["f1_by_level"]) == {str(lv) for lv in SEED_LEVELS}
+    assert max(best["f1_by_level"][lv] for lv in ("0.3", "0.4", "0.5", "0.6")) < 1  # the ridge merges the pair
+    assert best["f1_by_level"]["0.7"] == best["f1_by_level"]["0.8"] == 1.0
+    assert best["seed_level"] == 0.7 and best["f1"] == 1.0  # of the tied levels, the one nearer one half
+    empty = SeedSweep()
+    empty.add(np.zeros((8, 8), np.int32), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.float32))
+    assert empty.best("nothing") is None
 
 
 def test_evaluate_instances_on_instance_maps(tmp_path, trained_run):

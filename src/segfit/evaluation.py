@@ -17,8 +17,9 @@ from segfit.data.layouts import discover
 from segfit.data.preprocess import read_pair, resize_image, resize_mask
 from segfit.data.split import select
 from segfit.errors import SegfitError
-from segfit.instances import ObjectScores
+from segfit.instances import ObjectScores, SeedSweep
 from segfit.predictor import image_uncertainty
+from segfit.objects import true_objects
 from segfit.metrics import confusion_per_image, image_scores, learning_warnings, per_class_table, scores_from_confusion
 from segfit.rundir import record_output, resolve_checkpoint, run_dir_of
 
@@ -29,7 +30,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
              out: str | os.PathLike | None = None, size: int | None = None, batch_size: int = 8,
              seed: int = 0, overlays: bool = True, instances: bool = False, split_touching: bool = False,
              min_distance: int = 5, min_area: int | None = None, pixel_size: float | None = None, unit: str = "px",
-             model_instances: bool = True, tta: bool = False, report: bool = True, verbose: bool = True) -> dict:
+             model_instances: bool = True, tta: bool = False, report: bool = True, verbose: bool = True,
+             calibrate_seeds: bool = False) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file (``segfit evaluate``).
 
     Args:
@@ -54,6 +56,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
             its class map, or their watershed split): to compare the two.
         report: record this evaluation in the run's ``outputs.json`` and rebuild its ``report.html``
             (when evaluating a run's checkpoint).
+        calibrate_seeds: for a model that learned instances, score its objects at each seed level
+            (:class:`segfit.instances.SeedSweep`) into ``metrics["seed_calibration"]``.
 
     Returns:
         The content of ``metrics.json``.
@@ -95,6 +99,9 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     if pixel_size is not None and not (pixel_size > 0):
         raise SegfitError(f"--pixel-size must be a number above 0, not {pixel_size}", fix="give e.g. --pixel-size 2.5 --unit nm")
     learned = instances and model_instances and predictor.learns_instances
+    sweep = None
+    if calibrate_seeds and predictor.learns_instances:
+        sweep = SeedSweep(predictor.config.model.min_object_area if min_area is None else min_area)
     if learned and min_area is not None:  # the model's own fragment size, unless given
         predictor.config.model.min_object_area = min_area
     min_area = 0 if min_area is None else min_area
@@ -114,14 +121,17 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
                 image, truth, raw = resize_image(image, size), resize_mask(truth, size), resize_mask(raw, size)
             images.append(image)
             truths.append(truth)
-            raws.append(raw if instances else None)
-        results = predictor.predict_full(images, [t.shape for t in truths], batch_size, objects=learned, uncertainty=True)
+            raws.append(raw if instances or sweep else None)
+        results = predictor.predict_full(images, [t.shape for t in truths], batch_size, objects=learned, uncertainty=True,
+                                         distance=sweep is not None)
         for j, (s, image, truth, raw, result) in enumerate(zip(chunk, images, truths, raws, results)):
             pred, pred_objects = result.classes, result.objects
             row = _image_row(s.name, pred, truth, d.class_names, total)
             row.update({k: v for k, v in image_uncertainty(s.name, result.uncertainty, None).items() if k not in ("image", "review")})
             if instances:
                 row.update(objects.add(s.name, raw, truth, pred, pred_objects))
+            if sweep is not None:
+                sweep.add(true_objects(raw, truth, objects.binary), truth, pred, result.distance)
             rows.append(row)
             gallery.add(row["iou"], s.name, image, truth, pred)
             if overlays:
@@ -149,7 +159,11 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         from segfit.viz import plot_size_comparison
 
         metrics["instances"] = objects.summary()
+        if learned:
+            metrics["instances"]["seed_level"] = predictor.seed_level
         plot_size_comparison(objects.diameters(), out / "sizes.png", pixel_size, unit)
+    if sweep is not None:
+        metrics["seed_calibration"] = sweep.best(f"the {len(names)} {split} images")
     metrics["warnings"] = learning_warnings(total, d.class_names)
     write_json(out / "metrics.json", metrics)
     write_csv(out / "per_image.csv", per_image)

@@ -98,7 +98,7 @@ def write_ensemble(run_dir: Path, members: list[Path], planned=None, say=print) 
     record = {"members": [os.path.relpath(m / "checkpoints" / "best.ckpt", run_dir) for m in members],
               "weights": [1.0 / len(members)] * len(members), "folds": len(members),
               "plan": planned.to_dict() if planned is not None else None, "uncertainty": uncertainty,
-              "inputs": merged_range([_member_inputs(m) for m in members]),
+              "inputs": merged_range([_member_inputs(m) for m in members]), "instances": _member_seed_level(members),
               "cv_metrics": "cv_metrics.json"}
     write_json(run_dir / "cv_metrics.json", cv)
     write_json(run_dir / "ensemble.json", record)
@@ -120,6 +120,20 @@ def _member_inputs(member: Path) -> dict | None:
     if summary.get("inputs"):
         return summary["inputs"]
     return run_stats_range(RunConfig.from_dict(read_json(member / "config.json")), read_json(member / "split.json"))
+
+
+def _member_seed_level(members: list[Path]) -> dict | None:
+    """The ensemble's seed level for instances: the median of its members' calibrated levels."""
+    import numpy as np
+
+    from segfit.rundir import read_json
+
+    levels = [((read_json(m / "summary.json") if (m / "summary.json").is_file() else {}).get("instances") or {})
+              .get("seed_level") for m in members]
+    levels = [lv for lv in levels if lv is not None]
+    if not levels:
+        return None
+    return {"seed_level": float(np.median(levels)), "how": f"the median of the members' calibrated levels {levels}"}
 
 
 def cv_metrics(members: list[Path]) -> dict:

@@ -82,6 +82,7 @@ class Predictor:
             backend = averaged(backend, tta=True)
         self.backend = backend
         self.tile, self.overlap, self.auto_tile = tile, overlap, auto_tile
+        self._seed_level: float | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, **options) -> Predictor:
@@ -172,9 +173,11 @@ class Predictor:
         return [(p.classes, p.objects) for p in self.predict_full(images, out_sizes, batch_size, objects=True)]
 
     def predict_full(self, images: list[np.ndarray], out_sizes: list[tuple[int, int]] | None = None,
-                     batch_size: int = 16, objects: bool = False, uncertainty: bool = False) -> list[Prediction]:
-        """A :class:`Prediction` per image: class ids, and on request the objects and the uncertainty map
-        (the predictive entropy of the averaged class probabilities, 0 certain .. 1 a 50/50 split)."""
+                     batch_size: int = 16, objects: bool = False, uncertainty: bool = False,
+                     distance: bool = False) -> list[Prediction]:
+        """A :class:`Prediction` per image: class ids, and on request the objects, the uncertainty map
+        (the predictive entropy of the averaged class probabilities, 0 certain .. 1 a 50/50 split) and the
+        predicted distance map (models that learn instances)."""
         out_sizes = out_sizes or [tuple(np.asarray(im).shape[:2]) for im in images]
         results: list[Prediction | None] = [None] * len(images)
         resized = [self._resized(im) for im in images]
@@ -188,7 +191,7 @@ class Predictor:
             source = _Tiles(resized[j], self.config.data.mean, self.config.data.std)
             bands = tiled_rows(source, self.logits, self.tile_for(*resized[j].shape[:2]), self.overlap,
                                align=self.backend.multiple)
-            results[j] = self.decode(bands, resized[j].shape[:2], out_sizes[j], objects, uncertainty)
+            results[j] = self.decode(bands, resized[j].shape[:2], out_sizes[j], objects, uncertainty, distance)
         skip = set(tiled)
         order = [i for i in order if i not in skip]
         i = 0
@@ -200,12 +203,12 @@ class Predictor:
             d = self.config.data
             logits = self.logits(torch.stack([image_to_tensor(resized[j], d.mean, d.std) for j in group]))
             for j, lg in zip(group, logits):
-                results[j] = self.decode([(0, lg)], lg.shape[-2:], out_sizes[j], objects, uncertainty)
+                results[j] = self.decode([(0, lg)], lg.shape[-2:], out_sizes[j], objects, uncertainty, distance)
             i += len(group)
         return results  # type: ignore[return-value]
 
     def decode(self, bands, in_size: tuple[int, int], size: tuple[int, int], objects: bool,
-               uncertainty: bool) -> Prediction:
+               uncertainty: bool, keep_distance: bool = False) -> Prediction:
         """Network outputs (``(y0, K x n x w)`` bands of rows, top to bottom) -> uint8 class ids of ``size``
         (outputs resized bilinearly first, a block of rows at a time) and, on request, the objects (int32
         label image) and the uncertainty (float16 in [0, 1])."""
@@ -216,7 +219,7 @@ class Predictor:
         size = tuple(int(n) for n in size)
         classes = np.empty(size, np.uint8)
         unsure = np.empty(size, np.float16) if uncertainty else None  # 3 decimals: all a 0-255 map needs
-        distance = np.empty(size, np.float32) if objects and self.learns_instances else None
+        distance = np.empty(size, np.float32) if (objects or keep_distance) and self.learns_instances else None
         for y0, block in resized_rows(bands, tuple(in_size), size):
             k = block.shape[0] - int(self.learns_instances)  # the class logits; then the distance logit
             rows = slice(y0, y0 + block.shape[1])
@@ -226,11 +229,11 @@ class Predictor:
             if unsure is not None:
                 unsure[rows] = entropy(block[None], k)[0].cpu().numpy()
         found = None
-        if distance is not None:
-            found = instances_from_distance(classes, distance, min_area=self.config.model.min_object_area)
+        if objects and distance is not None:
+            found = instances_from_distance(classes, distance, self.seed_level, self.config.model.min_object_area)
         elif objects:
             found = true_objects(classes, classes, binary=False)
-        return Prediction(classes, found, unsure)
+        return Prediction(classes, found, unsure, distance if keep_distance else None)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Class ids (uint8, ``H x W``) for one image at its original size."""
@@ -240,6 +243,16 @@ class Predictor:
         """The calibrated uncertainty above which an image is flagged for review: ``{"threshold", "how"}``
         from the ensemble's record or the run's ``summary.json`` (None for a model without one)."""
         return self._calibration("uncertainty")
+
+    @property
+    def seed_level(self) -> float:
+        """The distance-map level whose cores seed the objects: calibrated on the validation images when
+        the run was reported (``summary.json`` / ``ensemble.json`` ``instances``), else one half."""
+        from segfit.objects import SEED_LEVEL
+
+        if self._seed_level is None:
+            self._seed_level = (self._calibration("instances") or {}).get("seed_level", SEED_LEVEL)
+        return self._seed_level
 
     def input_range(self) -> dict | None:
         """The range of the training images' statistics (:mod:`segfit.novelty`; None when unrecorded)."""
@@ -294,7 +307,7 @@ class Predictor:
             image = read_image(path, 3 if self.config.data.channels == 3 else 1)
             # A grey model's view has no colour: measured on the file, before the prediction's peak memory.
             colour = file_colour(path) if uncertainty and known and self.config.data.channels != 3 else None
-            mask, found, unsure = self.predict_full([image], None, 1, objects, uncertainty)[0]
+            mask, found, unsure, _ = self.predict_full([image], None, 1, objects, uncertainty)[0]
             target = out / f"{path.stem}.png"
             # One output at a time, each written before the next is made: a large image's maps are never
             # all in memory at once.
@@ -339,7 +352,8 @@ class Predictor:
                   "masks": "NAME.png: class ids (0 = background); NAME_overlay.png: overlays",
                   "members": self.members, "tta": list(self.variants)}
         if objects:
-            source = "the model's instances" if self.learns_instances else "connected components of each class"
+            source = (f"the model's instances, seeded at distance {self.seed_level}" if self.learns_instances
+                      else "connected components of each class")
             record["instances"] = f"NAME_instances.png: 16-bit, one integer per object, 0 = background ({source})"
         return record
 
@@ -364,6 +378,7 @@ class Prediction(NamedTuple):
     classes: np.ndarray  # uint8 class ids
     objects: np.ndarray | None = None  # int32 object ids (0 = background)
     uncertainty: np.ndarray | None = None  # float16, 0 (certain) .. 1 (a 50/50 split between classes)
+    distance: np.ndarray | None = None  # float32 predicted distance map (models that learn instances; on request)
 
 
 class _Tiles:

@@ -246,7 +246,8 @@ def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, 
         if verbose:
             print(f"Report: scoring the best checkpoint on the {len(split['val'])} validation images"
                   if intro else "Evaluating the best checkpoint on the validation split for the report")
-        metrics = evaluate(run_dir, split="val", size=cfg.data.size, overlays=False, report=False, verbose=False)
+        metrics = evaluate(run_dir, split="val", size=cfg.data.size, overlays=False, report=False, verbose=False,
+                           calibrate_seeds=True)
         if (run_dir / "summary.json").is_file():  # a model that learned nothing says so in its summary too
             import pandas as pd
 
@@ -256,7 +257,8 @@ def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, 
             per_image = pd.read_csv(run_dir / "eval_val" / "per_image.csv")
             calibration = review_calibration(per_image.get("mean_uncertainty", []), "validation images")
             write_json(run_dir / "summary.json", {**read_json(run_dir / "summary.json"), "warnings": metrics["warnings"],
-                                                  "uncertainty": calibration, "inputs": run_stats_range(cfg, split)})
+                                                  "uncertainty": calibration, "inputs": run_stats_range(cfg, split),
+                                                  "instances": metrics.get("seed_calibration")})
     path = build_report(run_dir)
     if verbose:
         print(f"Report: {path}" if intro else f"Wrote {path}")
