@@ -117,7 +117,7 @@ def test_folds_ensemble_predict_tta_uncertainty_and_evaluate(ensemble_run, parti
     assert predictions["uncertainty"]["review_threshold"] == pytest.approx(record["uncertainty"]["threshold"])
     assert len(predictions["images"]) == 12
     assert predictions["uncertainty"]["input_range"] == record["inputs"] and set(record["inputs"]["range"]) == {
-        "brightness", "contrast", "noise"}
+        "brightness", "contrast", "noise", "colour"}
     for row in predictions["images"]:
         assert set(row) == {"image", "mean_uncertainty", "uncertain_fraction", "unusual_input", "review"}
         assert row["unusual_input"] is None  # the training images themselves

@@ -134,8 +134,10 @@ def test_cli_predict_files_and_folders(cli_runs):
             assert im.size == size and im.mode == "L"
             mask = np.asarray(im)
         assert set(np.unique(mask)) <= {0, 1}
-        objects = read_mask(out / f"{name}_instances.png")  # 16-bit, one id per object, exactly on the foreground
-        assert objects.dtype == np.uint16 and np.array_equal(objects > 0, mask > 0)
+        objects = read_mask(out / f"{name}_instances.png")  # 16-bit, one id per object, on the foreground only
+        # (fragments under the planned min_object_area are dropped, so not every foreground pixel is an object)
+        assert objects.dtype == np.uint16 and not (objects > 0)[mask == 0].any()
+        assert (mask > 0).sum() == 0 or objects.max() >= 1
         with Image.open(out / f"{name}_overlay.png") as im:
             assert im.size == size and im.mode == "RGB"
         rows = coverage[coverage["image"] == f"{name}.png"].set_index("class")["fraction"]

@@ -211,7 +211,8 @@ def _cover(image: np.ndarray, backend, logits, config, path: Path) -> None:
     from segfit.viz import overlay, to_rgb8
 
     size = image.shape[:2]
-    classes, objects, _ = Predictor(backend).decode([(0, logits[0])], size, size, bool(config.model.instances), False)
+    decoded = Predictor(backend).decode([(0, logits[0])], size, size, bool(config.model.instances), False)
+    classes, objects = decoded.classes, decoded.objects
     pair = np.concatenate([to_rgb8(image), overlay(image, classes, config.data.class_colors, objects=objects)], axis=1)
     factor = max(1, -(-COVER_HEIGHT // pair.shape[0]))
     Image.fromarray(pair.repeat(factor, 0).repeat(factor, 1)).save(path)
