@@ -116,7 +116,7 @@ def _member_inputs(member: Path) -> dict | None:
     from segfit.novelty import run_stats_range
     from segfit.rundir import read_json
 
-    summary = read_json(member / "summary.json") if (member / "summary.json").is_file() else {}
+    summary = _member_summary(member)
     if summary.get("inputs"):
         return summary["inputs"]
     return run_stats_range(RunConfig.from_dict(read_json(member / "config.json")), read_json(member / "split.json"))
@@ -124,16 +124,19 @@ def _member_inputs(member: Path) -> dict | None:
 
 def _member_seed_level(members: list[Path]) -> dict | None:
     """The ensemble's seed level for instances: the median of its members' calibrated levels."""
-    import numpy as np
+    from statistics import median
 
-    from segfit.rundir import read_json
-
-    levels = [((read_json(m / "summary.json") if (m / "summary.json").is_file() else {}).get("instances") or {})
-              .get("seed_level") for m in members]
+    levels = [(_member_summary(m).get("instances") or {}).get("seed_level") for m in members]
     levels = [lv for lv in levels if lv is not None]
     if not levels:
         return None
-    return {"seed_level": float(np.median(levels)), "how": f"the median of the members' calibrated levels {levels}"}
+    return {"seed_level": float(median(levels)), "how": f"the median of the members' calibrated levels {levels}"}
+
+
+def _member_summary(member: Path) -> dict:
+    from segfit.rundir import read_json
+
+    return read_json(member / "summary.json") if (member / "summary.json").is_file() else {}
 
 
 def cv_metrics(members: list[Path]) -> dict:

@@ -205,11 +205,12 @@ class SeedSweep:
         """One image: its true objects and class ids, the predicted class ids and distance map."""
         from segfit.objects import instances_from_distance
 
+        present = np.union1d(truth[truth > 0], classes[classes > 0])  # classes in the truth or the prediction
+        true_of = {c: _of_class(truth_objects, truth, c) for c in present}
         for level in self.levels:
             found = instances_from_distance(classes, distance, level, self.min_area)
-            for c in np.unique(truth[truth > 0]).tolist() + [c for c in np.unique(classes[classes > 0]) if c not in truth]:
-                self.total[level] = self.total[level] + match_instances(_of_class(truth_objects, truth, c),
-                                                                         _of_class(found, classes, c))
+            for c in present:
+                self.total[level] = self.total[level] + match_instances(true_of[c], _of_class(found, classes, c))
 
     def best(self, images: str) -> dict | None:
         """``{"seed_level", "f1", "f1_by_level", "how"}`` (None when the images held no objects); ties go

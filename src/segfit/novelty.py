@@ -25,9 +25,8 @@ def image_stats(image: np.ndarray, colour: float | None = None) -> dict:
     """``brightness`` (mean), ``contrast`` (standard deviation), ``noise`` (median absolute difference of
     horizontal neighbours over the contrast) and ``colour`` (:func:`colourfulness`, unless given) of an
     ``H x W [x C]`` image scaled to [0, 1] by its dtype."""
-    rows = image[:: max(1, image.shape[0] // ROWS)]
-    scale = 1.0 / np.iinfo(image.dtype).max if image.dtype.kind in "ui" else 1.0
-    grey = (rows.mean(axis=-1) if rows.ndim == 3 else rows).astype(np.float32) * scale
+    rows = _rows(image)
+    grey = rows.mean(axis=-1) if rows.ndim == 3 else rows
     contrast = float(grey.std())
     step = np.abs(np.diff(grey, axis=1))
     return {"brightness": float(grey.mean()), "contrast": contrast,
@@ -37,12 +36,17 @@ def image_stats(image: np.ndarray, colour: float | None = None) -> dict:
 
 def colourfulness(image: np.ndarray) -> float:
     """Mean spread between the largest and smallest channel of each pixel, in [0, 1] (0 for grey)."""
-    rows = image[:: max(1, image.shape[0] // ROWS)]
-    if rows.ndim != 3 or rows.shape[-1] < 3:
+    if image.ndim != 3 or image.shape[-1] < 3:
         return 0.0
-    scale = 1.0 / np.iinfo(rows.dtype).max if rows.dtype.kind in "ui" else 1.0
-    rgb = rows[..., :3].astype(np.float32)
-    return round(float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean() * scale), 5)
+    rgb = _rows(image)[..., :3]
+    return round(float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean()), 5)
+
+
+def _rows(image: np.ndarray) -> np.ndarray:
+    """:data:`ROWS` rows spread over the image's height, float32 scaled to [0, 1] by its dtype."""
+    rows = image[:: max(1, image.shape[0] // ROWS)]
+    scale = 1.0 / np.iinfo(image.dtype).max if image.dtype.kind in "ui" else 1.0
+    return rows.astype(np.float32) * scale
 
 
 def file_colour(path) -> float:
@@ -97,13 +101,12 @@ def run_stats_range(cfg, split: dict) -> dict | None:
     the model reads them."""
     import random
 
-    from segfit.data.formats import read_image
+    from segfit.data.formats import read_image, to_channels
     from segfit.data.layouts import discover
 
     d = cfg.data
     by_name = {s.name: s for s in discover(d.root, d.images, d.masks, d.mask_suffix, require_masks=False).samples}
     names = [n for n in split.get("train", []) + split.get("val", []) if n in by_name]
     names = sorted(random.Random(0).sample(names, SAMPLE_IMAGES)) if len(names) > SAMPLE_IMAGES else names
-    grey = d.channels != 3  # colour from the files themselves: the model's grey view has none
-    return stats_range(image_stats(read_image(by_name[n].image, d.channels),
-                                   file_colour(by_name[n].image) if grey else None) for n in names)
+    images = (read_image(by_name[n].image, 3) for n in names)  # colour from the file: a grey model's view has none
+    return stats_range(image_stats(to_channels(rgb, d.channels), colourfulness(rgb)) for rgb in images)

@@ -9,6 +9,7 @@ checkpoint or an exported ``.onnx``) for logits and returns class ids at the ima
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -82,7 +83,6 @@ class Predictor:
             backend = averaged(backend, tta=True)
         self.backend = backend
         self.tile, self.overlap, self.auto_tile = tile, overlap, auto_tile
-        self._seed_level: float | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, **options) -> Predictor:
@@ -244,15 +244,13 @@ class Predictor:
         from the ensemble's record or the run's ``summary.json`` (None for a model without one)."""
         return self._calibration("uncertainty")
 
-    @property
+    @functools.cached_property
     def seed_level(self) -> float:
         """The distance-map level whose cores seed the objects: calibrated on the validation images when
         the run was reported (``summary.json`` / ``ensemble.json`` ``instances``), else one half."""
         from segfit.objects import SEED_LEVEL
 
-        if self._seed_level is None:
-            self._seed_level = (self._calibration("instances") or {}).get("seed_level", SEED_LEVEL)
-        return self._seed_level
+        return (self._calibration("instances") or {}).get("seed_level", SEED_LEVEL)
 
     def input_range(self) -> dict | None:
         """The range of the training images' statistics (:mod:`segfit.novelty`; None when unrecorded)."""
@@ -307,7 +305,7 @@ class Predictor:
             image = read_image(path, 3 if self.config.data.channels == 3 else 1)
             # A grey model's view has no colour: measured on the file, before the prediction's peak memory.
             colour = file_colour(path) if uncertainty and known and self.config.data.channels != 3 else None
-            mask, found, unsure, _ = self.predict_full([image], None, 1, objects, uncertainty)[0]
+            mask, found, unsure = self.predict_full([image], None, 1, objects, uncertainty)[0][:3]  # no distance kept
             target = out / f"{path.stem}.png"
             # One output at a time, each written before the next is made: a large image's maps are never
             # all in memory at once.
