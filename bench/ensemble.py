@@ -113,6 +113,7 @@ def main() -> None:
         configs[label] = {"test_iou": round(metrics["iou"], 4), "test_miou": round(metrics["miou"], 4),
                           "instance_f1": round(inst.get("f1", float("nan")), 4), "objects": inst.get("predicted_objects"),
                           "spearman_uncertainty_error": round(metrics["uncertainty"]["spearman_with_error"], 3),
+                          "spearman_expected_error": round(metrics["uncertainty"]["spearman_expected_error"], 3),
                           "evaluate_s_per_megapixel": round(seconds / (pixels / 1e6), 3) if pixels else None}
     result.update(configs)
     result["ensemble_tta_gain_iou"] = round(configs["ensemble_tta"]["test_iou"] - configs["single"]["test_iou"], 4)

@@ -8,11 +8,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from segfit.config import RunConfig
-from segfit.ensemble import VARIANTS, AveragedBackend, entropy, tta_variants
+from segfit.decoding import SelfAgreement, decode
+from segfit.ensemble import VARIANTS, AveragedBackend, entropy, review_calibration, tta_variants
 from segfit.folds import fold_splits
 from segfit.options import resolve_data
 from segfit.predictor import Predictor, image_uncertainty
@@ -81,6 +83,39 @@ def test_review_flag_follows_the_calibrated_threshold():
     assert row["mean_uncertainty"] == pytest.approx(0.45) and row["uncertain_fraction"] == 0.5 and row["review"] is True
     assert image_uncertainty("a.png", unsure, {"threshold": 0.5, "how": "test"})["review"] is False
     assert image_uncertainty("a.png", unsure, None)["review"] is None
+    # Thresholds calibrated on the expected error compare that; thresholds recorded before, the mean uncertainty.
+    on_error = {"threshold": 0.3, "measure": "expected_error", "how": "test"}
+    assert image_uncertainty("a.png", unsure, on_error, None, expected_iou=0.6)["review"] is True
+    assert image_uncertainty("a.png", unsure, on_error, None, expected_iou=0.8)["review"] is False
+    assert image_uncertainty("a.png", unsure, on_error, None, expected_iou=0.8)["expected_error"] == pytest.approx(0.2)
+    assert image_uncertainty("a.png", unsure, on_error, "too bright", expected_iou=0.8)["review"] is True
+    rows = pd.DataFrame({"expected_error": [0.1, 0.2, 0.3], "mean_uncertainty": [0.9, 0.9, 0.9]})
+    assert review_calibration(rows, "x")["measure"] == "expected_error"
+    assert review_calibration(rows, "x")["threshold"] == pytest.approx(0.29)
+    assert review_calibration({"mean_uncertainty": [0.5, 0.5]}, "x")["measure"] == "mean_uncertainty"
+    assert review_calibration({}, "x") is None
+
+
+def test_expected_iou_is_the_mask_scored_against_its_own_probabilities():
+    p = torch.tensor([[0.9, 0.8], [0.2, 0.0]])  # foreground probabilities; the mask is the top row
+    logits = torch.logit(p.clamp(1e-7, 1 - 1e-7))[None]
+    result = decode([(0, logits)], (2, 2), (2, 2), instances=False, objects=False, uncertainty=True)
+    assert result.classes.tolist() == [[1, 1], [0, 0]]
+    # overlap 0.9 + 0.8, union 2 + 1.9 - 1.7 = 2.2, one pixel added to both
+    assert result.expected_iou == pytest.approx(2.7 / 3.2, abs=1e-5)
+    sure = torch.tensor([[[30.0, -30.0], [-30.0, -30.0]]])  # certain: it expects its mask to be exact
+    assert decode([(0, sure)], (2, 2), (2, 2), instances=False, objects=False, uncertainty=True).expected_iou == pytest.approx(1.0)
+    three = torch.zeros(3, 2, 2)  # an even split of three classes: class 0 everywhere, the others not predicted
+    agreement = SelfAgreement(3)
+    agreement.add(torch.softmax(three, 0), torch.zeros(2, 2, dtype=torch.long))
+    union = 0 + 4 / 3 - 0  # each foreground class: nothing predicted, a third of each of 4 pixels probable
+    assert agreement.expected_iou() == pytest.approx(1 / (union + 1))
+    assert decode([(0, sure)], (2, 2), (2, 2), instances=False, objects=False, uncertainty=False).expected_iou is None
+    one, two = SelfAgreement(2), SelfAgreement(2)  # a binary model's one channel counts as both classes
+    one.add(p[None], (p > 0.5).long())
+    two.add(torch.stack([1 - p, p]), (p > 0.5).long())
+    for a, b in ((one.overlap, two.overlap), (one.predicted, two.predicted), (one.mass, two.mass)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +134,7 @@ def test_folds_ensemble_predict_tta_uncertainty_and_evaluate(ensemble_run, parti
     run = ensemble_run
     record = json.loads((run / "ensemble.json").read_text())
     assert record["folds"] == 3 and len(record["members"]) == 3 and record["uncertainty"]["threshold"] > 0
+    assert record["uncertainty"]["measure"] == "expected_error"
     cv = json.loads((run / "cv_metrics.json").read_text())
     split = json.loads((run / "split.json").read_text())
     assert cv["pooled"]["images"] == len(split["train"]) + len(split["val"]) == 9  # every training image once, out of fold
@@ -115,13 +151,15 @@ def test_folds_ensemble_predict_tta_uncertainty_and_evaluate(ensemble_run, parti
     predictions = json.loads((out / "predictions.json").read_text())
     assert predictions["members"] == 3 and len(predictions["tta"]) == 8
     assert predictions["uncertainty"]["review_threshold"] == pytest.approx(record["uncertainty"]["threshold"])
+    assert predictions["uncertainty"]["review_measure"] == "expected_error"
     assert len(predictions["images"]) == 12
     assert predictions["uncertainty"]["input_range"] == record["inputs"] and set(record["inputs"]["range"]) == {
         "brightness", "contrast", "noise", "colour"}
     for row in predictions["images"]:
-        assert set(row) == {"image", "mean_uncertainty", "uncertain_fraction", "unusual_input", "review"}
+        assert set(row) == {"image", "mean_uncertainty", "uncertain_fraction", "expected_error", "unusual_input", "review"}
         assert row["unusual_input"] is None  # the training images themselves
-        assert row["review"] == (row["mean_uncertainty"] > record["uncertainty"]["threshold"])
+        assert 0 <= row["expected_error"] <= 1
+        assert row["review"] == (row["expected_error"] > record["uncertainty"]["threshold"])
         from PIL import Image
         with Image.open(out / row["image"].replace(".png", "_uncertainty.png")) as im:
             u = np.asarray(im)
@@ -131,7 +169,7 @@ def test_folds_ensemble_predict_tta_uncertainty_and_evaluate(ensemble_run, parti
 
     metrics = segfit.evaluate(run, split="test", overlays=False, verbose=False)
     assert metrics["members"] == 3 and metrics["images"] == 3
-    assert "spearman_with_error" in metrics["uncertainty"]
+    assert {"spearman_with_error", "spearman_expected_error"} <= set(metrics["uncertainty"])
     single = Predictor.from_checkpoint(run / "fold_0")
     assert single.members == 1 and single.variants == ("identity",)
 

@@ -20,7 +20,7 @@ from segfit.errors import SegfitError
 from segfit.instances import ObjectScores, SeedSweep
 from segfit.metrics import confusion_per_image, image_scores, learning_warnings, per_class_table, scores_from_confusion
 from segfit.objects import true_objects
-from segfit.predictor import image_uncertainty
+from segfit.decoding import image_uncertainty
 from segfit.rundir import record_output, resolve_checkpoint, run_dir_of
 
 GALLERY = 4  # best and worst images kept as strips in gallery/
@@ -127,7 +127,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         for j, (s, image, truth, raw, result) in enumerate(zip(chunk, images, truths, raws, results)):
             pred, pred_objects = result.classes, result.objects
             row = _image_row(s.name, pred, truth, d.class_names, total)
-            row.update({k: v for k, v in image_uncertainty(s.name, result.uncertainty, None).items() if k not in ("image", "review")})
+            row.update({k: v for k, v in image_uncertainty(s.name, result.uncertainty, None, None, result.expected_iou).items() if k not in ("image", "review")})
             if instances:
                 row.update(objects.add(s.name, raw, truth, pred, pred_objects))
             if sweep is not None:
@@ -177,10 +177,11 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     gallery.save(out / "gallery")
     say(f"{split}: iou {metrics['iou']:.4f}  dice {metrics['dice']:.4f}  accuracy {metrics['accuracy']:.4f}  "
         f"(means over {len(names)} images)")
-    rho = metrics["uncertainty"]["spearman_with_error"]
-    if rho == rho:
-        say(f"{split} uncertainty: mean {metrics['uncertainty']['mean']:.4f}; Spearman correlation with the per-image "
-            f"error (1 - IoU) {rho:.3f}" + (f" ({predictor.members} models" if predictor.members > 1 else " (1 model")
+    unc = metrics["uncertainty"]
+    if unc["spearman_with_error"] == unc["spearman_with_error"] or unc["spearman_expected_error"] == unc["spearman_expected_error"]:
+        say(f"{split} uncertainty: mean {unc['mean']:.4f}; Spearman correlation with the per-image error (1 - IoU): "
+            f"expected error {unc['spearman_expected_error']:.3f}, mean uncertainty {unc['spearman_with_error']:.3f}"
+            + (f" ({predictor.members} models" if predictor.members > 1 else " (1 model")
             + (f", {len(predictor.variants)} test-time variants)" if len(predictor.variants) > 1 else ")"))
     for warning in metrics["warnings"]:
         print(f"segfit: warning: {warning}", file=sys.stderr)
@@ -205,14 +206,22 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
 
 
 def _uncertainty_summary(per_image) -> dict:
-    """Mean per-image uncertainty and its Spearman correlation with the per-image error (1 - IoU): does the
-    model know when it is wrong?"""
+    """Mean per-image uncertainty and the Spearman correlation of the per-image error (1 - IoU) with the mean
+    uncertainty and with the expected error: does the model know when it is wrong?"""
+    err = 1 - per_image["iou"].to_numpy(float)
+    u = per_image["mean_uncertainty"].to_numpy(float)
+    return {"mean": float(u.mean()) if len(u) else float("nan"), "spearman_with_error": _spearman(u, err),
+            "spearman_expected_error": _spearman(per_image["expected_error"].to_numpy(float), err),
+            "error": "1 - the image's IoU", "measure": "mean predictive entropy of the averaged class probabilities / log(classes)",
+            "expected_error": "1 - the IoU the model expects of its own mask (its mask scored against its own probabilities)"}
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
-    u, err = per_image["mean_uncertainty"].to_numpy(float), 1 - per_image["iou"].to_numpy(float)
-    rho = float(spearmanr(u, err).statistic) if len(u) > 2 and u.std() > 0 and err.std() > 0 else float("nan")
-    return {"mean": float(u.mean()) if len(u) else float("nan"), "spearman_with_error": rho,
-            "error": "1 - the image's IoU", "measure": "mean predictive entropy of the averaged class probabilities / log(classes)"}
+    ok = (x == x) & (y == y)
+    x, y = x[ok], y[ok]
+    return float(spearmanr(x, y).statistic) if len(x) > 2 and x.std() > 0 and y.std() > 0 else float("nan")
 
 
 def _image_row(name: str, pred: np.ndarray, truth: np.ndarray, class_names: list[str], total: np.ndarray) -> dict:

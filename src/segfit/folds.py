@@ -171,7 +171,7 @@ def cv_metrics(members: list[Path]) -> dict:
         "pooled": {"images": len(per_image), "iou": float(per_image["iou"].mean()), "dice": float(per_image["dice"].mean()),
                    "accuracy": float(per_image["accuracy"].mean()),
                    "miou": float(np.mean([v["iou"] for v in per_class.values()])), "per_class": per_class},
-        "_uncertainties": per_image["mean_uncertainty"].dropna().tolist() if "mean_uncertainty" in per_image else [],
+        "_uncertainties": per_image[[c for c in ("expected_error", "mean_uncertainty") if c in per_image]],
     }
 
 
@@ -189,7 +189,7 @@ def _write_report(run_dir: Path, cv: dict, record: dict) -> None:
     rows += ("<tr><th>folds: mean ± sd</th><td></td><td></td>"
              + "".join(f"<td>{cv['mean'][k]:.4f} ± {cv['std'][k]:.4f}</td>" for k in ("iou", "dice", "accuracy", "miou")) + "</tr>")
     unc = record.get("uncertainty")
-    note = (f"<p>Review threshold (predict --uncertainty): mean uncertainty above {unc['threshold']:.4f}: {escape(unc['how'])}.</p>"
+    note = (f"<p>Review threshold (predict --uncertainty): {unc.get('measure', 'mean_uncertainty').replace('_', ' ')} above {unc['threshold']:.4f}: {escape(unc['how'])}.</p>"
             if unc else "<p>No uncertainty calibration.</p>")
     page = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>segfit ensemble {escape(run_dir.name)}</title>"
             "<style>body{font-family:sans-serif;margin:2em;color:#1d2430}table{border-collapse:collapse}"

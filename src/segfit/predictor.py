@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,8 +21,8 @@ from segfit.backends import load_backend
 from segfit.config import RunConfig
 from segfit.data.formats import list_images, read_image, to_channels
 from segfit.data.preprocess import image_to_tensor, resize_image, working_size
+from segfit.decoding import UNCERTAIN_PIXEL, Prediction, class_counts, decode, image_uncertainty, instance_png, to_uint8
 from segfit.errors import SegfitError
-from segfit.nets import logits_to_classes
 from segfit.novelty import file_colour, image_stats, unusual
 
 
@@ -55,7 +54,8 @@ def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out:
               f"to {out}/{how}")
         if uncertainty:
             calibrated, review = predictor.review_threshold(), predictor.last_review
-            why = [f"more uncertain than the calibrated threshold ({calibrated['threshold']:.4f})" if calibrated else None,
+            measure = calibrated and calibrated.get("measure", "mean_uncertainty").replace("_", " ")
+            why = [f"above the calibrated threshold of {measure} ({calibrated['threshold']:.4f})" if calibrated else None,
                    "unlike the training images" if predictor.input_range() else None]
             if any(why):
                 names = ": " + ", ".join(review[:10]) + (" ..." if len(review) > 10 else "") if review else ""
@@ -209,31 +209,11 @@ class Predictor:
 
     def decode(self, bands, in_size: tuple[int, int], size: tuple[int, int], objects: bool,
                uncertainty: bool, keep_distance: bool = False) -> Prediction:
-        """Network outputs (``(y0, K x n x w)`` bands of rows, top to bottom) -> uint8 class ids of ``size``
-        (outputs resized bilinearly first, a block of rows at a time) and, on request, the objects (int32
-        label image) and the uncertainty (float16 in [0, 1])."""
-        from segfit.ensemble import entropy
-        from segfit.objects import instances_from_distance, true_objects
-        from segfit.tiling import resized_rows
-
-        size = tuple(int(n) for n in size)
-        classes = np.empty(size, np.uint8)
-        unsure = np.empty(size, np.float16) if uncertainty else None  # 3 decimals: all a 0-255 map needs
-        distance = np.empty(size, np.float32) if (objects or keep_distance) and self.learns_instances else None
-        for y0, block in resized_rows(bands, tuple(in_size), size):
-            k = block.shape[0] - int(self.learns_instances)  # the class logits; then the distance logit
-            rows = slice(y0, y0 + block.shape[1])
-            classes[rows] = logits_to_classes(block[None, :k])[0].to(torch.uint8).cpu().numpy()
-            if distance is not None:
-                distance[rows] = torch.sigmoid(block[k]).cpu().numpy()
-            if unsure is not None:
-                unsure[rows] = entropy(block[None], k)[0].cpu().numpy()
-        found = None
-        if objects and distance is not None:
-            found = instances_from_distance(classes, distance, self.seed_level, self.config.model.min_object_area)
-        elif objects:
-            found = true_objects(classes, classes, binary=False)
-        return Prediction(classes, found, unsure, distance if keep_distance else None)
+        """Network outputs (``(y0, K x n x w)`` bands of rows) -> a :class:`Prediction` of ``size``
+        (:func:`segfit.decoding.decode`, with this model's instance settings)."""
+        return decode(bands, in_size, size, instances=self.learns_instances, objects=objects, uncertainty=uncertainty,
+                      keep_distance=keep_distance, seed_level=self.seed_level,
+                      min_object_area=self.config.model.min_object_area)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Class ids (uint8, ``H x W``) for one image at its original size."""
@@ -305,16 +285,19 @@ class Predictor:
             image = read_image(path, 3 if self.config.data.channels == 3 else 1)
             # A grey model's view has no colour: measured on the file, before the prediction's peak memory.
             colour = file_colour(path) if uncertainty and known and self.config.data.channels != 3 else None
-            mask, found, unsure = self.predict_full([image], None, 1, objects, uncertainty)[0][:3]  # no distance kept
+            result = self.predict_full([image], None, 1, objects, uncertainty)[0]
+            mask, found, unsure, expected = result.classes, result.objects, result.uncertainty, result.expected_iou
+            del result  # no distance map kept
             target = out / f"{path.stem}.png"
             # One output at a time, each written before the next is made: a large image's maps are never
             # all in memory at once.
             write_png(target, mask)
             if found is not None:
-                write_png(out / f"{path.stem}_instances.png", _instance_png(found, path))
+                write_png(out / f"{path.stem}_instances.png", instance_png(found, path))
             if unsure is not None:
-                per_image.append(image_uncertainty(path.name, unsure, calibrated, unusual(image_stats(image, colour), known)))
-                write_png(out / f"{path.stem}_uncertainty.png", _to_uint8(unsure))
+                per_image.append(image_uncertainty(path.name, unsure, calibrated, unusual(image_stats(image, colour), known),
+                                                    expected))
+                write_png(out / f"{path.stem}_uncertainty.png", to_uint8(unsure))
                 del unsure
             write_png(out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors, objects=found))
             del image, found
@@ -329,7 +312,10 @@ class Predictor:
                 "maps": "NAME_uncertainty.png: predictive entropy of the averaged class probabilities divided by "
                         "its maximum (log of the class count), times 255: 0 = certain, 255 = an even split",
                 "scale": 255, "uncertain_pixel": UNCERTAIN_PIXEL,
+                "expected_error": "1 - the IoU the model expects of its own mask: the mask scored against the "
+                                  "model's own probabilities (relative to the objects' size, as the error is)",
                 "review_threshold": calibrated["threshold"] if calibrated else None,
+                "review_measure": calibrated.get("measure", "mean_uncertainty") if calibrated else None,
                 "input_range": known,
                 "calibration": calibrated["how"] if calibrated else
                 "none: this model has no calibrated threshold (train it again with this version of segfit)"}
@@ -356,29 +342,6 @@ class Predictor:
         return record
 
 
-UNCERTAIN_PIXEL = 0.5  # a pixel whose normalised entropy exceeds this counts as uncertain
-
-
-def image_uncertainty(name: str, unsure: np.ndarray, calibrated: dict | None, unusual: str | None = None) -> dict:
-    """An image's ``mean_uncertainty``, ``uncertain_fraction``, ``unusual_input`` (why the image is unlike
-    the training images, or None) and ``review`` flag: more uncertain than the calibrated threshold, or
-    unusual (None with neither a threshold nor an unusual input)."""
-    mean = float(unsure.mean(dtype=np.float64)) if unsure.size else 0.0
-    review = (mean > calibrated["threshold"]) if calibrated else None
-    return {"image": name, "mean_uncertainty": round(mean, 6),
-            "uncertain_fraction": round(float((unsure > UNCERTAIN_PIXEL).mean()) if unsure.size else 0.0, 6),
-            "unusual_input": unusual, "review": True if unusual else review}
-
-
-class Prediction(NamedTuple):
-    """One image's prediction at its original size."""
-
-    classes: np.ndarray  # uint8 class ids
-    objects: np.ndarray | None = None  # int32 object ids (0 = background)
-    uncertainty: np.ndarray | None = None  # float16, 0 (certain) .. 1 (a 50/50 split between classes)
-    distance: np.ndarray | None = None  # float32 predicted distance map (models that learn instances; on request)
-
-
 class _Tiles:
     """A ``H x W x C`` image seen as a ``C x H x W`` tensor whose slices are normalised on demand."""
 
@@ -389,30 +352,3 @@ class _Tiles:
     def __getitem__(self, key) -> torch.Tensor:
         _, rows, cols = key
         return image_to_tensor(self.image[rows, cols], self.mean, self.std)
-
-
-
-
-
-def class_counts(mask: np.ndarray, num_classes: int, chunk: int = 1 << 22) -> np.ndarray:
-    """Pixels of each class in a class-id mask, counted a chunk at a time (``np.bincount`` of a whole large
-    mask would first copy it as 64-bit integers)."""
-    flat = mask.reshape(-1)
-    counts = np.zeros(num_classes, np.int64)
-    for start in range(0, flat.size, chunk):
-        counts += np.bincount(flat[start: start + chunk], minlength=num_classes)[:num_classes]
-    return counts
-
-
-def _to_uint8(unsure: np.ndarray) -> np.ndarray:
-    """An uncertainty map in [0, 1] as 0-255 (scaled in place: no second float copy of a large map)."""
-    np.multiply(unsure, 255, out=unsure)
-    return np.rint(unsure, out=unsure).astype(np.uint8)
-
-
-def _instance_png(objects: np.ndarray, path: Path) -> np.ndarray:
-    """A label image as 16-bit PNG data (at most 65535 objects)."""
-    if objects.max(initial=0) > np.iinfo(np.uint16).max:
-        raise SegfitError(f"{int(objects.max())} objects are more than a 16-bit instance map holds", path,
-                          "predict the image in parts (crop it), or use segfit.Predictor.predict_objects from Python")
-    return objects.astype(np.uint16)

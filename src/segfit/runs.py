@@ -255,7 +255,7 @@ def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, 
             from segfit.novelty import run_stats_range
 
             per_image = pd.read_csv(run_dir / "eval_val" / "per_image.csv")
-            calibration = review_calibration(per_image.get("mean_uncertainty", []), "validation images")
+            calibration = review_calibration(per_image, "validation images")
             write_json(run_dir / "summary.json", {**read_json(run_dir / "summary.json"), "warnings": metrics["warnings"],
                                                   "uncertainty": calibration, "inputs": run_stats_range(cfg, split),
                                                   "instances": metrics.get("seed_calibration")})
