@@ -160,6 +160,18 @@ def test_instances_from_distance_separates_touching_discs():
     assert objects.max() == 3 and len(np.unique(objects[classes == 2])) == 1
 
 
+def test_fragments_join_their_neighbour_and_isolated_ones_are_dropped():
+    truth = _discs((48, 48), [(24, 24, 14)])
+    classes = (truth > 0).astype(np.uint8)
+    classes[2:5, 40:43] = 1  # an isolated speck of 9 px
+    distance = distance_target(truth)
+    distance[24:26, 13:15] = 0.95  # a second core near the disc's edge cuts a fragment off it
+    pieces = instances_from_distance(classes, distance, 0.5)
+    assert pieces.max() == 3  # disc, fragment, speck
+    objects = instances_from_distance(classes, distance, 0.5, min_area=40)
+    assert objects.max() == 1 and ((objects > 0) == (truth > 0)).all()  # the fragment is back in its disc; the speck is gone
+
+
 def test_seed_sweep_picks_the_level_that_splits_a_bridged_pair():
     truth = _discs((48, 80), [(24, 22, 12), (24, 42, 12)])
     merged = (truth > 0).astype(np.uint8)

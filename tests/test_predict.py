@@ -135,7 +135,7 @@ def test_cli_predict_files_and_folders(cli_runs):
             mask = np.asarray(im)
         assert set(np.unique(mask)) <= {0, 1}
         objects = read_mask(out / f"{name}_instances.png")  # 16-bit, one id per object, on the foreground only
-        # (fragments under the planned min_object_area are dropped, so not every foreground pixel is an object)
+        # (isolated specks under the planned min_object_area are dropped; fragments join their neighbour)
         assert objects.dtype == np.uint16 and not (objects > 0)[mask == 0].any()
         assert (mask > 0).sum() == 0 or objects.max() >= 1
         with Image.open(out / f"{name}_overlay.png") as im:

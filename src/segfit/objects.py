@@ -171,7 +171,9 @@ def instances_from_distance(classes: np.ndarray, distance: np.ndarray, seed_leve
 
     For each class but background, seeds are the connected cores where ``distance > seed_level``; a
     watershed of ``-distance`` grows them over the class's pixels. A connected part of the class that
-    holds no core is one object, so no pixel of the class map is lost.
+    holds no core is one object, so no pixel of the class map is lost. Pieces under ``min_area`` pixels
+    that touch a larger object of their class join it (a second watershed from the larger ones); only
+    isolated ones are dropped.
 
     Returns:
         An int32 label image, objects 1..N over all classes (each object lies in one class).
@@ -188,5 +190,11 @@ def instances_from_distance(classes: np.ndarray, distance: np.ndarray, seed_leve
         grown = watershed(-distance, markers, mask=mask, connectivity=2) if n else markers
         rest, _ = ndimage.label(mask & (grown == 0), structure=_EIGHT)
         grown = np.where(rest > 0, rest + n, grown)
-        labels[mask] = grown[mask] + labels.max()
+        if min_area > 1:
+            small = np.bincount(grown.ravel()) < min_area
+            small[0] = False
+            if small.any():  # fragments join the larger neighbour they touch; isolated ones stay unlabelled
+                grown = watershed(-distance, np.where(small[grown], 0, grown), mask=mask, connectivity=2)
+        offset = labels.max()
+        labels[mask] = np.where(grown[mask] > 0, grown[mask] + offset, 0)
     return renumber(labels, min_area)
