@@ -75,7 +75,7 @@ def decode(bands, in_size: tuple[int, int], size: tuple[int, int], *, instances:
     unsure = np.empty(size, np.float16) if uncertainty else None  # 3 decimals: all a 0-255 map needs
     distance = np.empty(size, np.float32) if (objects or keep_distance) and instances else None
     agreement = None
-    for y0, block in resized_rows(bands, tuple(in_size), size):
+    for y0, block in resized_rows(bands, tuple(in_size), size, pixels=1 << 20):  # blocks of 1 M pixels: 4 MB a map
         k = block.shape[0] - int(instances)  # the class logits; then the distance logit
         rows = slice(y0, y0 + block.shape[1])
         ids = logits_to_classes(block[None, :k])[0]
