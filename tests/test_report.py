@@ -158,3 +158,18 @@ def test_report_in_headless_chromium(run_copy, tmp_path):
         assert im.size == (1280, 4000)
         colours = im.convert("RGB").resize((64, 200)).getcolors(64 * 200)
     assert colours is None or len(colours) > 20  # something was drawn, not a blank page
+
+
+def test_the_report_lists_the_images_the_model_expects_to_get_most_wrong(tmp_path):
+    import numpy as np
+
+    from segfit.report_page import _trust_note
+
+    pd.DataFrame({"image": [f"im{i}" for i in range(8)], "iou": np.linspace(0.9, 0.2, 8),
+                  "expected_error": np.linspace(0.05, 0.7, 8)}).to_csv(tmp_path / "per_image.csv", index=False)
+    note = _trust_note(tmp_path, {"spearman_expected_error": 1.0, "spearman_with_error": 0.25})
+    assert "Knowing when it is wrong" in note and "0.25" in note
+    shown = re.findall(r"<td class=\"l\">(im\d)</td>", note)
+    assert shown == ["im7", "im6", "im5", "im4", "im3"]  # the five largest expected errors, largest first
+    assert _trust_note(tmp_path, {"spearman_expected_error": float("nan")}) == ""
+    assert _trust_note(tmp_path, {}) == ""  # evaluations made before the expected error

@@ -188,6 +188,7 @@ def _evaluation_section(folder: Path, names: list[str], title: str, grid: bool =
         if (folder / "sizes.png").is_file():
             out.append(f"<figure>{_img_file(folder / 'sizes.png', 'object sizes')}"
                        "<figcaption>Equivalent diameters: true vs predicted objects</figcaption></figure>")
+    out.append(_trust_note(folder, metrics.get("uncertainty") or {}))
     if (folder / "confusion.csv").is_file():
         out.append("<h3>Confusion matrix (pixels; rows: truth, columns: prediction; shade: share of the row)</h3>")
         out.append(_heatmap(pd.read_csv(folder / "confusion.csv")))
@@ -195,6 +196,21 @@ def _evaluation_section(folder: Path, names: list[str], title: str, grid: bool =
         out.append(f"<figure>{_img_file(folder / 'grid.png', 'predictions overlaid')}"
                    "<figcaption>Predictions overlaid on images</figcaption></figure>")
     return "".join(out)
+
+
+def _trust_note(folder: Path, unc: dict) -> str:
+    """Does the model know when it is wrong: the correlation of its expected error with the real one, and
+    the images it expects to get most wrong (those a person would review first)."""
+    import pandas as pd
+
+    rho = unc.get("spearman_expected_error")
+    if rho is None or rho != rho or not (folder / "per_image.csv").is_file():
+        return ""
+    rows = pd.read_csv(folder / "per_image.csv").nlargest(5, "expected_error")
+    return (f"<h3>Knowing when it is wrong</h3><p>Spearman correlation of the per-image error (1 − IoU) with the error "
+            f"the model expects of itself: {_f(rho)} (with the mean uncertainty: {_f(unc.get('spearman_with_error'))}). "
+            "The images it expects to get most wrong:</p>"
+            + _table(["image", "expected error", "IoU"], [[r.image, _f(r.expected_error), _f(r.iou)] for r in rows.itertuples()]))
 
 
 def _instances_table(inst: dict) -> str:
