@@ -117,16 +117,6 @@ def image_uncertainty(name: str, unsure: np.ndarray, calibrated: dict | None, un
     return {**row, "unusual_input": unusual, "review": True if unusual else review}
 
 
-def class_counts(mask: np.ndarray, num_classes: int, chunk: int = 1 << 22) -> np.ndarray:
-    """Pixels of each class in a class-id mask, counted a chunk at a time (``np.bincount`` of a whole large
-    mask would first copy it as 64-bit integers)."""
-    flat = mask.reshape(-1)
-    counts = np.zeros(num_classes, np.int64)
-    for start in range(0, flat.size, chunk):
-        counts += np.bincount(flat[start: start + chunk], minlength=num_classes)[:num_classes]
-    return counts
-
-
 def to_uint8(unsure: np.ndarray) -> np.ndarray:
     """An uncertainty map in [0, 1] as 0-255 (scaled in place: no second float copy of a large map)."""
     np.multiply(unsure, 255, out=unsure)

@@ -90,6 +90,16 @@ def _watershed_split(mask: np.ndarray, components: np.ndarray, min_distance: int
     return watershed(-distance, markers, mask=mask, connectivity=2)
 
 
+def label_counts(labels: np.ndarray, n: int, chunk: int = 1 << 22) -> np.ndarray:
+    """Pixels of each of the labels ``0 .. n - 1`` (class ids or object ids), counted a chunk at a time
+    (``np.bincount`` of a whole large map would first copy it as 64-bit integers)."""
+    flat = labels.reshape(-1)
+    counts = np.zeros(n, np.int64)
+    for start in range(0, flat.size, chunk):
+        counts += np.bincount(flat[start: start + chunk], minlength=n)[:n]
+    return counts
+
+
 def renumber(labels: np.ndarray, min_area: int = 0) -> np.ndarray:
     """Drop objects smaller than ``min_area`` pixels; number the rest 1..N in raster order (int32)."""
     ids, first, inverse, areas = np.unique(np.asarray(labels).ravel(), return_index=True, return_inverse=True,
@@ -191,7 +201,7 @@ def instances_from_distance(classes: np.ndarray, distance: np.ndarray, seed_leve
         rest, _ = ndimage.label(mask & (grown == 0), structure=_EIGHT)
         grown = np.where(rest > 0, rest + n, grown)
         if min_area > 1:
-            small = np.bincount(grown.ravel()) < min_area
+            small = label_counts(grown, int(grown.max()) + 1) < min_area  # chunked: no 64-bit copy of the map
             small[0] = False
             if small.any():  # fragments join the larger neighbour they touch; isolated ones stay unlabelled
                 grown = watershed(-distance, np.where(small[grown], 0, grown), mask=mask, connectivity=2)

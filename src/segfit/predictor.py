@@ -21,9 +21,10 @@ from segfit.backends import load_backend
 from segfit.config import RunConfig
 from segfit.data.formats import list_images, read_image, to_channels
 from segfit.data.preprocess import image_to_tensor, resize_image, working_size
-from segfit.decoding import UNCERTAIN_PIXEL, Prediction, class_counts, decode, image_uncertainty, instance_png, to_uint8
+from segfit.decoding import UNCERTAIN_PIXEL, Prediction, decode, image_uncertainty, instance_png, to_uint8
 from segfit.errors import SegfitError
 from segfit.novelty import file_colour, image_stats, unusual
+from segfit.objects import label_counts
 
 
 def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike,
@@ -301,7 +302,7 @@ class Predictor:
                 del unsure
             write_png(out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors, objects=found))
             del image, found
-            counts = class_counts(mask, len(self.class_names))
+            counts = label_counts(mask, len(self.class_names))
             rows += [{"image": path.name, "class": name, "fraction": counts[i] / mask.size}
                      for i, name in enumerate(self.class_names)]
             written.append(target)
