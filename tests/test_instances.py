@@ -187,6 +187,20 @@ def test_seed_sweep_picks_the_level_that_splits_a_bridged_pair():
     empty = SeedSweep()
     empty.add(np.zeros((8, 8), np.int32), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.float32))
     assert empty.best("nothing") is None
+    # Past its deadline (a run's time budget) a sweep scores the first few images only.
+    import time
+
+    from segfit.instances import MIN_SWEEP_IMAGES
+
+    late = SeedSweep(deadline=time.perf_counter() - 1)
+    for _ in range(MIN_SWEEP_IMAGES + 3):
+        late.add(truth, merged, merged, distance)
+    assert late.images == MIN_SWEEP_IMAGES
+    assert late.total[0.7].count_true == MIN_SWEEP_IMAGES * 2  # two discs an image, each image scored at each level
+    on_time = SeedSweep(deadline=time.perf_counter() + 3600)
+    for _ in range(MIN_SWEEP_IMAGES + 3):
+        on_time.add(truth, merged, merged, distance)
+    assert on_time.images == MIN_SWEEP_IMAGES + 3
 
 
 def test_evaluate_instances_on_instance_maps(tmp_path, trained_run):

@@ -31,7 +31,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
              seed: int = 0, overlays: bool = True, instances: bool = False, split_touching: bool = False,
              min_distance: int = 5, min_area: int | None = None, pixel_size: float | None = None, unit: str = "px",
              model_instances: bool = True, tta: bool = False, report: bool = True, verbose: bool = True,
-             calibrate_seeds: bool = False) -> dict:
+             calibrate_seeds: bool = False, deadline: float | None = None) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file (``segfit evaluate``).
 
     Args:
@@ -58,6 +58,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
             (when evaluating a run's checkpoint).
         calibrate_seeds: for a model that learned instances, score its objects at each seed level
             (:class:`segfit.instances.SeedSweep`) into ``metrics["seed_calibration"]``.
+        deadline: ``time.perf_counter()`` after which the seed sweep scores no more images (a few at least).
 
     Returns:
         The content of ``metrics.json``.
@@ -101,7 +102,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     learned = instances and model_instances and predictor.learns_instances
     sweep = None
     if calibrate_seeds and predictor.learns_instances:
-        sweep = SeedSweep(predictor.config.model.min_object_area if min_area is None else min_area)
+        sweep = SeedSweep(predictor.config.model.min_object_area if min_area is None else min_area, deadline=deadline)
     if learned and min_area is not None:  # the model's own fragment size, unless given
         predictor.config.model.min_object_area = min_area
     min_area = 0 if min_area is None else min_area
@@ -163,7 +164,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
             metrics["instances"]["seed_level"] = predictor.seed_level
         plot_size_comparison(objects.diameters(), out / "sizes.png", pixel_size, unit)
     if sweep is not None:
-        metrics["seed_calibration"] = sweep.best(f"the {len(names)} {split} images")
+        metrics["seed_calibration"] = sweep.best(f"the {len(names)} {split} images" if sweep.images == len(names) else
+                                                 f"{sweep.images} of the {len(names)} {split} images (the time budget)")
     metrics["warnings"] = learning_warnings(total, d.class_names)
     write_json(out / "metrics.json", metrics)
     write_csv(out / "per_image.csv", per_image)

@@ -158,8 +158,8 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     # History from the file process 0 wrote: with ddp_spawn, this process did not train.
     rows = module.history or _history_rows(run_dir)
     result = finish_run(run_dir, rows, cfg, n, perf_counter() - fit_start, say)
-    if cfg.train.report:
-        report(run_dir, refresh=True, verbose=verbose, intro=True)
+    if cfg.train.report:  # under a time budget, the seed sweep of the report stops at the budget's end
+        report(run_dir, refresh=True, verbose=verbose, intro=True, deadline=start + budget if budget and "epochs" not in options else None)
     return result
 
 
@@ -226,11 +226,13 @@ def _auto_class_weights(cfg: RunConfig, summary: dict) -> None:
         cfg.train.class_weights = inverse_frequency_weights(np.asarray(summary["splits"]["train"]["class_pixels"]))
 
 
-def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, intro: bool = False) -> Path:
+def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, intro: bool = False,
+           deadline: float | None = None) -> Path:
     """(Re)build ``RUN/report.html`` (``segfit report``); returns its path.
 
     The best checkpoint is scored on the validation split first (``eval_val/``, at the training size)
-    when ``refresh`` is set or that has not been done yet.
+    when ``refresh`` is set or that has not been done yet; ``deadline`` (``perf_counter()``) bounds the
+    seed-level sweep of a model that learns instances.
     """
     from segfit.report_page import build_report
 
@@ -247,7 +249,7 @@ def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, 
             print(f"Report: scoring the best checkpoint on the {len(split['val'])} validation images"
                   if intro else "Evaluating the best checkpoint on the validation split for the report")
         metrics = evaluate(run_dir, split="val", size=cfg.data.size, overlays=False, report=False, verbose=False,
-                           calibrate_seeds=True)
+                           calibrate_seeds=True, deadline=deadline)
         if (run_dir / "summary.json").is_file():  # a model that learned nothing says so in its summary too
             import pandas as pd
 
