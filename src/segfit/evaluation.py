@@ -16,11 +16,11 @@ import torch
 from segfit.data.layouts import discover
 from segfit.data.preprocess import read_pair, resize_image, resize_mask
 from segfit.data.split import select
+from segfit.decoding import image_uncertainty
 from segfit.errors import SegfitError
 from segfit.instances import ObjectScores, SeedSweep
 from segfit.metrics import confusion_per_image, image_scores, learning_warnings, per_class_table, scores_from_confusion
 from segfit.objects import true_objects
-from segfit.decoding import image_uncertainty
 from segfit.rundir import record_output, resolve_checkpoint, run_dir_of
 
 GALLERY = 4  # best and worst images kept as strips in gallery/
