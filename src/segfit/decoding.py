@@ -65,7 +65,7 @@ def decode(bands, in_size: tuple[int, int], size: tuple[int, int], *, instances:
     model learns ``instances``) -> uint8 class ids of ``size`` (outputs resized bilinearly first, a block of
     rows at a time) and, on request, the objects (int32 label image), the uncertainty (float16 in [0, 1])
     with the expected IoU, and the distance map."""
-    from segfit.ensemble import entropy, to_probabilities
+    from segfit.ensemble import probability_entropy, to_probabilities
     from segfit.nets import logits_to_classes
     from segfit.objects import instances_from_distance, true_objects
     from segfit.tiling import resized_rows
@@ -83,10 +83,10 @@ def decode(bands, in_size: tuple[int, int], size: tuple[int, int], *, instances:
         if distance is not None:
             distance[rows] = torch.sigmoid(block[k]).cpu().numpy()
         if unsure is not None:
-            unsure[rows] = entropy(block[None], k)[0].cpu().numpy()
-            p = to_probabilities(block[None, :k].float(), k)[0]
+            p = to_probabilities(block[None, :k].float(), k)  # once, for the entropy and the expected IoU
+            unsure[rows] = probability_entropy(p, k)[0].cpu().numpy()
             agreement = agreement or SelfAgreement(max(k, 2))
-            agreement.add(p, ids)
+            agreement.add(p[0], ids)
     found = None
     if objects and distance is not None:
         found = instances_from_distance(classes, distance, seed_level, min_object_area)
@@ -97,7 +97,6 @@ def decode(bands, in_size: tuple[int, int], size: tuple[int, int], *, instances:
 
 
 UNCERTAIN_PIXEL = 0.5  # a pixel whose normalised entropy exceeds this counts as uncertain
-REVIEW_MEASURES = ("expected_error", "mean_uncertainty")  # what a review threshold may be calibrated on
 
 
 def image_uncertainty(name: str, unsure: np.ndarray, calibrated: dict | None, unusual: str | None = None,

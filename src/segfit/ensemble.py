@@ -44,6 +44,8 @@ LABEL_PRESERVING = {"light": tuple(VARIANTS), "photo": ("identity", "hflip"), "v
                     "none": ("identity", "hflip")}
 EPS = 1e-6
 REVIEW_QUANTILE = 0.95  # images more uncertain than this share of the held-out validation images get reviewed
+# What a review threshold is calibrated on, preferred first (runs calibrated before the expected error used the other).
+REVIEW_MEASURES = ("expected_error", "mean_uncertainty")
 
 
 def review_calibration(per_image, images: str) -> dict | None:
@@ -53,7 +55,7 @@ def review_calibration(per_image, images: str) -> dict | None:
     uncertainty on the EMPS test split), else on the mean uncertainty."""
     import numpy as np
 
-    for measure in ("expected_error", "mean_uncertainty"):
+    for measure in REVIEW_MEASURES:
         values = np.asarray([v for v in (per_image[measure] if measure in per_image else []) if v == v], float)
         if len(values):
             return {"threshold": float(np.quantile(values, REVIEW_QUANTILE)), "measure": measure,
@@ -89,13 +91,17 @@ def _logit(p: torch.Tensor) -> torch.Tensor:
 def entropy(logits: torch.Tensor, class_channels: int) -> torch.Tensor:
     """Predictive entropy of the class channels of ``B x K x H x W`` logits, divided by its maximum
     (``log K``): ``B x H x W`` in [0, 1], 0 where the prediction is certain, 1 at a 50/50 (or uniform) split."""
-    classes = logits[:, :class_channels]
+    return probability_entropy(to_probabilities(logits[:, :class_channels], class_channels), class_channels)
+
+
+def probability_entropy(p: torch.Tensor, class_channels: int) -> torch.Tensor:
+    """:func:`entropy` from the class probabilities (``B x K x H x W``, or the foreground's ``B x 1 x H x W``
+    of a binary model, as :func:`to_probabilities` gives them)."""
     if class_channels == 1:
-        p = torch.sigmoid(classes[:, 0])
+        p = p[:, 0]
         h = -(p * torch.log(p.clamp_min(EPS)) + (1 - p) * torch.log((1 - p).clamp_min(EPS)))
         return h / math.log(2)
-    logp = torch.log_softmax(classes, 1)
-    return -(logp.exp() * logp).sum(1) / math.log(class_channels)
+    return -(p * torch.log(p.clamp_min(EPS))).sum(1) / math.log(class_channels)
 
 
 def average(x: torch.Tensor, forwards: list, weights: list[float], variants: tuple[str, ...],

@@ -143,6 +143,7 @@ def cv_metrics(members: list[Path]) -> dict:
     """Per-fold validation figures (each fold's ``eval_val``) and the pooled out-of-fold ones."""
     import pandas as pd
 
+    from segfit.ensemble import REVIEW_MEASURES
     from segfit.metrics import per_class_table
     from segfit.rundir import read_json
 
@@ -171,7 +172,7 @@ def cv_metrics(members: list[Path]) -> dict:
         "pooled": {"images": len(per_image), "iou": float(per_image["iou"].mean()), "dice": float(per_image["dice"].mean()),
                    "accuracy": float(per_image["accuracy"].mean()),
                    "miou": float(np.mean([v["iou"] for v in per_class.values()])), "per_class": per_class},
-        "_uncertainties": per_image[[c for c in ("expected_error", "mean_uncertainty") if c in per_image]],
+        "_uncertainties": per_image[[c for c in REVIEW_MEASURES if c in per_image]],
     }
 
 

@@ -11,6 +11,7 @@ between the true and the predicted diameter distributions.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -207,8 +208,6 @@ class SeedSweep:
         """One image: its true objects and class ids, the predicted class ids and distance map. Past the
         ``deadline`` (``time.perf_counter()``; a run's time budget), images beyond the first
         :data:`MIN_SWEEP_IMAGES` are skipped."""
-        import time
-
         from segfit.objects import instances_from_distance
 
         if self.deadline is not None and self.images >= MIN_SWEEP_IMAGES and time.perf_counter() > self.deadline:

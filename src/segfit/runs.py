@@ -159,7 +159,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     rows = module.history or _history_rows(run_dir)
     result = finish_run(run_dir, rows, cfg, n, perf_counter() - fit_start, say)
     if cfg.train.report:  # under a time budget, the seed sweep of the report stops at the budget's end
-        report(run_dir, refresh=True, verbose=verbose, intro=True, deadline=start + budget if budget and "epochs" not in options else None)
+        report(run_dir, refresh=True, verbose=verbose, intro=True, deadline=start + budget if cfg.train.max_time else None)
     return result
 
 
