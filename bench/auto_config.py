@@ -26,8 +26,8 @@ def run_one(name: str, data: Path, budget: str, out: Path) -> dict:
     if proc.returncode != 0:
         return {"bench": "auto_config", "data": name, "time": budget, "error": proc.stderr.strip()[-400:]}
     import segfit
+    from segfit.budget import parse_duration
     from segfit.errors import SegfitError
-    from segfit.planner import parse_duration
 
     split = "test"
     try:

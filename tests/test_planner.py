@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 
 import segfit
+from segfit.budget import epochs_for_budget, parse_duration
 from segfit.errors import SegfitError
 from segfit.fingerprint import fingerprint_data
 from segfit.metrics import learning_warnings
-from segfit.planner import Plan, make_plan, parse_duration
+from segfit.planner import Plan, make_plan
 
 CPU = {"cores": 2, "cpu_bf16": False, "gpu": None, "free_ram_gb": 8.0}
 
@@ -80,8 +81,9 @@ def test_a_tight_budget_trades_resolution_and_network_size_for_passes_over_the_d
     train_pixels = (80 - v["val"]) * 1024**2
     assert v["scale"] == pytest.approx(min(1.0, (4e5 * 0.75 * 300 / (PASSES * train_pixels)) ** 0.5), abs=2e-3)
     assert 10 / 60 <= v["scale"] < 1.0 and "passes" in tight.entries["scale"]["reason"]
-    floor = make_plan(fp, CPU, 20, {}).values()  # hopeless budget: the objects still keep their pixels
-    assert floor["scale"] == pytest.approx(10 / 60, abs=1e-3)
+    hopeless = make_plan(fp, CPU, 20, {})  # hopeless budget: the objects still keep their pixels
+    assert hopeless.values()["scale"] == pytest.approx(10 / 60, abs=1e-3)
+    assert big not in hopeless.calibration  # even the small network cannot pass often enough: the larger is not timed
     assert make_plan(fp, CPU, 300, {"scale": 0.5}).values()["scale"] == 0.5
     assert make_plan(_fp(side=512, d05=20.0), CPU, 20, {}).values()["scale"] == 0.25  # images keep 128 px
 
@@ -195,7 +197,7 @@ def test_planned_training_fits_a_toy_budget(particles_dir, tmp_path, monkeypatch
     import segfit.runs
 
     sized = segfit.runs.epochs_for_budget
-    monkeypatch.setattr(segfit.runs, "epochs_for_budget", lambda plan, *a: (1, sized(plan, *a)[1]))
+    monkeypatch.setattr(segfit.runs, "epochs_for_budget", lambda plan, *a: (1, *sized(plan, *a)[1:]))
     run = segfit.train(particles_dir, tmp_path / "run", time="25s", verbose=False, report=False)
     assert len(run.history) > 1
     plan = json.loads((run.run_dir / "plan.json").read_text())
@@ -207,6 +209,21 @@ def test_planned_training_fits_a_toy_budget(particles_dir, tmp_path, monkeypatch
     assert fingerprint["data"]["mask_kind"] == "instance" and "cores" in fingerprint["machine"]
     assert config["user"] == ["report"] and config["train"]["max_time"] < 25
     assert summary["seconds"] <= 25  # the training itself stays inside the budget
+
+
+def test_a_budget_shorter_than_one_epoch_trains_on_a_share_of_the_images():
+    plan = Plan(budget_s=60, calibration={"chosen": "net", "net": {"train_px_s": 1e5, "val_px_s": 4e5}})
+    for option, value in (("batch_size", 4), ("crop", 128), ("scale", 0.5)):
+        plan.set(option, value, "test")
+    step_s = 4 * 128**2 / 1e5  # 100 steps an epoch, 69 s with the loop's overhead
+    epochs, fit_s, batches = epochs_for_budget(plan, 400, n_train=400, n_val=10, val_pixels=256**2)
+    assert batches == 0 and epochs == int(fit_s / (100 * step_s * 1.05 + 10 * 256**2 / 4e5 + 0.3)) >= 4
+    epochs, fit_s, batches = epochs_for_budget(plan, 50, n_train=400, n_val=10, val_pixels=256**2)
+    assert epochs == 1 and 10 < batches < 100 and "of the training images" in plan.entries["epochs"]["reason"]
+    assert batches * step_s * 1.05 + 10 * 256**2 / 4e5 == pytest.approx(fit_s, abs=1.0)  # the epoch fills the time
+    assert 50 - fit_s > 10  # the report's time is kept back ...
+    unreported = epochs_for_budget(plan, 50, n_train=400, n_val=10, val_pixels=256**2, report=False)
+    assert unreported[2] > batches + 10  # ... unless no report is made
 
 
 def test_the_teaching_path_does_not_plan(particles_dir, tmp_path):

@@ -1,5 +1,5 @@
 import sys
 
-from segfit.cli import main
+from segfit.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

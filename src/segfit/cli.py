@@ -361,5 +361,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def entry() -> int:
+    """The ``segfit`` command: :func:`main`, then a quick exit. Freezing the objects left (torch, Lightning,
+    a data set in memory) spares the interpreter's final garbage collection: 2-3 s after every command that
+    trained or predicted, on 2 cores."""
+    import gc
+
+    code = main()
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -41,11 +41,12 @@ def train_folds(train, data, out, folds: int, *, planning: bool, time=None, plan
                 name: str | None = None, verbose: bool = True, **options: Any):
     """Train one run per fold with ``train`` (:func:`segfit.runs.train`) and write the ensemble; returns the
     ensemble folder. ``planning``: whether the runs are planned."""
+    from segfit.budget import DEFAULT_BUDGET, parse_duration
     from segfit.data.layouts import discover
     from segfit.data.split import make_split
     from segfit.io import write_json
     from segfit.options import build_config
-    from segfit.planner import DEFAULT_BUDGET, parse_duration, plan_for
+    from segfit.planner import plan_for
     from segfit.rundir import make_run_dir
 
     start = perf_counter()
@@ -86,9 +87,8 @@ def train_folds(train, data, out, folds: int, *, planning: bool, time=None, plan
 def write_ensemble(run_dir: Path, members: list[Path], planned=None, say=print) -> Path:
     """``ensemble.json``, ``cv_metrics.json`` and ``report.html`` of an ensemble folder from its members'
     run folders (each evaluated on its own validation images by its report)."""
-    from segfit.io import write_json
-
     from segfit.ensemble import review_calibration
+    from segfit.io import write_json
 
     cv = cv_metrics(members)
     uncertainty = review_calibration(cv.pop("_uncertainties"), "out-of-fold validation images, each scored by the "

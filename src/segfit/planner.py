@@ -10,13 +10,11 @@ within the time budget; :func:`epochs_for_budget` sizes it once the data pass ha
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field
 
-from segfit.errors import SegfitError
+from segfit.budget import DEFAULT_BUDGET, parse_duration
 from segfit.fingerprint import calibrate
 
-DEFAULT_BUDGET = 600.0  # seconds: --time 10m
 # At the working scale the median object keeps at least this diameter, the 5th-percentile one at least that.
 MIN_MEDIAN_OBJECT_PX = 10.0
 MIN_SMALL_OBJECT_PX = 3.0
@@ -42,21 +40,6 @@ CANDIDATES = {
 PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "class_values", "mean", "std", "val", "preload", "model", "encoder",
            "encoder_depth", "decoder_channels", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "loss",
            "class_weights", "augment", "precision", "workers", "epochs", "instances", "instance_radius", "min_object_area")
-
-
-def parse_duration(text: str | float | int) -> float:
-    """Seconds from ``90s``, ``10m``, ``1h``, ``1h30m`` or a number of seconds."""
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", str(text))
-        if not parts or not any(parts.groups()):
-            raise SegfitError(f"--time takes a duration like 90s, 10m or 1h, not {text!r}", fix="e.g. --time 10m")
-        h, m, s = (float(g) if g else 0.0 for g in parts.groups())
-        seconds = 3600 * h + 60 * m + s
-    if not seconds > 0:
-        raise SegfitError(f"--time must be positive, not {text!r}", fix="e.g. --time 10m")
-    return seconds
 
 
 @dataclass
@@ -277,13 +260,19 @@ def _network_rule(plan: Plan, fp: dict, user: dict, device: str, calibrate_steps
         low = scale_bounds(fp, device, bool(plan.values().get("instances")))[0] if "scale" not in user else user["scale"]
         pixels = _train_pixels(plan, fp) * low**2
         patch, batch = CALIBRATION[device]
-        for cand in candidates:
+
+        def fits(cand) -> bool:
             timing = calibrate(cand, v["channels"], v["classes"], patch, batch, v.get("precision", "32"), device,
                                calibrate_steps)
             plan.calibration[_key(cand)] = timing
-            chosen = cand
-            if timing["train_px_s"] * 0.75 * plan.budget_s >= PASSES * pixels:
-                break
+            return timing["train_px_s"] * 0.75 * plan.budget_s >= PASSES * pixels
+
+        # The smallest first: when even it cannot pass often enough over the data, a larger one cannot
+        # either, and the seconds the larger ones' timing would take go to training (5 s of 60 on EMPS).
+        chosen = candidates[-1]
+        if fits(chosen):
+            chosen = next((cand for cand in candidates[:-1] if fits(cand)), chosen)
+        timing = plan.calibration[_key(chosen)]
         reason = (f"U-Net {chosen[1]}, decoder {chosen[3][0]}..{chosen[3][-1]}: {timing['train_px_s'] / 1e3:.0f}k "
                   "training pixels a second on this machine")
         plan.calibration["chosen"] = _key(chosen)
@@ -333,23 +322,6 @@ def _train_pixels(plan: Plan, fp: dict) -> float:
     val = plan.values()["val"]
     n_train = max(1, _trainable(fp) - (int(val) if val >= 1 else int(val * _trainable(fp))))
     return n_train * fp["height"]["median"] * fp["width"]["median"]
-
-
-def epochs_for_budget(plan: Plan, remaining_s: float, n_train: int, n_val: int, val_pixels: float) -> tuple[int, float]:
-    """Epochs that fit in ``remaining_s`` (after the data pass), keeping back the final validation pass
-    for the report; and the training time allowed (a hard stop for Lightning)."""
-    timing = plan.calibration.get(plan.calibration.get("chosen", ""))
-    v = plan.values()
-    patch = v.get("crop") or math.sqrt(val_pixels)
-    step_s = v["batch_size"] * patch**2 / timing["train_px_s"] if timing else 1.0
-    val_s = val_pixels / timing["val_px_s"] if timing else 0.2
-    epoch_s = math.ceil(n_train / v["batch_size"]) * step_s * 1.05 + n_val * val_s + 0.3
-    reserve = n_val * val_s * 2 + 5 + 0.03 * (plan.budget_s or 0)
-    fit_s = max(remaining_s - reserve, epoch_s)  # the TimeBudget callback re-sizes the epochs as they are timed
-    epochs = max(1, min(1000, int(fit_s / epoch_s)))
-    plan.set("epochs", epochs, f"{epoch_s:.1f} s an epoch (calibrated): {epochs} epochs fit in the "
-                               f"{fit_s:.0f} s left for training")
-    return epochs, fit_s
 
 
 def plan_for(data, budget_s: float | None, user: dict, calibrate_steps: int = 3) -> tuple[Plan, dict]:

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-from time import perf_counter
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
+from segfit.budget import DEFAULT_BUDGET, REPORT_TAIL_S, epochs_for_budget, parse_duration
 from segfit.config import RunConfig
 from segfit.errors import SegfitError
 from segfit.io import write_json
 from segfit.options import build_config, resolve, resume_config
-from segfit.planner import DEFAULT_BUDGET, epochs_for_budget, parse_duration, plan_for
-from segfit.rundir import make_run_dir, read_json, require_run_dir, resolve_checkpoint, run_dir_of
+from segfit.planner import plan_for
+from segfit.rundir import (
+    make_run_dir,
+    read_json,
+    require_run_dir,
+    resolve_checkpoint,
+    run_dir_of,
+)
 
 
 @dataclass
@@ -158,8 +165,9 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     # History from the file process 0 wrote: with ddp_spawn, this process did not train.
     rows = module.history or _history_rows(run_dir)
     result = finish_run(run_dir, rows, cfg, n, perf_counter() - fit_start, say)
-    if cfg.train.report:  # under a time budget, the seed sweep of the report stops at the budget's end
-        report(run_dir, refresh=True, verbose=verbose, intro=True, deadline=start + budget if cfg.train.max_time else None)
+    if cfg.train.report:  # under a time budget, the seed sweep of the report stops in time for the budget's end
+        deadline = start + budget - REPORT_TAIL_S if cfg.train.max_time else None
+        report(run_dir, refresh=True, verbose=verbose, intro=True, deadline=deadline)
     return result
 
 
@@ -199,7 +207,8 @@ def _fit_budget(cfg: RunConfig, planned, fingerprint, split: dict, remaining: fl
     if planned is not None:
         d, scale = fingerprint["data"], cfg.data.scale or 1.0
         pixels = d["height"]["median"] * d["width"]["median"] * scale**2
-        cfg.train.epochs, cfg.train.max_time = epochs_for_budget(planned, remaining, n_train, n_val, pixels)
+        cfg.train.epochs, cfg.train.max_time, cfg.train.epoch_batches = epochs_for_budget(planned, remaining, n_train,
+                                                                                        n_val, pixels, cfg.train.report)
         say(f"  epochs  {cfg.train.epochs}  ({planned.entries['epochs']['reason']})")
     else:
         cfg.train.max_time = max(1.0, 0.9 * remaining)

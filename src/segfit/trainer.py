@@ -86,4 +86,5 @@ def build_trainer(t: TrainConfig, run_dir: Path, verbose: bool = True):
         use_distributed_sampler=False,  # segfit's samplers shard by rank themselves (no repeated val images)
         enable_progress_bar=show_bar, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
         max_time=None if t.max_time is None else {"seconds": max(1, int(t.max_time))},
+        limit_train_batches=t.epoch_batches or None,
     )

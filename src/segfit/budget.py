@@ -1,0 +1,70 @@
+"""The time budget: ``--time`` durations, and the epochs that fit in what is left after the data pass,
+keeping back the report's time."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from segfit.errors import SegfitError
+from segfit.instances import MIN_SWEEP_IMAGES, SEED_LEVELS
+
+DEFAULT_BUDGET = 600.0  # seconds: --time 10m
+# The report after training (report_seconds): imports and figures; decoding the validation images
+# at their original size; one watershed of the seed sweep (EMPS, 2 cores: 19 s for 48 images).
+REPORT_S = 10.0
+DECODE_S_PER_MP = 0.1
+WATERSHED_S_PER_MP = 0.2
+REPORT_TAIL_S = 6.0  # what the report does after its seed sweep (figures, input ranges): the sweep stops earlier
+MIN_EPOCH_SHARE = 0.05  # a budget too short for one epoch trains on a share of the images, this one at least
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from ``90s``, ``10m``, ``1h``, ``1h30m`` or a number of seconds."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", str(text))
+        if not parts or not any(parts.groups()):
+            raise SegfitError(f"--time takes a duration like 90s, 10m or 1h, not {text!r}", fix="e.g. --time 10m")
+        h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+        seconds = 3600 * h + 60 * m + s
+    if not seconds > 0:
+        raise SegfitError(f"--time must be positive, not {text!r}", fix="e.g. --time 10m")
+    return seconds
+
+
+def report_seconds(plan, n_val: int, val_pixels: float, val_s: float) -> float:
+    """What the report after training takes (``plan``: a :class:`segfit.planner.Plan`): its imports and
+    figures (:data:`REPORT_S`), the validation images scored at their original size, and the first images
+    of the seed-level sweep of a model that learns instances (EMPS, 2 cores, one epoch: 19 s)."""
+    v = plan.values()
+    original_mp = val_pixels / (v.get("scale") or 1.0) ** 2 / 1e6
+    sweep = MIN_SWEEP_IMAGES * len(SEED_LEVELS) * original_mp * WATERSHED_S_PER_MP if v.get("instances") else 0.0
+    return REPORT_S + n_val * (2 * val_s + original_mp * DECODE_S_PER_MP) + sweep
+
+
+def epochs_for_budget(plan, remaining_s: float, n_train: int, n_val: int, val_pixels: float,
+                      report: bool = True) -> tuple[int, float, int]:
+    """Epochs that fit in ``remaining_s`` (after the data pass), keeping back the report's time (when
+    one is made); the
+    training time allowed (a hard stop for Lightning); and the training batches an epoch takes (0: all;
+    fewer when not even one whole epoch fits: the budget's end comes first)."""
+    timing = plan.calibration.get(plan.calibration.get("chosen", ""))
+    v = plan.values()
+    patch = v.get("crop") or math.sqrt(val_pixels)
+    step_s = v["batch_size"] * patch**2 / timing["train_px_s"] if timing else 1.0
+    val_s = val_pixels / timing["val_px_s"] if timing else 0.2
+    batches = math.ceil(n_train / v["batch_size"])
+    train_s = batches * step_s * 1.05
+    epoch_s = train_s + n_val * val_s + 0.3
+    fit_s = remaining_s - 0.03 * (plan.budget_s or 0) - (report_seconds(plan, n_val, val_pixels, val_s) if report else 0)
+    share = min(1.0, max(MIN_EPOCH_SHARE, (fit_s - epoch_s + train_s) / train_s))
+    fit_s = max(fit_s, epoch_s - train_s * (1 - share))  # the TimeBudget callback re-sizes the epochs as timed
+    epochs = max(1, min(1000, int(fit_s / epoch_s)))
+    reason = f"{epoch_s:.1f} s an epoch (calibrated): {epochs} epochs fit in the {fit_s:.0f} s left for training"
+    if share < 1:
+        reason = (f"{epoch_s:.1f} s an epoch (calibrated) does not fit in the {fit_s:.0f} s left for training: "
+                  f"one epoch over {share:.0%} of the training images")
+    plan.set("epochs", epochs, reason)
+    return epochs, fit_s, (max(1, int(share * batches)) if share < 1 else 0)
