@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 import segfit
-from segfit.budget import epochs_for_budget, parse_duration
+from segfit.budget import epochs_for_budget, parse_duration, training_seconds
 from segfit.errors import SegfitError
 from segfit.fingerprint import fingerprint_data
 from segfit.metrics import learning_warnings
@@ -79,7 +80,7 @@ def test_a_tight_budget_trades_resolution_and_network_size_for_passes_over_the_d
     v = tight.values()
     assert tight.calibration["chosen"] == small  # the larger one cannot pass often enough over the data
     train_pixels = (80 - v["val"]) * 1024**2
-    assert v["scale"] == pytest.approx(min(1.0, (4e5 * 0.75 * 300 / (PASSES * train_pixels)) ** 0.5), abs=2e-3)
+    assert v["scale"] == pytest.approx(min(1.0, (4e5 * training_seconds(300) / (PASSES * train_pixels)) ** 0.5), abs=2e-3)
     assert 10 / 60 <= v["scale"] < 1.0 and "passes" in tight.entries["scale"]["reason"]
     hopeless = make_plan(fp, CPU, 20, {})  # hopeless budget: the objects still keep their pixels
     assert hopeless.values()["scale"] == pytest.approx(10 / 60, abs=1e-3)
@@ -179,6 +180,49 @@ def test_fingerprint_of_files(tmp_path):
     assert objects["diameter_median"] == pytest.approx(np.sqrt(4 * 100 / np.pi), abs=0.01)
     fp = fingerprint_data(tmp_path / "binary")
     assert fp["channels"] == 3 and fp["mask_kind"] == "binary_255" and fp["objects"]["1"]["objects"] == 8
+
+
+def test_few_images_make_an_epoch_of_several_passes():
+    from segfit.planner import MIN_EPOCH_STEPS
+
+    few = _plan(_fp(images=20))  # 16 trainable, 3 of them validate: 13 training images, 4 steps of 4
+    assert few["batch_size"] == 4 and few["repeats"] == math.ceil(MIN_EPOCH_STEPS * 4 / 13)
+    assert "repeats" not in _plan(_fp(images=1000))  # 200 steps an epoch already
+    assert "repeats" not in _plan(_fp(images=20), {"epochs": 30})  # the user's epochs are passes over the images
+    assert _plan(_fp(images=20), {"repeats": 2})["repeats"] == 2
+
+
+def test_an_epoch_of_repeats_shows_every_image_that_many_times_and_shards_evenly():
+    from collections import Counter
+
+    from segfit.data.datamodule import EpochSampler
+
+    sampler = EpochSampler(5, seed=1, repeats=3)
+    sampler.set_epoch(2)
+    first = list(sampler)
+    assert len(first) == len(sampler) == 15 and Counter(i for i, _ in first) == {i: 3 for i in range(5)}
+    assert len({seed for _, seed in first}) == 15  # new augmentations every time
+    assert list(sampler) == first  # an epoch is reproducible (resume)
+    sampler.set_epoch(3)
+    assert list(sampler) != first
+    shards = [EpochSampler(5, seed=1, rank=r, world=2, repeats=3) for r in (0, 1)]
+    assert [len(list(s)) for s in shards] == [8, 8]
+
+
+def test_8_bit_masks_that_number_their_objects_are_instance_maps():
+    from segfit.fingerprint import _mask_kind
+
+    def numbered(k: int) -> np.ndarray:  # k separate squares, numbered 1..k
+        m = np.zeros((40, 200), np.uint8)
+        for i in range(k):
+            m[5:15, 10 + 20 * i: 20 + 20 * i] = i + 1
+        return m
+    assert _mask_kind([numbered(3), numbered(5), numbered(4)]) == ("instance", 2)
+    assert _mask_kind([numbered(4), numbered(4)]) == ("index", 5)  # the same values in every mask: classes
+    classes = numbered(4)
+    classes[25:35, 100:110] = 2  # a class in two places
+    classes[25:35, 150:160] = 3
+    assert _mask_kind([numbered(3), classes, numbered(5)]) == ("index", 6)
 
 
 def test_learning_warnings():

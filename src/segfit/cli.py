@@ -112,6 +112,9 @@ def _add_train(sub) -> None:
     g.add_argument("--scale", type=argtypes.scale, help="work at this fraction of the images' size, e.g. 0.5 (default: planned)")
     g.add_argument("--mean", type=argtypes.float_list, help="per-channel normalisation mean of [0, 1] pixels (default: planned)")
     g.add_argument("--std", type=argtypes.float_list, help="per-channel standard deviation (default: planned)")
+    g.add_argument("--repeats", type=argtypes.positive_int,
+                   help="each epoch goes over the training images this many times, with new crops and augmentations "
+                        "(default: planned: enough for 25 steps an epoch)")
     g.add_argument("--workers", type=int, help=_h("data loading processes", "workers"))
     g.add_argument("-s", "--save-every", "--save", dest="save_every", type=int, help="keep epoch_N.ckpt every N epochs")
     g.add_argument("--folds", type=argtypes.positive_int,

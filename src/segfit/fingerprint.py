@@ -145,11 +145,26 @@ def _mask_kind(masks: list[np.ndarray]) -> tuple[str, int]:
         return "binary_255", 2
     if set(values.tolist()) <= {0, 1}:
         return "binary_01", 2
-    if many or int(values.max()) > 255 or any(m.dtype.itemsize >= 2 for m in masks):
+    if many or int(values.max()) > 255 or any(m.dtype.itemsize >= 2 for m in masks) or _object_ids(masks):
         return "instance", 2  # 16-bit label maps hold object ids (class ids fit in 8 bits)
     if int(values.max()) + 1 > 2 * len(values):  # most of 0..max unused: codes, not class ids
         return "coded", len(values)
     return "index", int(values.max()) + 1
+
+
+def _object_ids(masks: list[np.ndarray]) -> bool:
+    """8-bit masks with a few values that are object ids, not classes: each mask numbers its objects
+    1..k (k differs between masks; classes would recur) and each value is one connected blob (a class
+    is usually several)."""
+    from scipy import ndimage
+
+    per_mask = [np.unique(m[m > 0]) for m in masks]
+    counts = [len(v) for v in per_mask]
+    if len(masks) < 2 or np.mean(counts) < 3 or len(set(counts)) < 2:
+        return False
+    numbered = np.mean([np.array_equal(v, np.arange(1, len(v) + 1)) for v in per_mask if len(v)])
+    blobs = [ndimage.label(m == v)[1] == 1 for m, vs in zip(masks, per_mask) for v in vs]
+    return numbered >= 0.8 and np.mean(blobs) >= 0.9
 
 
 def _read_mask(path: Path, colour: bool) -> tuple[np.ndarray, bool]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from segfit.budget import DEFAULT_BUDGET, parse_duration
+from segfit.budget import DEFAULT_BUDGET, parse_duration, training_seconds
 from segfit.fingerprint import calibrate
 
 # At the working scale the median object keeps at least this diameter, the 5th-percentile one at least that.
@@ -29,6 +29,7 @@ PASSES = 30  # passes over the training pixels a network trained from scratch wa
 # batches of 16 (test IoU 0.723 vs 0.678, the same pixels a second) and of 2 (0.709).
 CPU_STEP_PIXELS = 4 * 128**2
 MIN_STEPS = 200  # optimisation steps a budget should give: below, batches shrink (to 4 at least)
+MIN_EPOCH_STEPS = 25  # fewer training images than this many batches: each epoch goes over them several times
 MAX_VAL_IMAGES = 48  # validation runs every epoch: a bounded share of the budget
 # Candidate networks, largest first: (name, encoder, depth, decoder channels). The network is the
 # largest that the budget lets pass PASSES times over the data; on a CPU, usually the last: a shallow
@@ -39,7 +40,7 @@ CANDIDATES = {
 }
 PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "class_values", "mean", "std", "val", "preload", "model", "encoder",
            "encoder_depth", "decoder_channels", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "loss",
-           "class_weights", "augment", "precision", "workers", "epochs", "instances", "instance_radius", "min_object_area")
+           "class_weights", "augment", "precision", "workers", "repeats", "epochs", "instances", "instance_radius", "min_object_area")
 
 
 @dataclass
@@ -191,7 +192,7 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
     else:
         reason = f"{side:.0f} px images shrink to {side * scale:.0f} px" + ("; " + why_low if scale == low else "")
     if rate and plan.budget_s and "scale" not in user:
-        train_s = 0.75 * plan.budget_s
+        train_s = training_seconds(plan.budget_s)
         pixels = _train_pixels(plan, fp)
         fits = math.sqrt(rate * train_s / (PASSES * pixels))
         if fits < scale:
@@ -265,7 +266,7 @@ def _network_rule(plan: Plan, fp: dict, user: dict, device: str, calibrate_steps
             timing = calibrate(cand, v["channels"], v["classes"], patch, batch, v.get("precision", "32"), device,
                                calibrate_steps)
             plan.calibration[_key(cand)] = timing
-            return timing["train_px_s"] * 0.75 * plan.budget_s >= PASSES * pixels
+            return timing["train_px_s"] * training_seconds(plan.budget_s) >= PASSES * pixels
 
         # The smallest first: when even it cannot pass often enough over the data, a larger one cannot
         # either, and the seconds the larger ones' timing would take go to training (5 s of 60 on EMPS).
@@ -292,12 +293,18 @@ def _batch_rule(plan: Plan, fp: dict, user: dict, device: str, gpu_mem: float) -
     reason = f"{batch} patches of {patch} px per step"
     timing = plan.calibration.get(plan.calibration.get("chosen", ""))
     if timing and plan.budget_s:  # a short budget on little data: smaller batches, so it still gives enough steps
-        affordable = timing["train_px_s"] * plan.budget_s * 0.6 / patch**2  # patches the budget trains on
+        affordable = timing["train_px_s"] * training_seconds(plan.budget_s) * 0.8 / patch**2  # patches trained on
         if affordable / batch < MIN_STEPS and batch > 4:
             batch = max(4, int(affordable / MIN_STEPS))
             reason = f"{batch} patches of {patch} px per step (the budget gives about {int(affordable / batch)} steps)"
     plan.set("batch_size", batch, reason)
     plan.set("lr", 1e-3, "one-cycle peak for AdamW at this batch size")
+    n_train, batch = _n_train(plan, fp), plan.values()["batch_size"]
+    if math.ceil(n_train / batch) < MIN_EPOCH_STEPS and "epochs" not in user:  # the user's epochs: passes over the images
+        repeats = math.ceil(MIN_EPOCH_STEPS * batch / n_train)
+        plan.set("repeats", repeats, f"{n_train} training images make {math.ceil(n_train / batch)} steps: each epoch "
+                                     f"goes over them {repeats} times (new crops and augmentations), so that an epoch "
+                                     f"is {MIN_EPOCH_STEPS} steps or more, not mostly validation")
     if plan.entries.get("encoder_depth", {}).get("source") == "plan" and patch < 128:  # small images: a bottleneck of at least 4 px (depth 5 leaves 1 px at 32 px)
         depth = max(3, min(5, int(math.log2(max(patch, 8))) - 2))
         if depth < v["encoder_depth"]:
@@ -317,11 +324,15 @@ def _trainable(fp: dict) -> int:
     return folders["train"] + folders["val"] if folders else int(fp["images"] * 0.8)
 
 
+def _n_train(plan: Plan, fp: dict) -> int:
+    """Training images: the trainable ones less the validation share."""
+    val = plan.values()["val"]
+    return max(1, _trainable(fp) - (int(val) if val >= 1 else int(val * _trainable(fp))))
+
+
 def _train_pixels(plan: Plan, fp: dict) -> float:
     """Pixels of the training images at their original size (median image)."""
-    val = plan.values()["val"]
-    n_train = max(1, _trainable(fp) - (int(val) if val >= 1 else int(val * _trainable(fp))))
-    return n_train * fp["height"]["median"] * fp["width"]["median"]
+    return _n_train(plan, fp) * fp["height"]["median"] * fp["width"]["median"]
 
 
 def plan_for(data, budget_s: float | None, user: dict, calibrate_steps: int = 3) -> tuple[Plan, dict]:

@@ -203,7 +203,7 @@ def _planning(plan, options: dict) -> bool:
 
 def _fit_budget(cfg: RunConfig, planned, fingerprint, split: dict, remaining: float, say) -> None:
     """Epochs (and Lightning's hard stop) that fit the time left after the data pass."""
-    n_train, n_val = len(split["train"]), len(split["val"])
+    n_train, n_val = len(split["train"]) * cfg.train.repeats, len(split["val"])
     if planned is not None:
         d, scale = fingerprint["data"], cfg.data.scale or 1.0
         pixels = d["height"]["median"] * d["width"]["median"] * scale**2

@@ -59,26 +59,29 @@ class EpochSampler(Sampler):
     """Shuffles with a generator seeded by (seed, epoch) and gives each sample an augmentation seed.
 
     An epoch's order and augmentations are then the same whether or not the run was interrupted
-    and resumed before it (Lightning calls ``set_epoch`` at the start of every epoch). Under DDP
+    and resumed before it (Lightning calls ``set_epoch`` at the start of every epoch). With
+    ``repeats`` an epoch goes over the samples that many times, each time in a new order with new
+    augmentations (few images then still make an epoch of many steps). Under DDP
     each of ``world`` processes takes every ``world``-th sample of the same order, padded by
     wrapping around so that all processes run the same number of steps.
     """
 
-    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, repeats: int = 1):
         self.n, self.seed, self.rank, self.world, self.epoch = n, seed, rank, world, 0
+        self.repeats = max(1, repeats)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-self.n // self.world)
+        return -(-self.n * self.repeats // self.world)
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.n, generator=g).tolist()
-        seeds = torch.randint(0, 2**31 - 1, (self.n,), generator=g).tolist()
+        order = [i for _ in range(self.repeats) for i in torch.randperm(self.n, generator=g).tolist()]
+        seeds = torch.randint(0, 2**31 - 1, (len(order),), generator=g).tolist()
         pairs = list(zip(order, seeds))
-        pairs += pairs[: len(self) * self.world - self.n]
+        pairs += pairs[: len(self) * self.world - len(order)]
         return iter(pairs[self.rank:: self.world])
 
 
@@ -148,7 +151,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         ds = self.dataset(which)
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        sampler = EpochSampler(len(ds), self.train_cfg.seed, rank, world) if shuffle else ShardSampler(len(ds), rank, world)
+        sampler = (EpochSampler(len(ds), self.train_cfg.seed, rank, world, self.train_cfg.repeats) if shuffle
+                   else ShardSampler(len(ds), rank, world))
         batch = self.train_cfg.batch_size
         if which != "train" and self.cfg.size is None:
             batch = 1  # original sizes may differ between images
