@@ -53,6 +53,7 @@ def main() -> None:
     p.add_argument("--synthetic", action="store_true", help="also the synthetic stress sets (1 minute each)")
     p.add_argument("--only-synthetic", action="store_true", help="the synthetic stress sets, not EMPS")
     p.add_argument("--out", default=None)
+    p.add_argument("--sets", default=None, help="only these synthetic sets (comma-separated names)")
     a = p.parse_args()
     out = Path(a.out or tempfile.mkdtemp(prefix="segfit-auto-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -63,6 +64,8 @@ def main() -> None:
         from stress_sets import make_all
 
         for name, data in make_all(out / "data").items():
+            if a.sets and name not in a.sets.split(","):
+                continue
             print(json.dumps(run_one(name, data, "60s", out)), flush=True)
 
 

@@ -241,7 +241,7 @@ def test_planned_training_fits_a_toy_budget(particles_dir, tmp_path, monkeypatch
     import segfit.runs
 
     sized = segfit.runs.epochs_for_budget
-    monkeypatch.setattr(segfit.runs, "epochs_for_budget", lambda plan, *a: (1, *sized(plan, *a)[1:]))
+    monkeypatch.setattr(segfit.runs, "epochs_for_budget", lambda plan, *a: sized(plan, *a)._replace(epochs=1))
     run = segfit.train(particles_dir, tmp_path / "run", time="25s", verbose=False, report=False)
     assert len(run.history) > 1
     plan = json.loads((run.run_dir / "plan.json").read_text())
@@ -260,14 +260,30 @@ def test_a_budget_shorter_than_one_epoch_trains_on_a_share_of_the_images():
     for option, value in (("batch_size", 4), ("crop", 128), ("scale", 0.5)):
         plan.set(option, value, "test")
     step_s = 4 * 128**2 / 1e5  # 100 steps an epoch, 69 s with the loop's overhead
-    epochs, fit_s, batches = epochs_for_budget(plan, 400, n_train=400, n_val=10, val_pixels=256**2)
+    epochs, fit_s, batches, _ = epochs_for_budget(plan, 400, n_train=400, n_val=10, val_pixels=256**2)
     assert batches == 0 and epochs == int(fit_s / (100 * step_s * 1.05 + 10 * 256**2 / 4e5 + 0.3)) >= 4
-    epochs, fit_s, batches = epochs_for_budget(plan, 50, n_train=400, n_val=10, val_pixels=256**2)
+    epochs, fit_s, batches, _ = epochs_for_budget(plan, 50, n_train=400, n_val=10, val_pixels=256**2)
     assert epochs == 1 and 10 < batches < 100 and "of the training images" in plan.entries["epochs"]["reason"]
     assert batches * step_s * 1.05 + 10 * 256**2 / 4e5 == pytest.approx(fit_s, abs=1.0)  # the epoch fills the time
     assert 50 - fit_s > 10  # the report's time is kept back ...
     unreported = epochs_for_budget(plan, 50, n_train=400, n_val=10, val_pixels=256**2, report=False)
     assert unreported[2] > batches + 10  # ... unless no report is made
+
+
+def test_repeats_shrink_until_enough_epochs_fit():
+    from segfit.budget import MIN_EPOCHS
+
+    plan = Plan(budget_s=60, calibration={"chosen": "net", "net": {"train_px_s": 1e5, "val_px_s": 4e5}})
+    for option, value in (("batch_size", 4), ("crop", 128), ("repeats", 10)):
+        plan.set(option, value, "test")
+    step_s = 4 * 128**2 / 1e5 * 1.05  # 0.69 s a step: 10 repeats of 8 images, 20 steps, 14 s an epoch
+    roomy = epochs_for_budget(plan, 600, n_train=8, n_val=2, val_pixels=128**2)
+    assert roomy.repeats == 10 and roomy.epochs >= MIN_EPOCHS
+    tight = epochs_for_budget(plan, 60, n_train=8, n_val=2, val_pixels=128**2)
+    assert 1 <= tight.repeats < 10 and tight.epochs >= MIN_EPOCHS and "so that" in plan.entries["repeats"]["reason"]
+    assert tight.epochs * tight.repeats * 2 * step_s == pytest.approx(tight.seconds, rel=0.3)
+    plan.given({"repeats": 10})  # the user's repeats stay
+    assert epochs_for_budget(plan, 60, n_train=8, n_val=2, val_pixels=128**2).repeats == 10
 
 
 def test_the_teaching_path_does_not_plan(particles_dir, tmp_path):

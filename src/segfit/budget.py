@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import NamedTuple
 
 from segfit.errors import SegfitError
 from segfit.instances import MIN_SWEEP_IMAGES, SEED_LEVELS
@@ -13,10 +14,11 @@ DEFAULT_BUDGET = 600.0  # seconds: --time 10m
 # The report after training (report_seconds): imports and figures; decoding the validation images
 # at their original size; one watershed of the seed sweep (EMPS, 2 cores: 19 s for 48 images).
 FIXED_S = 25.0  # seconds of a budgeted run that do not train, whatever the budget (training_seconds)
-REPORT_S = 10.0
+REPORT_S = 6.0
 DECODE_S_PER_MP = 0.1
 WATERSHED_S_PER_MP = 0.2
 REPORT_TAIL_S = 6.0  # what the report does after its seed sweep (figures, input ranges): the sweep stops earlier
+MIN_EPOCHS = 8  # planned repeats shrink until this many epochs fit
 MIN_EPOCH_SHARE = 0.05  # a budget too short for one epoch trains on a share of the images, this one at least
 
 
@@ -51,21 +53,40 @@ def report_seconds(plan, n_val: int, val_pixels: float, val_s: float) -> float:
     return REPORT_S + n_val * (2 * val_s + original_mp * DECODE_S_PER_MP) + sweep
 
 
+class Fit(NamedTuple):
+    """What a budget allows: ``epochs``, the training ``seconds`` (a hard stop for Lightning), the
+    training ``batches`` an epoch takes (0: all) and the ``repeats`` of the training images an epoch."""
+
+    epochs: int
+    seconds: float
+    batches: int
+    repeats: int
+
+
 def epochs_for_budget(plan, remaining_s: float, n_train: int, n_val: int, val_pixels: float,
-                      report: bool = True) -> tuple[int, float, int]:
-    """Epochs that fit in ``remaining_s`` (after the data pass), keeping back the report's time (when
-    one is made); the
-    training time allowed (a hard stop for Lightning); and the training batches an epoch takes (0: all;
-    fewer when not even one whole epoch fits: the budget's end comes first)."""
+                      report: bool = True) -> Fit:
+    """What fits in ``remaining_s`` (after the data pass) for ``n_train`` training images, keeping back
+    the report's time (when one is made). Planned repeats shrink until :data:`MIN_EPOCHS` epochs fit (an
+    epoch's end is where the budget re-sizes the schedule: too few, and the budget is missed or left
+    unused); when not even one whole pass fits, an epoch takes a share of the batches."""
     timing = plan.calibration.get(plan.calibration.get("chosen", ""))
     v = plan.values()
     patch = v.get("crop") or math.sqrt(val_pixels)
     step_s = v["batch_size"] * patch**2 / timing["train_px_s"] if timing else 1.0
     val_s = val_pixels / timing["val_px_s"] if timing else 0.2
-    batches = math.ceil(n_train / v["batch_size"])
-    train_s = batches * step_s * 1.05
-    epoch_s = train_s + n_val * val_s + 0.3
     fit_s = remaining_s - 0.03 * (plan.budget_s or 0) - (report_seconds(plan, n_val, val_pixels, val_s) if report else 0)
+    repeats = int(v.get("repeats") or 1)
+
+    def seconds(repeats: int) -> tuple[int, float, float]:  # batches, training and whole seconds of an epoch
+        batches = math.ceil(n_train * repeats / v["batch_size"])
+        return batches, batches * step_s * 1.05, batches * step_s * 1.05 + n_val * val_s + 0.3
+
+    while repeats > 1 and plan.entries.get("repeats", {}).get("source") == "plan" and fit_s / seconds(repeats)[2] < MIN_EPOCHS:
+        repeats -= 1
+    if repeats != int(v.get("repeats") or 1):
+        plan.set("repeats", repeats, plan.entries["repeats"]["reason"] + f"; {repeats} times, so that "
+                                     f"{MIN_EPOCHS} epochs fit in the budget")
+    batches, train_s, epoch_s = seconds(repeats)
     share = min(1.0, max(MIN_EPOCH_SHARE, (fit_s - epoch_s + train_s) / train_s))
     fit_s = max(fit_s, epoch_s - train_s * (1 - share))  # the TimeBudget callback re-sizes the epochs as timed
     epochs = max(1, min(1000, int(fit_s / epoch_s)))
@@ -74,4 +95,4 @@ def epochs_for_budget(plan, remaining_s: float, n_train: int, n_val: int, val_pi
         reason = (f"{epoch_s:.1f} s an epoch (calibrated) does not fit in the {fit_s:.0f} s left for training: "
                   f"one epoch over {share:.0%} of the training images")
     plan.set("epochs", epochs, reason)
-    return epochs, fit_s, (max(1, int(share * batches)) if share < 1 else 0)
+    return Fit(epochs, fit_s, max(1, int(share * batches)) if share < 1 else 0, repeats)

@@ -203,12 +203,14 @@ def _planning(plan, options: dict) -> bool:
 
 def _fit_budget(cfg: RunConfig, planned, fingerprint, split: dict, remaining: float, say) -> None:
     """Epochs (and Lightning's hard stop) that fit the time left after the data pass."""
-    n_train, n_val = len(split["train"]) * cfg.train.repeats, len(split["val"])
+    n_train, n_val = len(split["train"]), len(split["val"])
     if planned is not None:
         d, scale = fingerprint["data"], cfg.data.scale or 1.0
         pixels = d["height"]["median"] * d["width"]["median"] * scale**2
-        cfg.train.epochs, cfg.train.max_time, cfg.train.epoch_batches = epochs_for_budget(planned, remaining, n_train,
-                                                                                        n_val, pixels, cfg.train.report)
+        fit = epochs_for_budget(planned, remaining, n_train, n_val, pixels, cfg.train.report)
+        if fit.repeats != cfg.train.repeats:
+            say(f"  repeats {fit.repeats}  ({planned.entries['repeats']['reason']})")
+        cfg.train.epochs, cfg.train.max_time, cfg.train.epoch_batches, cfg.train.repeats = fit
         say(f"  epochs  {cfg.train.epochs}  ({planned.entries['epochs']['reason']})")
     else:
         cfg.train.max_time = max(1.0, 0.9 * remaining)
