@@ -89,9 +89,12 @@ def test_review_flag_follows_the_calibrated_threshold():
     assert image_uncertainty("a.png", unsure, on_error, None, expected_iou=0.8)["review"] is False
     assert image_uncertainty("a.png", unsure, on_error, None, expected_iou=0.8)["expected_error"] == pytest.approx(0.2)
     assert image_uncertainty("a.png", unsure, on_error, "too bright", expected_iou=0.8)["review"] is True
-    rows = pd.DataFrame({"expected_error": [0.1, 0.2, 0.3], "mean_uncertainty": [0.9, 0.9, 0.9]})
+    rows = pd.DataFrame({"expected_error": np.linspace(0.1, 0.3, 21), "mean_uncertainty": [0.9] * 21})
     assert review_calibration(rows, "x")["measure"] == "expected_error"
     assert review_calibration(rows, "x")["threshold"] == pytest.approx(0.29)
+    few = review_calibration(pd.DataFrame({"expected_error": [0.1, 0.2, 0.3]}), "x")  # no 95th percentile of 3
+    assert few["threshold"] == pytest.approx(0.3 + 0.2) and "too few" in few["how"]
+    assert review_calibration({"expected_error": [0.2, 0.2]}, "x")["threshold"] == pytest.approx(0.25)
     assert review_calibration({"mean_uncertainty": [0.5, 0.5]}, "x")["measure"] == "mean_uncertainty"
     assert review_calibration({}, "x") is None
 

@@ -96,7 +96,9 @@ def test_touching_objects_in_instance_maps_are_learned_as_instances_at_a_scale_t
     assert touching.values()["min_object_area"] == int(0.5 * np.pi * 6**2 / 4)  # half the 5th-percentile object's area
     apart = _plan(_fp(side=2048, d05=6.0, touching=0.01))
     assert apart["instances"] is False and apart["scale"] == pytest.approx(10 / 18, abs=1e-3)
-    assert "instances" not in _plan(_fp(kind="binary_255", touching=0.4))  # components of a 0/255 mask: nothing to learn
+    binary = _plan(_fp(kind="binary_255", touching=0.4, d05=8.0))
+    assert "instances" not in binary  # components of a 0/255 mask: nothing to learn
+    assert binary["min_object_area"] == int(0.5 * np.pi * 8**2 / 4)  # ... but specks are still not objects
     forced = make_plan(_fp(touching=0.4), CPU, None, {"instances": False}, calibrate_steps=0)
     assert forced.entries["instances"] == {"value": False, "source": "user", "reason": "given by the user"}
 

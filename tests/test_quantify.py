@@ -288,6 +288,23 @@ def test_quantify_predicts_first_with_a_checkpoint(trained_run, particles_dir, t
     assert "<h2>Objects measured</h2>" in page and "Equivalent diameters per class" in page
 
 
+def test_quantify_drops_what_the_model_plans_as_fragments(trained_run, particles_dir, tmp_path, monkeypatch):
+    from segfit.predictor import Predictor
+
+    loaded = Predictor.from_checkpoint
+
+    def planned(*args, **kwargs):  # a planned model's fragment size (the teaching model has none)
+        predictor = loaded(*args, **kwargs)
+        predictor.config.model.min_object_area = 30
+        return predictor
+
+    monkeypatch.setattr(Predictor, "from_checkpoint", planned)
+    default = quantify([particles_dir / "images"], tmp_path / "q", checkpoint=trained_run, verbose=False)
+    given = quantify([particles_dir / "images"], tmp_path / "given", checkpoint=trained_run, min_area=0, verbose=False)
+    assert default["min_area"] == 30 and given["min_area"] == 0  # what the user gives wins
+    assert (pd.read_csv(tmp_path / "q" / "objects.csv")["area"] >= 30).all()
+
+
 def test_cli_quantify_and_its_user_errors(tmp_path, trained_run, particles_dir):
     masks = _two_class_masks(tmp_path / "masks")
     (tmp_path / "empty").mkdir()

@@ -204,7 +204,8 @@ def _add_object_args(g, what: str) -> None:
     g.add_argument("--split-touching", action="store_true", help=f"split touching {what} (distance-transform watershed)")
     g.add_argument("--min-distance", type=argtypes.positive_int,
                    help="smallest distance between two object centres when splitting, in pixels (default 5)")
-    g.add_argument("--min-area", type=argtypes.non_negative_int, help=f"drop {what} smaller than this many pixels (default 0: keep all)")
+    g.add_argument("--min-area", type=argtypes.non_negative_int, help=f"drop {what} smaller than this many pixels (default: a model's planned fragment size, "
+                        "min_object_area in its plan; 0 for masks)")
 
 
 def _add_tools(sub) -> None:

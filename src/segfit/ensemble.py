@@ -43,6 +43,7 @@ VARIANTS = {
 LABEL_PRESERVING = {"light": tuple(VARIANTS), "photo": ("identity", "hflip"), "vineyard": ("identity", "hflip"),
                     "none": ("identity", "hflip")}
 EPS = 1e-6
+MIN_QUANTILE_IMAGES = 20  # fewer held-out images: the review threshold is their highest figure, raised
 REVIEW_QUANTILE = 0.95  # images more uncertain than this share of the held-out validation images get reviewed
 # What a review threshold is calibrated on, preferred first (runs calibrated before the expected error used the other).
 REVIEW_MEASURES = ("expected_error", "mean_uncertainty")
@@ -57,10 +58,15 @@ def review_calibration(per_image, images: str) -> dict | None:
 
     for measure in REVIEW_MEASURES:
         values = np.asarray([v for v in (per_image[measure] if measure in per_image else []) if v == v], float)
-        if len(values):
+        what = f"the {measure.replace('_', ' ')} of {len(values)} {images}"
+        if len(values) >= MIN_QUANTILE_IMAGES:
             return {"threshold": float(np.quantile(values, REVIEW_QUANTILE)), "measure": measure,
-                    "how": f"{100 * REVIEW_QUANTILE:.0f}th percentile of the {measure.replace('_', ' ')} of "
-                           f"{len(values)} {images}"}
+                    "how": f"{100 * REVIEW_QUANTILE:.0f}th percentile of {what}"}
+        if len(values):  # too few for a percentile: their highest, widened (a fifth of the images flagged otherwise)
+            top = float(values.max())
+            return {"threshold": top + max(top - float(values.min()), 0.25 * top), "measure": measure,
+                    "how": f"the highest of {what}, raised by their range (at least a quarter of it): too few "
+                           f"images for a {100 * REVIEW_QUANTILE:.0f}th percentile"}
     return None
 
 

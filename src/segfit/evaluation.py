@@ -105,7 +105,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         sweep = SeedSweep(predictor.config.model.min_object_area if min_area is None else min_area, deadline=deadline)
     if learned and min_area is not None:  # the model's own fragment size, unless given
         predictor.config.model.min_object_area = min_area
-    min_area = 0 if min_area is None else min_area
+    min_area = predictor.config.model.min_object_area if min_area is None else min_area  # fragments are not objects
     objects = ObjectScores(d.class_names, d.mask_mode == "binary" or k == 2, split_touching, min_distance, min_area,
                            pixel_size, unit)
     rows = []

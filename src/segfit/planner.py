@@ -144,17 +144,18 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
     if kind == "instance" and touching >= MIN_TOUCHING:
         plan.set("instances", True, f"instance label maps whose objects touch ({100 * touching:.0f} % touch another): "
                                     "learn where one ends (a distance map beside the classes, split by a seeded watershed)")
-        sized = [o for o in objects if o.get("diameter_p05")]
-        if sized:
-            median, small = min(o["diameter_median"] for o in sized), min(o["diameter_p05"] for o in sized)
+    elif kind == "instance":
+        plan.set("instances", False, "instance label maps whose objects do not touch: objects are the connected parts")
+    sized = [o for o in objects if o.get("diameter_p05")]
+    if sized:
+        median, small = min(o["diameter_median"] for o in sized), min(o["diameter_p05"] for o in sized)
+        if plan.values().get("instances"):
             plan.set("instance_radius", round(median / 2, 1),
                      f"the median object's radius ({median / 2:.0f} px): deeper parts of larger objects are a plateau "
                      "of the distance map, so a network that sees only part of a large object does not split it")
-            area = int(FRAGMENT_SHARE * math.pi * small**2 / 4)
-            plan.set("min_object_area", area, f"predicted objects under {area} px (half the 5th-percentile true object, "
-                                              f"{small:.0f} px across) are fragments, not objects")
-    elif kind == "instance":
-        plan.set("instances", False, "instance label maps whose objects do not touch: objects are the connected parts")
+        area = int(FRAGMENT_SHARE * math.pi * small**2 / 4)
+        plan.set("min_object_area", area, f"predicted objects under {area} px (half the 5th-percentile true object, "
+                                          f"{small:.0f} px across) are fragments, not objects (counts, sizes)")
     n = _trainable(fp)
     val = max(1, min(MAX_VAL_IMAGES, round(0.2 * n)))
     plan.set("val", float(val) if n >= 10 else 0.2,

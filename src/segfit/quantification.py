@@ -60,7 +60,7 @@ def _many_colours(path: Path) -> bool:
 
 
 def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, split_touching: bool = False,
-             min_distance: int = 5, min_area: int = 0, pixel_size: float | None = None, unit: str = "px",
+             min_distance: int = 5, min_area: int | None = None, pixel_size: float | None = None, unit: str = "px",
              instance_maps: bool = False, tta: bool = False, verbose: bool = True) -> dict:
     """Count and measure the objects of class-index masks.
 
@@ -73,7 +73,8 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
             the masks names them (default background, class_1, ...).
         split_touching: split touching objects (see :func:`segfit.objects.label_objects`).
         min_distance: smallest distance between two object centres when splitting, in pixels.
-        min_area: drop objects of fewer pixels.
+        min_area: drop objects of fewer pixels (default: with ``checkpoint``, the model's planned fragment
+            size, ``min_object_area``; else 0).
         pixel_size: size of one pixel in ``unit``: adds ``area_<unit>2``, ``*_<unit>`` columns.
         unit: unit of ``pixel_size``, e.g. nm.
         instance_maps: inputs are instance label maps (one integer per object, like EMPS segmaps): each
@@ -113,6 +114,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         names = list(predictor.class_names)
         run_dir = run_dir_of_model(predictor.checkpoint)
         model_objects = predictor.learns_instances
+        min_area = predictor.config.model.min_object_area if min_area is None else min_area
     else:
         masks = list_masks(inputs)
         names, run_dir, model_objects = _recorded(masks)
@@ -124,6 +126,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
             top = max(int(read_class_mask(p).max(initial=0)) for p in masks)
             names = ["background"] + [f"class_{i}" for i in range(1, max(top, 1) + 1)]
     chosen = _choose(classes, names)
+    min_area = min_area or 0
 
     object_frames, image_rows = [], []
     for path, image in progress(list(zip(masks, _image_names(masks))), "quantify"):
@@ -196,7 +199,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
 def _check_options(pixel_size, unit, min_distance, min_area, checkpoint, class_names, instance_maps) -> float | None:
     if min_distance < 1:
         raise SegfitError(f"--min-distance must be at least 1 pixel, not {min_distance}", fix="give e.g. --min-distance 5")
-    if min_area < 0:
+    if min_area is not None and min_area < 0:
         raise SegfitError(f"--min-area must be 0 or more pixels, not {min_area}", fix="give e.g. --min-area 10")
     if checkpoint is not None and instance_maps:
         raise SegfitError("--instance-maps cannot be used with --checkpoint", checkpoint,
