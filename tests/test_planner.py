@@ -89,6 +89,17 @@ def test_a_tight_budget_trades_resolution_and_network_size_for_passes_over_the_d
     assert make_plan(_fp(side=512, d05=20.0), CPU, 20, {}).values()["scale"] == 0.25  # images keep 128 px
 
 
+def test_a_larger_network_needs_a_clear_margin(monkeypatch):
+    from segfit.planner import CANDIDATES, LARGER_MARGIN, PASSES, _key
+
+    big, small = (_key(c) for c in CANDIDATES["cpu"][:2])
+    fp = _fp(side=1024, d05=20.0, images=100)  # 64 training images; the objects allow down to 1/6
+    needed = PASSES * 64 * 1024**2 * (10 / 60) ** 2 / training_seconds(3600)  # px/s for PASSES at that scale
+    for factor, chosen in ((0.5 * (1 + LARGER_MARGIN), small), (1.05 * LARGER_MARGIN, big)):
+        _timed(monkeypatch, {big: factor * needed, small: 10 * needed})
+        assert make_plan(fp, CPU, 3600, {}).calibration["chosen"] == chosen
+
+
 def test_touching_objects_in_instance_maps_are_learned_as_instances_at_a_scale_that_keeps_them_apart():
     touching = make_plan(_fp(side=2048, d05=6.0, touching=0.4), CPU, None, {}, calibrate_steps=0)
     assert touching.values()["instances"] is True and "40 % touch" in touching.entries["instances"]["reason"]
