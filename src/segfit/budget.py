@@ -75,15 +75,16 @@ def epochs_for_budget(plan, remaining_s: float, n_train: int, n_val: int, val_pi
     step_s = v["batch_size"] * patch**2 / timing["train_px_s"] if timing else 1.0
     val_s = val_pixels / timing["val_px_s"] if timing else 0.2
     fit_s = remaining_s - 0.03 * (plan.budget_s or 0) - (report_seconds(plan, n_val, val_pixels, val_s) if report else 0)
-    repeats = int(v.get("repeats") or 1)
+    planned = repeats = int(v.get("repeats") or 1)
+    shrinkable = plan.entries.get("repeats", {}).get("source") == "plan"  # the user's repeats stay
 
     def seconds(repeats: int) -> tuple[int, float, float]:  # batches, training and whole seconds of an epoch
         batches = math.ceil(n_train * repeats / v["batch_size"])
         return batches, batches * step_s * 1.05, batches * step_s * 1.05 + n_val * val_s + 0.3
 
-    while repeats > 1 and plan.entries.get("repeats", {}).get("source") == "plan" and fit_s / seconds(repeats)[2] < MIN_EPOCHS:
+    while shrinkable and repeats > 1 and fit_s / seconds(repeats)[2] < MIN_EPOCHS:
         repeats -= 1
-    if repeats != int(v.get("repeats") or 1):
+    if repeats != planned:
         plan.set("repeats", repeats, plan.entries["repeats"]["reason"] + f"; {repeats} times, so that "
                                      f"{MIN_EPOCHS} epochs fit in the budget")
     batches, train_s, epoch_s = seconds(repeats)

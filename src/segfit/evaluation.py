@@ -100,12 +100,10 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     if pixel_size is not None and not (pixel_size > 0):
         raise SegfitError(f"--pixel-size must be a number above 0, not {pixel_size}", fix="give e.g. --pixel-size 2.5 --unit nm")
     learned = instances and model_instances and predictor.learns_instances
-    sweep = None
-    if calibrate_seeds and predictor.learns_instances:
-        sweep = SeedSweep(predictor.config.model.min_object_area if min_area is None else min_area, deadline=deadline)
-    if learned and min_area is not None:  # the model's own fragment size, unless given
-        predictor.config.model.min_object_area = min_area
     min_area = predictor.config.model.min_object_area if min_area is None else min_area  # fragments are not objects
+    sweep = SeedSweep(min_area, deadline=deadline) if calibrate_seeds and predictor.learns_instances else None
+    if learned:  # the model's own objects drop what the user calls fragments
+        predictor.config.model.min_object_area = min_area
     objects = ObjectScores(d.class_names, d.mask_mode == "binary" or k == 2, split_touching, min_distance, min_area,
                            pixel_size, unit)
     rows = []

@@ -304,10 +304,11 @@ def _batch_rule(plan: Plan, fp: dict, user: dict, device: str, gpu_mem: float) -
             reason = f"{batch} patches of {patch} px per step (the budget gives about {int(affordable / batch)} steps)"
     plan.set("batch_size", batch, reason)
     plan.set("lr", 1e-3, "one-cycle peak for AdamW at this batch size")
-    n_train, batch = _n_train(plan, fp), plan.values()["batch_size"]
-    if math.ceil(n_train / batch) < MIN_EPOCH_STEPS and "epochs" not in user:  # the user's epochs: passes over the images
+    n_train, batch = _n_train(plan, fp), plan.values()["batch_size"]  # the user's batch size, when given
+    steps = math.ceil(n_train / batch)
+    if steps < MIN_EPOCH_STEPS and "epochs" not in user:  # the user's epochs: passes over the images
         repeats = math.ceil(MIN_EPOCH_STEPS * batch / n_train)
-        plan.set("repeats", repeats, f"{n_train} training images make {math.ceil(n_train / batch)} steps: each epoch "
+        plan.set("repeats", repeats, f"{n_train} training images make {steps} steps: each epoch "
                                      f"goes over them {repeats} times (new crops and augmentations), so that an epoch "
                                      f"is {MIN_EPOCH_STEPS} steps or more, not mostly validation")
     if plan.entries.get("encoder_depth", {}).get("source") == "plan" and patch < 128:  # small images: a bottleneck of at least 4 px (depth 5 leaves 1 px at 32 px)
