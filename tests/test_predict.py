@@ -122,7 +122,7 @@ def test_cli_predict_files_and_folders(cli_runs):
     expected_sizes = {"odd": (61, 45), "img0": (40, 40), "img1": (28, 28)}  # PIL sizes: (width, height)
     # The particles' instance maps have touching objects: the planned model learned instances and writes them.
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["coverage.csv", "predictions.json"] + [f"{n}{kind}.png" for n in expected_sizes for kind in ("", "_overlay", "_instances")])
+        [".segfit", "coverage.csv", "predictions.json"] + [f"{n}{kind}.png" for n in expected_sizes for kind in ("", "_overlay", "_instances")])
     record = json.loads((out / "predictions.json").read_text())
     assert record["class_names"] == ["background", "foreground"] and record["checkpoint"].endswith(".ckpt")
     assert "model's instances" in record["instances"]
@@ -181,3 +181,33 @@ def test_overlay_never_overwrites_an_input(run32, tmp_path):
     except SegfitError:
         pass
     assert _snapshot(folder)["c_overlay.png"] == before
+
+
+def test_a_users_folder_is_never_written_into_and_segfits_own_is_replaced(run32, tmp_path):
+    """--out naming a folder of the user's files: the predictions go to OUT-2 and the user's files stay as
+    they were; predicting again into a folder segfit made replaces its own outputs there."""
+    inputs = _input_folder(tmp_path, 3, ["s0.png", "s1.png"])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "s0.png").write_bytes(b"my own file")
+    (mine / "coverage.csv").write_text("my,own\n")
+    before = _snapshot(mine)
+    predictor = segfit.Predictor.from_checkpoint(run32)
+    written = predictor.predict_files([inputs], mine)
+    assert _snapshot(mine) == before
+    assert predictor.out == tmp_path / "mine-2" and {p.parent for p in written} == {tmp_path / "mine-2"}
+    again = segfit.Predictor.from_checkpoint(run32)
+    again.predict_files([inputs], tmp_path / "mine-2")
+    assert again.out == tmp_path / "mine-2" and not (tmp_path / "mine-3").exists()
+
+
+def test_an_unreadable_image_is_skipped_and_named_after_the_others_are_predicted(run32, tmp_path):
+    inputs = _input_folder(tmp_path, 4, ["a.png", "b.png", "c.png"])
+    (inputs / "b.png").write_bytes((inputs / "b.png").read_bytes()[:60])  # truncated
+    with pytest.raises(SegfitError, match=r"1 of 3 images could not be read.*b\.png"):
+        segfit.predict(run32, [inputs], tmp_path / "pred", verbose=False)
+    out = tmp_path / "pred"
+    assert (out / "a.png").is_file() and (out / "c.png").is_file() and not (out / "b.png").exists()
+    record = json.loads((out / "predictions.json").read_text())
+    assert len(record["unreadable"]) == 1 and "b.png" in record["unreadable"][0]
+    assert set(pd.read_csv(out / "coverage.csv")["image"]) == {"a.png", "c.png"}

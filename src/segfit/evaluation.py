@@ -21,7 +21,7 @@ from segfit.errors import SegfitError
 from segfit.instances import ObjectScores, SeedSweep
 from segfit.metrics import confusion_per_image, image_scores, learning_warnings, per_class_table, scores_from_confusion
 from segfit.objects import true_objects
-from segfit.rundir import record_output, resolve_checkpoint, run_dir_of
+from segfit.rundir import output_dir, record_output, resolve_checkpoint, run_dir_of
 
 GALLERY = 4  # best and worst images kept as strips in gallery/
 
@@ -91,7 +91,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         raise SegfitError(f"{len(missing)} images of the saved split are missing (first: {missing[0]!r})", root,
                           "evaluate on the data set the run was trained on, or use --split all")
     _warn_if_data_changed(run_dir, layout.samples, say)
-    out = Path(out) if out else (run_dir or ckpt.parent) / f"eval_{split}"
+    out = output_dir(out, say) if out else (run_dir or ckpt.parent) / f"eval_{split}"  # a user's folder is never mixed into
     say(f"Evaluating {ckpt} on {len(names)} {split} images ({source}) at "
         f"{'%dx%d' % (size, size) if size else 'original resolution'}")
 

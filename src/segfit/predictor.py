@@ -23,6 +23,7 @@ from segfit.data.formats import list_images, read_image, to_channels
 from segfit.data.preprocess import image_to_tensor, resize_image, working_size
 from segfit.decoding import UNCERTAIN_PIXEL, Prediction, decode, image_uncertainty, instance_png, to_uint8
 from segfit.errors import SegfitError
+from segfit.rundir import output_dir
 from segfit.novelty import file_colour, image_stats, unusual
 from segfit.objects import label_counts
 
@@ -52,7 +53,7 @@ def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out:
         how = f" ({predictor.members} models" if predictor.members > 1 else " (1 model"
         how += f", {len(predictor.variants)} test-time variants)" if len(predictor.variants) > 1 else ")"
         print(f"Wrote {len(written)} masks (NAME.png, class ids){extra}, overlays (NAME_overlay.png) and coverage.csv "
-              f"to {out}/{how}")
+              f"to {predictor.out}/{how}")
         if uncertainty:
             calibrated, review = predictor.review_threshold(), predictor.last_review
             measure = calibrated and calibrated.get("measure", "mean_uncertainty").replace("_", " ")
@@ -64,6 +65,10 @@ def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out:
                       "(predictions.json: images)")
             else:
                 print("Review: no calibrated threshold for this model; per-image uncertainty is in predictions.json")
+    if predictor.unreadable:
+        first = predictor.unreadable[0]
+        raise SegfitError(f"{len(predictor.unreadable)} of {len(written) + len(predictor.unreadable)} images could not be "
+                          f"read (the others were predicted), first: {first.what}", first.file, first.fix)
     return written
 
 
@@ -84,6 +89,9 @@ class Predictor:
             backend = averaged(backend, tta=True)
         self.backend = backend
         self.tile, self.overlap, self.auto_tile = tile, overlap, auto_tile
+        self.out: Path | None = None  # where predict_files wrote last (the --out folder, or OUT-2 beside a user's folder)
+        self.last_review: list[str] = []
+        self.unreadable: list[SegfitError] = []  # files predict_files could not read
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, **options) -> Predictor:
@@ -277,13 +285,18 @@ class Predictor:
         input_dirs = {p.resolve().parent for p in files} | {Path(i).resolve() for i in inputs if Path(i).is_dir()}
         if out.resolve() in input_dirs:
             raise SegfitError("--out is a folder of input images, which predictions could overwrite", out, "choose another --out folder")
-        out.mkdir(parents=True, exist_ok=True)
+        out = self.out = output_dir(out)
         objects = self.learns_instances if objects is None else objects
         calibrated = self.review_threshold() if uncertainty else None
         known = self.input_range() if uncertainty else None
-        written, rows, per_image = [], [], []
+        written, rows, per_image, unreadable = [], [], [], []
         for path in progress(files, "predict"):
-            image = read_image(path, 3 if self.config.data.channels == 3 else 1)
+            try:
+                image = read_image(path, 3 if self.config.data.channels == 3 else 1)
+            except SegfitError as exc:  # one broken file does not stop the others
+                unreadable.append(exc)
+                print(f"skipped: {exc}")
+                continue
             # A grey model's view has no colour: measured on the file, before the prediction's peak memory.
             colour = file_colour(path) if uncertainty and known and self.config.data.channels != 3 else None
             result = self.predict_full([image], None, 1, objects, uncertainty)[0]
@@ -321,8 +334,11 @@ class Predictor:
                 "calibration": calibrated["how"] if calibrated else
                 "none: this model has no calibrated threshold (train it again with this version of segfit)"}
             record["images"] = per_image
+        if unreadable:
+            record["unreadable"] = [str(e) for e in unreadable]
         write_json(out / "predictions.json", record)
         self.last_review = [r["image"] for r in per_image if r["review"]]
+        self.unreadable = unreadable
         return written
 
     def record(self, objects: bool = False) -> dict:

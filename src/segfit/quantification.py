@@ -18,6 +18,7 @@ import numpy as np
 
 from segfit.data.formats import MASK_EXTS, PREDICTED_SUFFIXES, list_inputs, read_image, read_mask
 from segfit.errors import SegfitError
+from segfit.rundir import output_dir
 from segfit.objects import LENGTHS, OBJECT_COLUMNS, label_objects, measure_objects, renumber
 
 IMAGE_COLUMNS = ["image", "class", "count", "coverage", "mean_diameter", "median_diameter", "std_diameter"]
@@ -102,6 +103,9 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     inside = {Path(i).resolve() if Path(i).is_dir() else Path(i).resolve().parent for i in inputs}
     if out.resolve() in inside:
         raise SegfitError("--out is an input folder, which the results could overwrite", out, "choose another --out folder")
+    # The folder is made when the results are written (masks that fail to read leave nothing behind);
+    # with a checkpoint, the predicted masks go into it first.
+    out = output_dir(out, print if verbose else lambda _: None, create=checkpoint is not None)
 
     run_dir = masks_dir = None
     if checkpoint is not None:
@@ -165,7 +169,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         for col in ("mean_diameter", "median_diameter", "std_diameter"):
             per_image[f"{col}_{unit}"] = per_image[col] * scale
 
-    out.mkdir(parents=True, exist_ok=True)
+    output_dir(out)
     write_csv(out / "objects.csv", objects)
     write_csv(out / "images.csv", per_image)
     shown = [names[c] for c in chosen]

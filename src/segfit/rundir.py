@@ -39,6 +39,44 @@ def make_run_dir(out: str | os.PathLike | None, overwrite: bool = False) -> Path
     return out
 
 
+OUTPUT_MARK = ".segfit"  # in every folder of outputs segfit makes: it may write there again
+
+
+def output_dir(out: str | os.PathLike, say=print, create: bool = True) -> Path:
+    """The folder a command writes its outputs into (``predict``, ``quantify``, ``evaluate --out``):
+    made when missing; one that segfit made before (it holds ``.segfit``) is written into again, a new
+    prediction replacing the previous one; a folder holding anything else is never written into: ``OUT-2``
+    (``-3``, ...) is made instead, and said, so nothing of the user's is overwritten. ``create=False``
+    only chooses the folder (a command that may still fail on its inputs makes it when it writes)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SegfitError("output path is a file", out, "give a folder name with --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / OUTPUT_MARK).is_file():
+        n = 2
+        while Path(f"{out}-{n}").exists() and not (Path(f"{out}-{n}") / OUTPUT_MARK).is_file():
+            n += 1
+        say(f"{out} holds other files: writing to {out}-{n} instead")
+        out = Path(f"{out}-{n}")
+    if not create:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / OUTPUT_MARK).write_text("segfit writes its outputs here (it may replace them when run again)\n")
+    return out
+
+
+def new_file(path: str | os.PathLike, say=print) -> Path:
+    """``path``, or ``NAME-2.ext`` (``-3``, ...) when a file is there already: never overwritten."""
+    path = Path(path)
+    n = 2
+    target = path
+    while target.exists():
+        target = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    if target != path:
+        say(f"{path} exists: writing to {target} instead")
+    return target
+
+
 def require_run_dir(run: str | os.PathLike) -> Path:
     """``run`` when it is a run folder (it has ``config.json``); else a clear error."""
     run = Path(run)
