@@ -9,7 +9,7 @@ from torch import nn
 from segfit.config import ModelConfig
 from segfit.errors import SegfitError
 from segfit.models import create_model
-from segfit.nets import NotebookNet, SegmentationNet, count_parameters
+from segfit.nets import NotebookNet, SegmentationNet, count_parameters, set_head_prior
 from segfit.nets import layer_table as summary
 
 NOTEBOOK_PARAMS_1CH = 664_961
@@ -110,6 +110,34 @@ def test_every_weight_of_a_shallow_encoder_learns(depth):
     model(torch.rand(2, 1, 64, 64)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
     assert sum(p.numel() for p in model.parameters()) < {3: 1e6, 4: 3.5e6, 5: 12e6}[depth]  # no deeper stage kept
+
+
+def test_the_head_prior_starts_the_prediction_at_the_class_fractions():
+    """A rare foreground (1 % of pixels) starts near 1 % probability rather than 50 %; several classes
+    start at their fractions; inverse-frequency class weights make the weighted prior uniform (zero biases);
+    a distance channel after the class logits keeps its bias."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 64, 64)
+    binary = _small_unet()
+    before = torch.sigmoid(binary(x)).mean().item()
+    set_head_prior(binary, [0.99, 0.01])
+    after = torch.sigmoid(binary(x)).mean().item()
+    assert 0.3 < before < 0.7 and after < 0.05
+    assert binary.net.segmentation_head[0].bias.item() == pytest.approx(torch.logit(torch.tensor(0.01)).item(), abs=1e-5)
+
+    three = _small_unet(num_classes=3)
+    set_head_prior(three, [0.7, 0.2, 0.1])
+    probs = torch.softmax(three.net.segmentation_head[0].bias.detach(), 0)
+    assert probs.tolist() == pytest.approx([0.7, 0.2, 0.1], abs=1e-5)
+    set_head_prior(three, [0.7, 0.2, 0.1], class_weights=[1 / 0.7, 1 / 0.2, 1 / 0.1])
+    assert three.net.segmentation_head[0].bias.detach().abs().max().item() < 1e-5
+
+    with_distance = create_model(ModelConfig(name="unet", encoder="resnet18", encoder_depth=3, decoder_channels=[32, 16, 8],
+                                             in_channels=1, instances=True))
+    distance_bias = with_distance.net.segmentation_head[0].bias[1].item()
+    set_head_prior(with_distance, [0.8, 0.2])
+    assert with_distance.net.segmentation_head[0].bias[1].item() == distance_bias
+    assert with_distance.net.segmentation_head[0].bias[0].item() == pytest.approx(torch.logit(torch.tensor(0.2)).item(), abs=1e-5)
 
 
 def test_checkpoints_of_shallow_encoders_with_unused_stages_still_load(tmp_path):

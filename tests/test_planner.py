@@ -139,6 +139,7 @@ def test_channels_loss_weights_and_augmentation_follow_the_data():
     photo = _plan(_fp(channels=3, kind="index", fractions=(0.6, 0.39, 0.01)))
     assert photo["channels"] == 3 and photo["augment"] == "photo"
     assert photo["loss"] == "ce+dice" and photo["class_weights"] == "auto" and photo["classes"] == 3
+    assert grey["head_prior"] == "auto" and _plan(_fp(), {"head_prior": "none"})["head_prior"] == "none"
     sparse = _plan(_fp(fractions=(0.95, 0.05)))
     assert sparse["loss"] == "bce+dice" and "class_weights" not in sparse
     reasons = [make_plan(fp, CPU, None, {}, 0).entries["loss"]["reason"] for fp in (_fp(channels=1), _fp(fractions=(0.95, 0.05)))]
@@ -265,6 +266,9 @@ def test_planned_training_fits_a_toy_budget(particles_dir, tmp_path, monkeypatch
     assert plan["entries"]["epochs"]["value"] == config["train"]["epochs"] == summary["epochs"]
     assert fingerprint["data"]["mask_kind"] == "instance" and "cores" in fingerprint["machine"]
     assert config["user"] == ["report"] and config["train"]["max_time"] < 25
+    prior = config["train"]["head_prior"]  # planned "auto": the training split's class fractions
+    assert plan["entries"]["head_prior"]["value"] == "auto" and len(prior) == 2 and sum(prior) == pytest.approx(1, abs=1e-5)
+    assert 0 < prior[1] < 0.5
     assert summary["seconds"] <= 25  # the training itself stays inside the budget
 
 

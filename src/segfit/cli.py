@@ -107,6 +107,8 @@ def _add_train(sub) -> None:
     g.add_argument("--scheduler", choices=tuple(SCHEDULERS), help=_h(_names(SCHEDULERS), "scheduler"))
     g.add_argument("--loss", help=_h(DESCRIPTION, "loss"))
     g.add_argument("--class-weights", type=argtypes.float_list_or_auto, help="'auto' (inverse pixel frequency) or one value per class")
+    g.add_argument("--head-prior", choices=["auto", "none"],
+                   help="'auto': the class logits start at the training split's class pixel fractions (planned); 'none': at zero")
     g.add_argument("--augment", choices=tuple(TRANSFORMS), help=_h(_names(TRANSFORMS), "augment"))
     g.add_argument("--crop", type=argtypes.positive_int, help="random training crops of CROP x CROP")
     g.add_argument("--scale", type=argtypes.scale, help="work at this fraction of the images' size, e.g. 0.5 (default: planned)")

@@ -88,6 +88,7 @@ class TrainConfig:
     scheduler: str = "none"  # none | onecycle | cosine
     loss: str = "auto"  # auto (bce for 2 classes, ce otherwise) | bce | ce | dice | focal | ce+dice
     class_weights: list[float] | str | None = None  # "auto": inverse pixel frequency, resolved at the start
+    head_prior: list[float] | str | None = None  # "auto": the class logits start at the classes' pixel fractions
     augment: str = "none"  # none | light | vineyard
     num_workers: int = 0
     save_every: int = 0  # keep epoch_N.ckpt every N epochs (0: never)

@@ -13,7 +13,7 @@ from segfit.errors import SegfitError
 from segfit.losses import create_loss, distance_loss
 from segfit.epoch_metrics import SegmentationMetrics, flatten
 from segfit.models import create_model
-from segfit.nets import logits_to_classes
+from segfit.nets import logits_to_classes, set_head_prior
 from segfit.optim import create_optimizer, create_scheduler, stretch_onecycle
 
 
@@ -31,6 +31,8 @@ class SegmentationModule(pl.LightningModule):
         model_cfg = self.cfg.model if pretrained else ModelConfig(**{**vars(self.cfg.model), "encoder_weights": None})
         self.net = create_model(model_cfg).to(memory_format=torch.channels_last)
         n = self.cfg.data.num_classes
+        if pretrained and isinstance(self.cfg.train.head_prior, list):  # a fresh start (a checkpoint brings its own)
+            set_head_prior(self.net, self.cfg.train.head_prior, self.cfg.train.class_weights)
         self.loss_fn = create_loss(self.cfg.train.loss, n, self.cfg.train.class_weights)
         self.train_metrics, self.val_metrics = SegmentationMetrics(n), SegmentationMetrics(n)
         self.train_loss, self.val_loss = MeanMetric(), MeanMetric()

@@ -40,6 +40,26 @@ def logits_to_classes(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(1)
 
 
+def set_head_prior(net: nn.Module, fractions: list[float], class_weights: list[float] | None = None) -> None:
+    """Start the class logits at the classes' pixel fractions: the bias of the network's last
+    convolution (the class channels; a distance channel after them keeps its own) set so that the first
+    prediction is the prior, as RetinaNet initialises its head. A rare class then is not predicted
+    everywhere at the first steps, which a short training spends unlearning. Class weights in the loss
+    move the loss's optimum: the prior is weighted by them (inverse-frequency weights give zero biases)."""
+    p = torch.tensor(fractions, dtype=torch.float64)
+    if class_weights is not None:
+        p = p * torch.tensor(class_weights, dtype=torch.float64)
+    if p.sum() <= 0:
+        return
+    p = (p / p.sum()).clamp(1e-4, 1 - 1e-4)
+    bias = torch.log(p[1:] / p[0]) if len(p) == 2 else torch.log(p) - torch.log(p).mean()  # one logit: log-odds
+    head = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+    if head.bias is None or head.out_channels < len(bias):
+        return
+    with torch.no_grad():
+        head.bias[: len(bias)] = bias.to(head.bias.dtype)
+
+
 class NotebookNet(nn.Sequential):
     """The seed notebook's encoder-decoder, layer for layer (Keras ``get_model``).
 

@@ -44,7 +44,7 @@ CANDIDATES = {
 LARGER_MARGIN = 1.25
 PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "class_values", "mean", "std", "val", "preload", "model", "encoder",
            "encoder_depth", "decoder_channels", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "loss",
-           "class_weights", "augment", "precision", "workers", "repeats", "epochs", "instances", "instance_radius", "min_object_area")
+           "class_weights", "head_prior", "augment", "precision", "workers", "repeats", "epochs", "instances", "instance_radius", "min_object_area")
 
 
 @dataclass
@@ -234,6 +234,8 @@ def _training_rules(plan: Plan, fp: dict, machine: dict, device: str) -> None:
     plan.set("loss", "bce+dice" if binary else "ce+dice", why)
     if not binary and rare < 0.02:
         plan.set("class_weights", "auto", "inverse-frequency class weights for the rarest classes")
+    plan.set("head_prior", "auto", "the class logits start at the classes' pixel fractions (the training split's), "
+             "so the first steps learn the objects rather than that most pixels are background")
     photo = fp["channels"] == 3
     plan.set("augment", "photo" if photo else "light",
              "photos: horizontal flips and colour jitter (up is up)" if photo else
@@ -381,6 +383,9 @@ def plan(data, time: str | float | None = None, out=None, verbose: bool = True, 
         if budget and "epochs" not in planned.entries:
             print("epochs: sized when training starts, from the calibration above and the time the data pass takes")
     if out is not None:
+        from segfit.rundir import new_file
+
+        out = new_file(out, print if verbose else lambda _: None)
         write_json(out, {"plan": planned.to_dict(), "fingerprint": fingerprint})
         if verbose:
             print(f"Wrote {out}")

@@ -121,7 +121,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     if budget and resume is None and "epochs" not in options:
         _fit_budget(cfg, planned, fingerprint, dm.split, budget - (perf_counter() - start), say)
     if resume is None:
-        _auto_class_weights(cfg, dm.summary)
+        _resolve_auto(cfg, dm.summary)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     # Built before the run folder exists, so a bad model/encoder/loss name leaves nothing behind.
     module = SegmentationModule(cfg.to_dict(), pretrained=resume is None)
@@ -226,15 +226,19 @@ def _record_epochs(run_dir: Path, cfg: RunConfig, planned, epochs: int) -> None:
         write_json(run_dir / "plan.json", planned.to_dict())
 
 
-def _auto_class_weights(cfg: RunConfig, summary: dict) -> None:
-    """Inverse-frequency class weights (``auto``, and the default with more than two classes), from the
-    pixel counts of the data pass just made (no second pass over the masks)."""
+def _resolve_auto(cfg: RunConfig, summary: dict) -> None:
+    """What ``auto`` stands for, from the pixel counts of the data pass just made (no second pass over
+    the masks): inverse-frequency class weights (``auto``, and the default with more than two classes)
+    and the head prior (the training split's class fractions)."""
     import numpy as np
 
     from segfit.losses import inverse_frequency_weights
 
+    pixels = np.asarray(summary["splits"]["train"]["class_pixels"], dtype=np.float64)
     if cfg.train.class_weights == "auto" or (cfg.train.class_weights is None and cfg.data.num_classes > 2):
-        cfg.train.class_weights = inverse_frequency_weights(np.asarray(summary["splits"]["train"]["class_pixels"]))
+        cfg.train.class_weights = inverse_frequency_weights(pixels)
+    if cfg.train.head_prior == "auto" and pixels.sum() > 0:
+        cfg.train.head_prior = [round(float(p), 6) for p in pixels / pixels.sum()]
 
 
 def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, intro: bool = False,
