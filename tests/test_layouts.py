@@ -96,6 +96,30 @@ def test_flat_folder_with_common_mask_suffixes(tmp_path, mask_name):
     assert f"NAME{suffix}" in layout.description
 
 
+@pytest.mark.parametrize(("image_name", "mask_name", "naming"), [
+    ("{}_img.png", "{}_masks.png", "NAME_img.ext + NAME_masks.png"),  # Cellpose's data sets
+    ("img_{}.png", "mask_{}.png", "img_NAME.ext + mask_NAME.png"),
+    ("{}-image.tif", "{}-label.png", "NAME-image.ext + NAME-label.png")])
+def test_images_with_a_name_part_of_their_own_pair_with_their_masks(tmp_path, image_name, mask_name, naming):
+    for n in ("001", "002"):
+        _png(tmp_path / "flat" / image_name.format(n), 100)
+        _png(tmp_path / "flat" / mask_name.format(n), 1)
+        _png(tmp_path / "folders" / "images" / image_name.format(n), 100)
+        _png(tmp_path / "folders" / "masks" / mask_name.format(n), 1)
+    for root in ("flat", "folders"):
+        layout = discover(tmp_path / root)
+        assert [(s.image.name, s.mask.name) for s in layout.samples] == \
+            [(image_name.format(n), mask_name.format(n)) for n in ("001", "002")]
+    assert naming in discover(tmp_path / "flat").description
+
+
+def test_pascal_voc_folders(tmp_path):
+    _pairs(tmp_path, ["2007_000032"], "JPEGImages", "SegmentationClass")
+    layout = discover(tmp_path)
+    assert layout.samples[0].mask.parent.name == "SegmentationClass"
+    assert "JPEGImages/ with masks in SegmentationClass/" in layout.description
+
+
 def test_train_on_split_folders_scores_the_test_folder(tmp_path):
     """`segfit train` on train/ + test/: the test folder's images are the run's test split."""
     import segfit

@@ -22,12 +22,15 @@ from pathlib import Path
 from segfit.data.formats import IMAGE_EXTS, LOSSY_MASK_EXTS, MASK_EXTS, MASK_SUFFIXES, list_files
 from segfit.errors import SegfitError
 
-IMAGE_FOLDERS = ("images", "imgs", "image", "img", "inputs", "input", "raw")
+IMAGE_FOLDERS = ("images", "imgs", "image", "img", "inputs", "input", "raw", "jpegimages")  # jpegimages: Pascal VOC
 MASK_FOLDERS = ("segmaps", "masks", "labels", "label", "mask", "gt", "groundtruth", "ground_truth", "annotations",
-                "annotation", "segmentations", "segmentation", "targets", "target")
+                "annotation", "segmentations", "segmentation", "targets", "target", "segmentationclass")
 SPLIT_FOLDERS = {"train": ("train", "training", "trainval"), "val": ("val", "valid", "validation"),
                  "test": ("test", "testing")}
 MASK_PREFIXES = ("mask_", "label_", "gt_", "seg_")
+# Images may carry a suffix or prefix of their own, their masks another (Cellpose: 000_img.png + 000_masks.png).
+IMAGE_SUFFIXES = ("_img", "_image", "_im", "_raw", "_input", "-img", "-image")
+IMAGE_PREFIXES = ("img_", "image_", "im_", "raw_")
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,8 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         mask_list = {p: base for p in files if (base := _flat_mask_of(p, mask_suffix, suffixes, stems))}
         image_files = _by_stem([p for p in files if p not in mask_list and p.suffix.lower() in IMAGE_EXTS], "image")
         mask_files = _one_mask_each(mask_list.items())
-        found = {p.stem[len(b):] for p, b in mask_list.items()} - {""}
-        where = f"a flat folder of NAME.ext + NAME{next(iter(found)) if len(found) == 1 else mask_suffix}.png"
+        found = {_naming(b, p.stem) for p, b in mask_list.items()}
+        where = f"a flat folder of {next(iter(found)) if len(found) == 1 else f'NAME.ext + NAME{mask_suffix}.png'}"
     if not image_files:
         raise SegfitError("no images found", image_dir or root,
                           f"put {'/'.join(e[1:] for e in IMAGE_EXTS)} files there, or name the folder with --images")
@@ -186,13 +189,30 @@ def _image_stem(stem: str, suffixes: tuple[str, ...], images, itself: bool = Tru
     ``itself``: an image of the very same stem matches first)."""
     if itself and stem in images:
         return stem
-    for suffix in suffixes:
-        if stem.endswith(suffix) and stem[: -len(suffix)] in images:
-            return stem[: -len(suffix)]
-    for prefix in MASK_PREFIXES:
-        if stem.startswith(prefix) and stem[len(prefix):] in images:
-            return stem[len(prefix):]
+    bases = [stem[: -len(s)] for s in suffixes if stem.endswith(s) and len(stem) > len(s)]
+    bases += [stem[len(p):] for p in MASK_PREFIXES if stem.startswith(p) and len(stem) > len(p)]
+    for base in bases:  # NAME + mask suffix, mask prefix + NAME
+        if base in images:
+            return base
+    for base in bases:  # the image with a suffix or prefix of its own: 000_img + 000_masks, img_1 + mask_1
+        found = [base + s for s in IMAGE_SUFFIXES if base + s in images] + [p + base for p in IMAGE_PREFIXES if p + base in images]
+        if found:
+            return found[0]
     return stem
+
+
+def _naming(image: str, mask: str) -> str:
+    """How an image's and its mask's names differ: ``NAME.ext + NAME_mask.png``, ``NAME_img.ext +
+    NAME_masks.png``, ``img_NAME.ext + mask_NAME.png``."""
+    import os
+
+    head = len(os.path.commonprefix([image, mask]))
+    tail = len(os.path.commonprefix([image[::-1], mask[::-1]]))
+    head -= head > 0 and image[head - 1] in "_-. "  # the separator belongs to the suffix: NAME_img, not NAMEimg
+    tail -= tail > 0 and image[len(image) - tail] in "_-. "
+    if head >= tail:
+        return f"NAME{image[head:]}.ext + NAME{mask[head:]}.png"
+    return f"{image[: len(image) - tail]}NAME.ext + {mask[: len(mask) - tail]}NAME.png"
 
 
 def _rel(path: Path, root: Path) -> str:
