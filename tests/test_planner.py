@@ -196,6 +196,30 @@ def test_fingerprint_of_files(tmp_path):
     assert fp["channels"] == 3 and fp["mask_kind"] == "binary_255" and fp["objects"]["1"]["objects"] == 8
 
 
+def test_palette_masks_draw_each_class_in_its_annotation_colour(tmp_path):
+    """Palette PNGs (annotation tools, Pascal VOC) carry each class's colour: the plan keeps them, unless
+    the user names the classes another way; other masks have none."""
+    rng = np.random.default_rng(0)
+    palette = [0, 0, 0, 128, 0, 0, 0, 128, 0] + [7] * 759
+    for i in range(3):
+        _save(tmp_path / "p" / "images" / f"{i}.png", rng.integers(0, 255, (24, 24, 3), dtype=np.uint8))
+        mask = np.zeros((24, 24), np.uint8)
+        mask[2:10, 2:10], mask[12:20, 12:20] = 1, 2
+        (tmp_path / "p" / "masks").mkdir(exist_ok=True)
+        indexed = Image.fromarray(mask, mode="P")
+        indexed.putpalette(palette)
+        indexed.save(tmp_path / "p" / "masks" / f"{i}.png")
+        _save(tmp_path / "grey" / "images" / f"{i}.png", rng.integers(0, 255, (24, 24, 3), dtype=np.uint8))
+        _save(tmp_path / "grey" / "masks" / f"{i}.png", mask)
+    fp = fingerprint_data(tmp_path / "p")
+    assert fp["mask_kind"] == "index" and fp["class_colors"] == [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
+    assert _plan(fp)["class_colors"] == [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
+    assert "class_colors" not in _plan(fp, {"palette": "vineyard"})
+    assert fingerprint_data(tmp_path / "grey")["class_colors"] is None
+    cfg = segfit.build_config(tmp_path / "p", **_plan(fp))
+    assert cfg.data.class_colors == [[0, 0, 0], [128, 0, 0], [0, 128, 0]] and cfg.data.num_classes == 3
+
+
 def test_few_images_make_an_epoch_of_several_passes():
     from segfit.planner import MIN_EPOCH_STEPS
 

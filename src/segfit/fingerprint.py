@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segfit.data.formats import colour_name, pack_colours, read_image, read_mask, to_class_ids
+from segfit.data.formats import colour_name, mask_palette, pack_colours, read_image, read_mask, to_class_ids
 from segfit.data.layouts import discover
 from segfit.errors import SegfitError
 
@@ -94,6 +94,7 @@ def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: 
         "mask_kind": kind, "num_classes": num_classes,
         "class_values": [colour_name(v) for v in class_values] if kind == "colour" else class_values,
         "class_fractions": [round(float(c) / max(int(counts.sum()), 1), 6) for c in counts],
+        "class_colors": _palette_colours(samples[chosen[0]].mask, kind, num_classes, class_values),
         "objects": objects}
 
 
@@ -203,6 +204,15 @@ def _class_ids(mask: np.ndarray, kind: str, values: list[int] | None = None) -> 
     if kind in ("coded", "colour"):
         return to_class_ids(mask, "index", len(values), values=values)
     return (mask > 0).astype(np.uint8) if kind != "index" else mask.astype(np.uint8)
+
+
+def _palette_colours(path: Path, kind: str, num_classes: int, values: list[int] | None) -> list[list[int]] | None:
+    """Each class's colour in the masks' own palette (palette PNGs), None for other masks."""
+    palette = mask_palette(path) if kind in ("index", "coded", "binary_01", "binary_255") else None
+    if not palette:
+        return None
+    stored = values or ([0, 255] if kind == "binary_255" else list(range(num_classes)))
+    return [list(palette[v]) for v in stored] if max(stored) < len(palette) else None
 
 
 def _touching(labels: np.ndarray) -> int:

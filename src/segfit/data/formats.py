@@ -153,6 +153,21 @@ def is_colour_coded(values) -> bool:
     return bool(values) and any(isinstance(v, str) for v in values)
 
 
+def mask_palette(path: str | os.PathLike) -> list[list[int]] | None:
+    """The RGB colour of each value of a palette mask (PNG or GIF in mode ``P``, as annotation tools and
+    Pascal VOC save them), or None for other masks."""
+    if Path(path).suffix.lower() not in (".png", ".gif"):
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            flat = im.getpalette() if im.mode == "P" else None
+    except Exception:
+        return None
+    return [flat[i: i + 3] for i in range(0, len(flat) - 2, 3)] if flat else None
+
+
 def read_mask(path: str | os.PathLike, colour: bool = False) -> np.ndarray:
     """Read a mask (PNG 8/16-bit, TIFF, npy, GIF) as a 2-D integer array of its raw values. A JPEG mask
     is lossy (its edges hold in-between values): it is read as 0/255, foreground from half its maximum.
