@@ -63,3 +63,16 @@ def float_list_or_auto(text: str):
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected 'auto' or comma-separated numbers, not {text!r}") from None
+
+
+def mask_value_or_none(text: str) -> int | str:
+    """A mask value (``--ignore-value 255``), or ``none``."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a mask value from 1 to 65535 (0 is the background), or 'none', not {text!r}")
+    return value

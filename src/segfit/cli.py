@@ -59,6 +59,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--class-values", help="class masks storing class i as the i-th of these values, e.g. 0,128,255 "
                                           "(default: detected; values 0..N-1 are the classes)")
     g.add_argument("--palette", help="take class names and colours from a palette file (or preset: vineyard)")
+    g.add_argument("--ignore-value", type=argtypes.mask_value_or_none,
+                   help="the mask value of unlabelled pixels, e.g. 255 (Pascal VOC's object borders): no loss or metric "
+                        "counts them (default: planned, 255 where class masks mark a few pixels so); 'none': a class")
 
 
 def _add_train(sub) -> None:

@@ -41,6 +41,7 @@ class DataConfig:
     class_names: list[str] = field(default_factory=list)
     class_values: list[int | str] | None = None  # class i is stored as the value class_values[i] (0/128/255, or "#rrggbb")
     class_colors: list[list[int]] = field(default_factory=list)
+    ignore_value: int | str | None = None  # the mask value of unlabelled pixels (Pascal VOC's 255): in no loss or metric
     test: float = 0.2  # held-out fraction when the data set has no test.csv
     val: float = 0.2  # fraction (< 1) or count (>= 1) of the remaining images
     seed: int = 0

@@ -24,6 +24,9 @@ from segfit.errors import SegfitError
 SAMPLE = 64  # images read when the set is larger (said in the fingerprint)
 MAX_MASK_COLOURS = 32  # colour masks with more colours are annotations to convert (segfit convert-masks)
 _INSTANCE_VALUES = 24  # more distinct non-zero values than this in one mask: an instance map
+# Class masks with ids 0..k (k below this) and a few pixels of 255 mark unlabelled pixels with 255
+# (Pascal VOC's object borders, Cityscapes' void): 255 is not a class.
+_VOID_VALUE, _VOID_MAX_CLASS, _VOID_MAX_SHARE = 255, 64, 0.3
 
 
 def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: str | None = None,
@@ -58,9 +61,11 @@ def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: 
     grey = all(greys)
     channels = 1 if grey else 3
     used = values[:, :1] if grey else values
-    kind, num_classes = _mask_kind(raw_masks) if not colour else _colour_kind(raw_masks, samples[chosen[0]].mask)
-    class_values = _class_values(raw_masks) if kind in ("coded", "colour") else None
-    ids = [_class_ids(m, kind, class_values) for m in raw_masks]
+    void = None if colour else _void_value(raw_masks)
+    labelled = raw_masks if void is None else [np.where(m == void, 0, m) for m in raw_masks]
+    kind, num_classes = _mask_kind(labelled) if not colour else _colour_kind(raw_masks, samples[chosen[0]].mask)
+    class_values = _class_values(labelled) if kind in ("coded", "colour") else None
+    ids = [_class_ids(m, kind, class_values, void) for m in raw_masks]
     counts = np.zeros(num_classes, np.int64)
     for m in ids:
         counts += np.bincount(m.ravel(), minlength=num_classes)[:num_classes]
@@ -91,7 +96,7 @@ def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: 
         "bit_depth": 16 if "uint16" in dtypes else (32 if "float32" in dtypes else 8),
         "percentiles": {p: [round(float(v), 5) for v in np.percentile(used, p, axis=0)] for p in (1, 50, 99)},
         "mean": [round(float(v), 5) for v in used.mean(0)], "std": [round(float(max(v, 1e-3)), 5) for v in used.std(0)],
-        "mask_kind": kind, "num_classes": num_classes,
+        "mask_kind": kind, "num_classes": num_classes, "void_value": void,
         "class_values": [colour_name(v) for v in class_values] if kind == "colour" else class_values,
         "class_fractions": [round(float(c) / max(int(counts.sum()), 1), 6) for c in counts],
         "class_colors": _palette_colours(samples[chosen[0]].mask, kind, num_classes, class_values),
@@ -200,10 +205,23 @@ def _class_values(masks: list[np.ndarray]) -> list[int]:
     return np.unique(np.concatenate([np.unique(m) for m in masks])).tolist()
 
 
-def _class_ids(mask: np.ndarray, kind: str, values: list[int] | None = None) -> np.ndarray:
+def _void_value(masks: list[np.ndarray]) -> int | None:
+    """255 when 8-bit class masks hold ids 0..k and 255 on a minority of pixels: unlabelled pixels."""
+    if any(m.dtype != np.uint8 for m in masks):
+        return None
+    values = np.unique(np.concatenate([np.unique(m) for m in masks]))
+    if _VOID_VALUE not in values or len(values) < 3 or int(values[-2]) >= _VOID_MAX_CLASS:
+        return None
+    share = sum(int(np.count_nonzero(m == _VOID_VALUE)) for m in masks) / sum(m.size for m in masks)
+    return _VOID_VALUE if share < _VOID_MAX_SHARE else None
+
+
+def _class_ids(mask: np.ndarray, kind: str, values: list[int] | None = None, void: int | None = None) -> np.ndarray:
     if kind in ("coded", "colour"):
-        return to_class_ids(mask, "index", len(values), values=values)
-    return (mask > 0).astype(np.uint8) if kind != "index" else mask.astype(np.uint8)
+        return to_class_ids(mask, "index", len(values), values=values, ignore=void)
+    if kind == "index":
+        return to_class_ids(mask, "index", 256, ignore=void)  # ids as stored (the count slices them)
+    return to_class_ids(mask, "binary", 2, ignore=void)
 
 
 def _palette_colours(path: Path, kind: str, num_classes: int, values: list[int] | None) -> list[list[int]] | None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from segfit.data.formats import IGNORE_ID
 from segfit.objects import equivalent_diameter, label_objects, renumber, true_objects
 
 AP_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2).tolist())  # 0.5, 0.55, ..., 0.95
@@ -214,7 +215,7 @@ class SeedSweep:
             return
         self.images += 1
 
-        present = np.union1d(truth[truth > 0], classes[classes > 0])  # classes in the truth or the prediction
+        present = np.union1d(truth[(truth > 0) & (truth != IGNORE_ID)], classes[classes > 0])  # classes in the truth or the prediction
         true_of = {c: _of_class(truth_objects, truth, c) for c in present}
         for level in self.levels:
             found = instances_from_distance(classes, distance, level, self.min_area)

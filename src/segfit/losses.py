@@ -12,28 +12,33 @@ import numpy as np
 from segfit.errors import SegfitError
 
 
-def _cross_entropy(binary: bool, weights):
+def _cross_entropy(binary: bool, weights, ignore: int | None):
     from torch import nn
 
     if binary:  # the positive class weight relative to background, as cross-entropy weights would do
-        return nn.BCEWithLogitsLoss(pos_weight=None if weights is None else (weights[1] / weights[0]).reshape(1))
-    return nn.CrossEntropyLoss(weight=weights)
+        pos_weight = None if weights is None else (weights[1] / weights[0]).reshape(1)
+        if ignore is not None:
+            from segfit.nets import MaskedBCEWithLogits
+
+            return MaskedBCEWithLogits(ignore, pos_weight)
+        return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    return nn.CrossEntropyLoss(weight=weights, ignore_index=-100 if ignore is None else ignore)
 
 
-def _dice(binary: bool, weights):
+def _dice(binary: bool, weights, ignore: int | None):
     import segmentation_models_pytorch as smp
 
-    return smp.losses.DiceLoss("binary" if binary else "multiclass", from_logits=True)
+    return smp.losses.DiceLoss("binary" if binary else "multiclass", from_logits=True, ignore_index=ignore)
 
 
-def _focal(binary: bool, weights):
+def _focal(binary: bool, weights, ignore: int | None):
     import segmentation_models_pytorch as smp
 
-    return smp.losses.FocalLoss("binary" if binary else "multiclass")
+    return smp.losses.FocalLoss("binary" if binary else "multiclass", ignore_index=ignore)
 
 
-# name -> builder(binary, class-weight tensor or None); "bce" and "ce" are the same loss (one logit for
-# two classes, one per class otherwise).
+# name -> builder(binary, class-weight tensor or None, the ignored class id or None); "bce" and "ce" are
+# the same loss (one logit for two classes, one per class otherwise).
 PARTS = {"bce": _cross_entropy, "ce": _cross_entropy, "dice": _dice, "focal": _focal}
 LOSSES = ("auto", *PARTS, "ce+dice", "bce+dice")  # the names the help lists; any sum of PARTS works
 DESCRIPTION = "auto (bce for 2 classes, ce otherwise), " + ", ".join(LOSSES[1:]) + ", or any sum of " + "/".join(PARTS)
@@ -49,9 +54,12 @@ def canonical_name(name: str, num_classes: int = 2) -> str:
     return "+".join("ce" if p == "bce" and len(parts) > 1 else p for p in parts)
 
 
-def create_loss(name: str, num_classes: int, class_weights: list[float] | None = None):
-    """Loss module by name: ``(logits B x K x H x W, class ids B x H x W) -> scalar``."""
+def create_loss(name: str, num_classes: int, class_weights: list[float] | None = None, ignore: bool = False):
+    """Loss module by name: ``(logits B x K x H x W, class ids B x H x W) -> scalar``; with ``ignore``
+    pixels of class id :data:`~segfit.data.formats.IGNORE_ID` (unlabelled) count in no part."""
     import torch
+
+    from segfit.data.formats import IGNORE_ID
 
     from segfit.nets import SumOfLosses
 
@@ -60,7 +68,8 @@ def create_loss(name: str, num_classes: int, class_weights: list[float] | None =
         raise SegfitError(f"{len(class_weights)} class weights for {num_classes} classes", fix="give one weight per class")
     weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
     binary = num_classes == 2
-    return SumOfLosses([(part, PARTS[part](binary, weights)) for part in name.split("+")], binary)
+    ignored = IGNORE_ID if ignore else None
+    return SumOfLosses([(part, PARTS[part](binary, weights, ignored)) for part in name.split("+")], binary)
 
 
 def inverse_frequency_weights(counts: np.ndarray) -> list[float]:

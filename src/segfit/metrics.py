@@ -21,12 +21,14 @@ PER_CLASS = ("iou", "dice", "precision", "recall", "accuracy")
 
 
 def confusion_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``B x C x C`` confusion matrices (rows: truth, columns: prediction) of class-id maps ``B x H x W``."""
-    b = pred.shape[0]
-    offset = torch.arange(b, device=pred.device).view(b, *([1] * (pred.ndim - 1))) * num_classes * num_classes
-    index = offset + target.long() * num_classes + pred.long()
-    counts = torch.bincount(index.reshape(-1), minlength=b * num_classes * num_classes)
-    return counts.view(b, num_classes, num_classes)
+    """``B x C x C`` confusion matrices (rows: truth, columns: prediction) of class-id maps ``B x H x W``;
+    pixels whose true id is not a class (unlabelled, :data:`~segfit.data.formats.IGNORE_ID`) count nowhere."""
+    b, cells = pred.shape[0], num_classes * num_classes
+    offset = torch.arange(b, device=pred.device).view(b, *([1] * (pred.ndim - 1))) * cells
+    target = target.long()
+    index = torch.where(target < num_classes, offset + target * num_classes + pred.long(), b * cells)
+    counts = torch.bincount(index.reshape(-1), minlength=b * cells + 1)
+    return counts[: b * cells].view(b, num_classes, num_classes)
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:

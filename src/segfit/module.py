@@ -33,7 +33,7 @@ class SegmentationModule(pl.LightningModule):
         n = self.cfg.data.num_classes
         if pretrained and isinstance(self.cfg.train.head_prior, list):  # a fresh start (a checkpoint brings its own)
             set_head_prior(self.net, self.cfg.train.head_prior, self.cfg.train.class_weights)
-        self.loss_fn = create_loss(self.cfg.train.loss, n, self.cfg.train.class_weights)
+        self.loss_fn = create_loss(self.cfg.train.loss, n, self.cfg.train.class_weights, self.cfg.data.ignore_value is not None)
         self.train_metrics, self.val_metrics = SegmentationMetrics(n), SegmentationMetrics(n)
         self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
         self.history: list[dict] = []

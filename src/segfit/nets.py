@@ -100,6 +100,20 @@ class SegmentationNet(nn.Module):
         return run_padded(self.net, x, self.multiple)
 
 
+class MaskedBCEWithLogits(nn.Module):
+    """Binary cross-entropy over the labelled pixels only: targets equal to ``ignore`` count nowhere."""
+
+    def __init__(self, ignore: int, pos_weight: torch.Tensor | None = None):
+        super().__init__()
+        self.ignore = ignore
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        valid = target != self.ignore
+        loss = F.binary_cross_entropy_with_logits(logits, target * valid, pos_weight=self.pos_weight, reduction="none")
+        return (loss * valid).sum() / valid.sum().clamp(min=1)
+
+
 class SumOfLosses(nn.Module):
     """Adapts ``(logits B x K x H x W, class ids B x H x W)`` to each loss of a sum: binary losses
     (one logit) get float targets with a channel axis, cross-entropy long ids, Dice the ids as they are."""

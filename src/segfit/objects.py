@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from segfit.data.formats import IGNORE_ID
+
 OBJECT_COLUMNS = ["image", "class", "object_id", "area", "equivalent_diameter", "perimeter", "major_axis",
                   "minor_axis", "eccentricity", "solidity", "centroid_x", "centroid_y"]
 LENGTHS = ["equivalent_diameter", "perimeter", "major_axis", "minor_axis", "centroid_x", "centroid_y"]
@@ -138,12 +140,13 @@ def true_objects(raw: np.ndarray, class_ids: np.ndarray, binary: bool) -> np.nda
     """The true objects of a mask as one label image: the raw mask's own ids when it is an instance map
     (a binary data set whose masks hold more than one foreground value, as EMPS), else the connected
     components of each class (numbered on across classes)."""
+    labelled = (class_ids > 0) & (class_ids != IGNORE_ID)
     if binary:
-        values = np.unique(raw)
-        if len(values[values > 0]) > 1:
-            return np.where(class_ids > 0, raw, 0).astype(np.int32)
+        values = np.unique(raw[labelled])
+        if len(values) > 1:
+            return np.where(labelled, raw, 0).astype(np.int32)
     labels = np.zeros(class_ids.shape, np.int32)
-    for c in np.unique(class_ids[class_ids > 0]):
+    for c in np.unique(class_ids[labelled]):
         own = label_objects(class_ids == c)
         labels[own > 0] = own[own > 0] + labels.max()
     return labels

@@ -132,12 +132,14 @@ def resolve(cfg: RunConfig) -> RunConfig:
 
 def resolve_data(d: DataConfig) -> DataConfig:
     """Fill in the data's derived defaults (mask mode, class names and colours) and validate them."""
-    from segfit.data.formats import colour_code
+    from segfit.data.formats import IGNORE_ID, colour_code
 
     if d.channels not in (1, 3):
         raise SegfitError(f"--channels must be 1 or 3, got {d.channels}", fix="use --channels 1 (grayscale) or 3 (RGB)")
     if d.num_classes < 2:
         raise SegfitError(f"--classes must be at least 2, got {d.num_classes}", fix="count the background as a class")
+    if d.num_classes > IGNORE_ID:
+        raise SegfitError(f"--classes {d.num_classes} is more than segfit reads ({IGNORE_ID})", fix="merge classes")
     if d.mask_mode == "auto":
         d.mask_mode = "binary" if d.num_classes == 2 and not d.class_values else "index"
     if d.class_values is not None:
@@ -147,6 +149,15 @@ def resolve_data(d: DataConfig) -> DataConfig:
                               "mask values, one per class", fix="e.g. --class-values 0,128,255 for 3 classes")
         if d.mask_mode != "index":
             raise SegfitError("--class-values reads class masks", fix="use --mask-mode index (or leave it out)")
+    if d.ignore_value == "none":  # the user's word that no value is unlabelled (the plan then proposes none)
+        d.ignore_value = None
+    if d.ignore_value is not None:
+        if d.class_values is not None and colour_code(d.ignore_value) in codes:
+            raise SegfitError(f"--ignore-value {d.ignore_value} is also one of --class-values",
+                              fix="a mask value is a class or unlabelled, not both")
+        if d.mask_mode == "index" and d.class_values is None and d.ignore_value < d.num_classes:
+            raise SegfitError(f"--ignore-value {d.ignore_value} is one of the class ids 0..{d.num_classes - 1}",
+                              fix="give the value that marks unlabelled pixels, e.g. 255")
     if d.mask_mode not in ("binary", "index"):
         raise SegfitError(f"unknown --mask-mode {d.mask_mode!r}", fix="use binary or index")
     if d.mask_mode == "binary" and d.num_classes != 2:

@@ -45,7 +45,7 @@ CANDIDATES = {
 # the choice (a 16-bit grey set, 60 s on 2 cores: the same plan chose depth 5 once, test IoU 0.75, and
 # depth 3 the next time, 0.94-0.96).
 LARGER_MARGIN = 1.25
-PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "class_values", "class_colors", "mean", "std", "val", "preload", "model", "encoder",
+PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "class_values", "class_colors", "ignore_value", "mean", "std", "val", "preload", "model", "encoder",
            "encoder_depth", "decoder_channels", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "loss",
            "class_weights", "head_prior", "augment", "precision", "workers", "repeats", "epochs", "instances", "instance_radius", "min_object_area")
 
@@ -113,8 +113,17 @@ def make_plan(fp: dict, machine: dict, budget_s: float | None, user: dict, calib
 
 
 def mask_reading(fp: dict) -> dict:
-    """How the fingerprinted masks read: ``{option: (value, reason)}`` for ``classes``, ``mask_mode``
-    and, for masks that store classes as spread values or colours, ``class_values``."""
+    """How the fingerprinted masks read: ``{option: (value, reason)}`` for ``classes``, ``mask_mode``,
+    for masks that store classes as spread values or colours ``class_values``, and ``ignore_value``
+    for masks that mark unlabelled pixels."""
+    reading = _reading(fp)
+    if fp.get("void_value") is not None:
+        reading["ignore_value"] = (fp["void_value"], f"the class masks mark some pixels {fp['void_value']} (as Pascal VOC does "
+                                                     "on object borders): unlabelled, in no loss, metric or class fraction")
+    return reading
+
+
+def _reading(fp: dict) -> dict:
     kind = fp["mask_kind"]
     binary = {"instance": "instance label maps (one id per object): foreground vs background",
               "binary_255": "0/255 masks", "binary_01": "0/1 masks"}.get(kind)
@@ -144,6 +153,9 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
     else:
         for option, (value, reason) in mask_reading(fp).items():
             plan.set(option, value, reason)
+    void = mask_reading(fp).get("ignore_value")
+    if void:  # also when the user counted the classes
+        plan.set("ignore_value", *void)
     colours = fp.get("class_colors")
     if colours and len(colours) == plan.values().get("classes") and not {"classes", "class_values", "palette"} & set(user):
         plan.set("class_colors", colours, "the masks' own palette: each class drawn in its annotation colour")

@@ -49,7 +49,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, colors: list[list[int]], alpha:
         out = out.copy()  # never draw into the caller's image
     palette = np.asarray(colors, dtype=np.float32)
     for rows in _row_blocks(*out.shape[:2]):  # float copies of a block of rows only: large images stay cheap
-        fg = mask[rows] > 0
+        fg = (mask[rows] > 0) & (mask[rows] < len(palette))  # unlabelled pixels (IGNORE_ID) stay as they are
         block = out[rows]
         blend = (1 - alpha) * block[fg].astype(np.float32) + alpha * palette[mask[rows][fg]]
         block[fg] = blend.round().clip(0, 255).astype(np.uint8)
@@ -160,7 +160,7 @@ def error_strip(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, colors, 
     image = resize_image(to_rgb8(image), (height, width))
     truth, pred = resize_mask(truth, (height, width)), resize_mask(pred, (height, width))
     errors = image.astype(np.float32) * 0.6
-    wrong = pred != truth
+    wrong = (pred != truth) & (truth < len(colors))  # unlabelled true pixels are no error
     errors[wrong & (pred > 0)] = FP_COLOR
     errors[wrong & (pred == 0)] = FN_COLOR
     tiles = [image, overlay(image, truth, colors, 0.45), overlay(image, pred, colors, 0.45), errors.astype(np.uint8)]

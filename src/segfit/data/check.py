@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from segfit.config import DataConfig
-from segfit.data.formats import MASK_EXTS, is_colour_coded, list_files, read_image, read_mask, to_class_ids
+from segfit.data.formats import IGNORE_ID, MASK_EXTS, is_colour_coded, list_files, read_image, read_mask, to_class_ids
 from segfit.data.layouts import discover
 from segfit.errors import SegfitError
 
@@ -28,6 +28,8 @@ class CheckReport:
     channels: Counter = field(default_factory=Counter)
     class_pixels: np.ndarray | None = None
     class_names: list[str] = field(default_factory=list)
+    unlabelled: int = 0  # pixels holding the --ignore-value
+    ignore_value: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -49,6 +51,9 @@ class CheckReport:
             total = self.class_pixels.sum()
             out.append("Class pixels: " + ", ".join(f"{name} {100 * n / total:.2f} %"
                                                     for name, n in zip(self.class_names, self.class_pixels)))
+        if self.ignore_value is not None:
+            share = 100 * self.unlabelled / max(int(self.class_pixels.sum()) + self.unlabelled, 1)
+            out.append(f"Unlabelled pixels (value {self.ignore_value}, in no loss or metric): {share:.2f} %")
         for p in self.problems[:20]:
             out.append(f"problem: {p.line()}")
         if len(self.problems) > 20:
@@ -92,7 +97,7 @@ def check_dataset(cfg: DataConfig) -> CheckReport:
     from segfit.options import resolve_data
 
     resolve_data(cfg)
-    report = CheckReport(class_names=list(cfg.class_names))
+    report = CheckReport(class_names=list(cfg.class_names), ignore_value=cfg.ignore_value)
     layout = discover(cfg.root, cfg.images, cfg.masks, cfg.mask_suffix, require_masks=False)
     report.layout = layout.description
     report.images_without_mask = [s.image for s in layout.samples if s.mask is None]
@@ -111,11 +116,13 @@ def check_dataset(cfg: DataConfig) -> CheckReport:
             if mask.shape != raw_image.shape[:2]:
                 raise SegfitError(f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is "
                                   f"{raw_image.shape[0]}x{raw_image.shape[1]}", s.mask, "masks must have the size of their image")
-            ids = to_class_ids(mask, cfg.mask_mode, cfg.num_classes, s.mask, cfg.class_values)  # the readers' own rules
+            ids = to_class_ids(mask, cfg.mask_mode, cfg.num_classes, s.mask, cfg.class_values, cfg.ignore_value)  # the readers' own rules
         except SegfitError as exc:
             report.problems.append(exc)
             continue
-        report.class_pixels += np.bincount(ids.ravel(), minlength=cfg.num_classes)[: cfg.num_classes]
+        counts = np.bincount(ids.ravel(), minlength=cfg.num_classes)
+        report.class_pixels += counts[: cfg.num_classes]
+        report.unlabelled += int(counts[IGNORE_ID]) if len(counts) > IGNORE_ID else 0
     return report
 
 

@@ -22,6 +22,9 @@ LOSSY_MASK_EXTS = (".jpg", ".jpeg")  # accepted in a mask folder; read as foregr
 # Common endings of mask names (NAME_mask.png); the data's own --mask-suffix is tried first.
 MASK_SUFFIXES = ("_bin", "_mask", "_masks", "_label", "_labels", "_gt", "_seg", "_segmentation", "_annotation",
                  "-mask", "-label", "_lbl")
+# The class id of unlabelled pixels (a mask's --ignore-value, as Pascal VOC's 255 on object borders): no
+# loss, metric, class count or object sees them. Class ids are 0..254.
+IGNORE_ID = 255
 PREDICTED_SUFFIXES = ("_overlay", "_instances", "_uncertainty")  # what segfit predict writes beside NAME.png
 
 
@@ -234,11 +237,15 @@ def as_label_map(arr: np.ndarray, path: Path | None = None) -> np.ndarray:
 
 
 def to_class_ids(mask: np.ndarray, mode: str, num_classes: int, path: Path | None = None,
-                 values: list[int] | None = None) -> np.ndarray:
+                 values: list[int] | None = None, ignore: int | None = None) -> np.ndarray:
     """Turn a raw mask into uint8 class ids, checking the values fit the declared classes
-    (``values``: class ``i`` is stored as ``values[i]``, a number or a ``"#rrggbb"`` colour)."""
+    (``values``: class ``i`` is stored as ``values[i]``, a number or a ``"#rrggbb"`` colour); pixels
+    holding ``ignore`` become :data:`IGNORE_ID`."""
     if mode == "binary":
-        return (mask > 0).astype(np.uint8)
+        ids = (mask > 0).astype(np.uint8)
+        if ignore is not None:
+            ids[mask == ignore] = IGNORE_ID
+        return ids
     if values:
         codes = np.asarray([colour_code(v) for v in values], np.int64)
         top = max(int(mask.max()) if mask.size else 0, int(codes.max()))
@@ -251,6 +258,9 @@ def to_class_ids(mask: np.ndarray, mode: str, num_classes: int, path: Path | Non
             order = np.argsort(codes)
             at = np.minimum(np.searchsorted(codes[order], mask), len(codes) - 1)
             ids, unknown = order[at].astype(np.uint8), codes[order][at] != mask
+        if ignore is not None:
+            void = mask == ignore
+            ids[void], unknown = IGNORE_ID, unknown & ~void
         if unknown.any():
             found = np.unique(mask[unknown])
             shown = [colour_name(v) for v in found[:6]] if is_colour_coded(values) else found
@@ -260,12 +270,15 @@ def to_class_ids(mask: np.ndarray, mode: str, num_classes: int, path: Path | Non
     top = int(mask.max()) if mask.size else 0
     if top >= num_classes:
         values, counts = np.unique(mask, return_counts=True)
-        if set(values.tolist()) <= {0, 255}:
-            raise SegfitError("mask holds 0/255 values but --mask-mode is index", path, "use --mask-mode binary")
-        bad = values >= num_classes
-        pixels = ", ".join(f"{v}: {c} px" for v, c in zip(values[bad][:6].tolist(), counts[bad][:6].tolist()))
-        raise SegfitError(f"mask values {_short(values[bad])} are outside the {num_classes} classes 0..{num_classes - 1}"
-                          f" ({pixels})", path, "declare more classes with --classes, or fix the mask")
+        bad = (values >= num_classes) & (values != ignore)
+        if bad.any():
+            if set(values.tolist()) <= {0, 255}:
+                raise SegfitError("mask holds 0/255 values but --mask-mode is index", path, "use --mask-mode binary")
+            pixels = ", ".join(f"{v}: {c} px" for v, c in zip(values[bad][:6].tolist(), counts[bad][:6].tolist()))
+            raise SegfitError(f"mask values {_short(values[bad])} are outside the {num_classes} classes 0..{num_classes - 1}"
+                              f" ({pixels})", path, "declare more classes with --classes (or --ignore-value for "
+                                                    "unlabelled pixels), or fix the mask")
+        return np.where(mask == ignore, IGNORE_ID, mask).astype(np.uint8)
     return mask.astype(np.uint8)
 
 

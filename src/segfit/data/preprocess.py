@@ -70,7 +70,7 @@ def read_pair(sample: Sample, cfg: DataConfig, channels: int | None = None, raw:
     if mask.shape != image.shape[:2]:
         raise SegfitError(f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}",
                           sample.mask, "masks must have the size of their image")
-    ids = to_class_ids(mask, cfg.mask_mode, cfg.num_classes, sample.mask, cfg.class_values)
+    ids = to_class_ids(mask, cfg.mask_mode, cfg.num_classes, sample.mask, cfg.class_values, cfg.ignore_value)
     return (image, ids, mask) if raw else (image, ids)
 
 
