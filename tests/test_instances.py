@@ -13,7 +13,7 @@ from PIL import Image
 from skimage.draw import disk
 
 from segfit.instances import SEED_LEVELS, InstanceMatch, SeedSweep, equivalent_diameter, match_instances
-from segfit.objects import distance_target, instances_from_distance, true_objects
+from segfit.objects import distance_target, instances_from_distance, merge_without_valley, true_objects
 
 
 def _discs(shape, centres_radii, start=1):
@@ -172,6 +172,28 @@ def test_fragments_join_their_neighbour_and_isolated_ones_are_dropped():
     assert objects.max() == 1 and ((objects > 0) == (truth > 0)).all()  # the fragment is back in its disc; the speck is gone
 
 
+def test_cores_of_one_plateau_join_and_touching_objects_stay_apart():
+    """A large object's plateau that noise cuts into two cores is one object at a merge level; two touching
+    discs, with a valley between them, stay two."""
+    big = _discs((64, 64), [(32, 32, 24)])
+    classes = (big > 0).astype(np.uint8)
+    distance = distance_target(big, radius=6)
+    distance[:, 31:33] = np.minimum(distance[:, 31:33], 0.75)  # a dip across the plateau
+    assert instances_from_distance(classes, distance, 0.8).max() == 2
+    assert merge_without_valley(instances_from_distance(classes, distance, 0.8), distance, 0.5).max() == 1
+    joined = instances_from_distance(classes, distance, 0.8, merge_level=0.5)
+    assert joined.max() == 1 and ((joined > 0) == (big > 0)).all()
+    assert instances_from_distance(classes, distance, 0.8, merge_level=0.8).max() == 2  # the dip is below 0.8
+    pair = _discs((48, 80), [(24, 22, 12), (24, 42, 12)])
+    merged = (pair > 0).astype(np.uint8)
+    assert instances_from_distance(merged, distance_target(pair), 0.5, merge_level=0.5).max() == 2
+    sweep = SeedSweep(levels=(0.8,))
+    sweep.add(big, classes, classes, distance)
+    sweep.add(pair, merged, merged, distance_target(pair))
+    best = sweep.best("two crafted images")
+    assert best["merge_level"] == 0.5 and best["f1"] == 1.0 and best["f1_by_merge"]["None"] < 1.0
+
+
 def test_seed_sweep_picks_the_level_that_splits_a_bridged_pair():
     truth = _discs((48, 80), [(24, 22, 12), (24, 42, 12)])
     merged = (truth > 0).astype(np.uint8)
@@ -184,6 +206,7 @@ def test_seed_sweep_picks_the_level_that_splits_a_bridged_pair():
     assert max(best["f1_by_level"][lv] for lv in ("0.3", "0.4", "0.5", "0.6")) < 1  # the ridge merges the pair
     assert best["f1_by_level"]["0.7"] == best["f1_by_level"]["0.8"] == 1.0
     assert best["seed_level"] == 0.7 and best["f1"] == 1.0  # of the tied levels, the one nearer one half
+    assert best["merge_level"] is None  # merging gains nothing here: ties go to no merging
     empty = SeedSweep()
     empty.add(np.zeros((8, 8), np.int32), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.float32))
     assert empty.best("nothing") is None
@@ -196,7 +219,7 @@ def test_seed_sweep_picks_the_level_that_splits_a_bridged_pair():
     for _ in range(MIN_SWEEP_IMAGES + 3):
         late.add(truth, merged, merged, distance)
     assert late.images == MIN_SWEEP_IMAGES
-    assert late.total[0.7].count_true == MIN_SWEEP_IMAGES * 2  # two discs an image, each image scored at each level
+    assert late.total[0.7, None].count_true == MIN_SWEEP_IMAGES * 2  # two discs an image, each image scored at each level
     on_time = SeedSweep(deadline=time.perf_counter() + 3600)
     for _ in range(MIN_SWEEP_IMAGES + 3):
         on_time.add(truth, merged, merged, distance)

@@ -60,7 +60,8 @@ class SelfAgreement:
 
 
 def decode(bands, in_size: tuple[int, int], size: tuple[int, int], *, instances: bool, objects: bool,
-           uncertainty: bool, keep_distance: bool = False, seed_level: float = 0.5, min_object_area: int = 0) -> Prediction:
+           uncertainty: bool, keep_distance: bool = False, seed_level: float = 0.5, merge_level: float | None = None,
+           min_object_area: int = 0) -> Prediction:
     """Network outputs (``(y0, K x n x w)`` bands of rows, top to bottom; a distance channel last when the
     model learns ``instances``) -> uint8 class ids of ``size`` (outputs resized bilinearly first, a block of
     rows at a time) and, on request, the objects (int32 label image), the uncertainty (float16 in [0, 1])
@@ -89,7 +90,7 @@ def decode(bands, in_size: tuple[int, int], size: tuple[int, int], *, instances:
             agreement.add(p[0], ids)
     found = None
     if objects and distance is not None:
-        found = instances_from_distance(classes, distance, seed_level, min_object_area)
+        found = instances_from_distance(classes, distance, seed_level, min_object_area, merge_level)
     elif objects:
         found = true_objects(classes, classes, binary=False)
     return Prediction(classes, found, unsure, distance if keep_distance else None,

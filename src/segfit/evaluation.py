@@ -160,6 +160,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         metrics["instances"] = objects.summary()
         if learned:
             metrics["instances"]["seed_level"] = predictor.seed_level
+            metrics["instances"]["merge_level"] = predictor.merge_level
         plot_size_comparison(objects.diameters(), out / "sizes.png", pixel_size, unit)
     if sweep is not None:
         metrics["seed_calibration"] = sweep.best(f"the {len(names)} {split} images" if sweep.images == len(names) else

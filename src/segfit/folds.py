@@ -123,14 +123,18 @@ def _member_inputs(member: Path) -> dict | None:
 
 
 def _member_seed_level(members: list[Path]) -> dict | None:
-    """The ensemble's seed level for instances: the median of its members' calibrated levels."""
+    """The ensemble's seed level for instances: the median of its members' calibrated levels; merging, when
+    most members merge, at the median of their merge levels."""
     from statistics import median
 
-    levels = [(_member_summary(m).get("instances") or {}).get("seed_level") for m in members]
-    levels = [lv for lv in levels if lv is not None]
+    found = [_member_summary(m).get("instances") or {} for m in members]
+    levels = [c["seed_level"] for c in found if c.get("seed_level") is not None]
     if not levels:
         return None
-    return {"seed_level": float(median(levels)), "how": f"the median of the members' calibrated levels {levels}"}
+    merges = [c["merge_level"] for c in found if c.get("merge_level") is not None]
+    merge = float(median(merges)) if 2 * len(merges) > len(levels) else None
+    return {"seed_level": float(median(levels)), "merge_level": merge,
+            "how": f"the median of the members' calibrated levels {levels} (merge levels {merges})"}
 
 
 def _member_summary(member: Path) -> dict:

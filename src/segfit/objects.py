@@ -178,36 +178,85 @@ def distance_target(labels: np.ndarray, radius: float | None = None) -> np.ndarr
     return out
 
 
+def merge_without_valley(labels: np.ndarray, distance: np.ndarray, level: float) -> np.ndarray:
+    """Join neighbouring objects of ``labels`` with no valley of ``distance`` between them: the median of
+    the lower side's distance along their shared border is ``level`` or more. Touching objects have a
+    valley near 0 between them (the target is 0 on every outline); the cores that noise cuts out of one
+    large object's plateau meet high up (EMPS: particles 150-300 px across fell into 30-116 pieces)."""
+    n = int(labels.max())
+    keys, values = [], []
+    for a, b, da, db in ((labels[:, :-1], labels[:, 1:], distance[:, :-1], distance[:, 1:]),
+                         (labels[:-1], labels[1:], distance[:-1], distance[1:])):
+        edge = (a != b) & (a > 0) & (b > 0)
+        la, lb = a[edge].astype(np.int64), b[edge].astype(np.int64)
+        keys.append(np.minimum(la, lb) * (n + 1) + np.maximum(la, lb))
+        values.append(np.minimum(da[edge], db[edge]))
+    key, value = np.concatenate(keys), np.concatenate(values)
+    if not key.size:
+        return labels
+    order = np.argsort(key, kind="stable")
+    key, value = key[order], value[order]
+    pairs, starts = np.unique(key, return_index=True)
+    medians = np.array([np.median(v) for v in np.split(value, starts[1:])])
+    parent = np.arange(n + 1)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    joined = pairs[medians >= level]
+    for k in joined:
+        ra, rb = root(int(k // (n + 1))), root(int(k % (n + 1)))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    if not joined.size:
+        return labels
+    lut = np.array([root(i) for i in range(n + 1)], labels.dtype)
+    return lut[labels]
+
+
 def instances_from_distance(classes: np.ndarray, distance: np.ndarray, seed_level: float = SEED_LEVEL,
-                            min_area: int = 0) -> np.ndarray:
+                            min_area: int = 0, merge_level: float | None = None) -> np.ndarray:
     """Objects from a class map and a predicted normalised distance map (see :func:`distance_target`).
 
     For each class but background, seeds are the connected cores where ``distance > seed_level``; a
     watershed of ``-distance`` grows them over the class's pixels. A connected part of the class that
-    holds no core is one object, so no pixel of the class map is lost. Pieces under ``min_area`` pixels
+    holds no core is one object, so no pixel of the class map is lost. With ``merge_level``, neighbours
+    with no valley between them join (:func:`merge_without_valley`). Pieces under ``min_area`` pixels
     that touch a larger object of their class join it (a second watershed from the larger ones); only
     isolated ones are dropped.
 
     Returns:
         An int32 label image, objects 1..N over all classes (each object lies in one class).
     """
+    return instance_variants(classes, distance, seed_level, min_area, (merge_level,))[merge_level]
+
+
+def instance_variants(classes: np.ndarray, distance: np.ndarray, seed_level: float, min_area: int,
+                      merge_levels: tuple[float | None, ...]) -> dict[float | None, np.ndarray]:
+    """:func:`instances_from_distance` at each of ``merge_levels`` (None: no merging), the seeded watershed
+    made once."""
     from scipy import ndimage
     from skimage.segmentation import watershed
 
     classes = np.asarray(classes)
     distance = np.asarray(distance, np.float32)
-    labels = np.zeros(classes.shape, np.int32)
+    out = {merge: np.zeros(classes.shape, np.int32) for merge in merge_levels}
     for c in np.unique(classes[classes > 0]):
         mask = classes == c
         markers, n = ndimage.label(mask & (distance > seed_level), structure=_EIGHT)
-        grown = watershed(-distance, markers, mask=mask, connectivity=2) if n else markers
-        rest, _ = ndimage.label(mask & (grown == 0), structure=_EIGHT)
-        grown = np.where(rest > 0, rest + n, grown)
-        if min_area > 1:
-            small = label_counts(grown, int(grown.max()) + 1) < min_area  # chunked: no 64-bit copy of the map
-            small[0] = False
-            if small.any():  # fragments join the larger neighbour they touch; isolated ones stay unlabelled
-                grown = watershed(-distance, np.where(small[grown], 0, grown), mask=mask, connectivity=2)
-        offset = labels.max()
-        labels[mask] = np.where(grown[mask] > 0, grown[mask] + offset, 0)
-    return renumber(labels, min_area)
+        seeded = watershed(-distance, markers, mask=mask, connectivity=2) if n else markers
+        rest, _ = ndimage.label(mask & (seeded == 0), structure=_EIGHT)
+        seeded = np.where(rest > 0, rest + n, seeded)
+        for merge, labels in out.items():
+            grown = merge_without_valley(seeded, distance, merge) if merge is not None and n > 1 else seeded
+            if min_area > 1:
+                small = label_counts(grown, int(grown.max()) + 1) < min_area  # chunked: no 64-bit copy of the map
+                small[0] = False
+                if small.any():  # fragments join the larger neighbour they touch; isolated ones stay unlabelled
+                    grown = watershed(-distance, np.where(small[grown], 0, grown), mask=mask, connectivity=2)
+            offset = labels.max()
+            labels[mask] = np.where(grown[mask] > 0, grown[mask] + offset, 0)
+    return {merge: renumber(labels, min_area) for merge, labels in out.items()}

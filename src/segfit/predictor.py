@@ -221,7 +221,7 @@ class Predictor:
         """Network outputs (``(y0, K x n x w)`` bands of rows) -> a :class:`Prediction` of ``size``
         (:func:`segfit.decoding.decode`, with this model's instance settings)."""
         return decode(bands, in_size, size, instances=self.learns_instances, objects=objects, uncertainty=uncertainty,
-                      keep_distance=keep_distance, seed_level=self.seed_level,
+                      keep_distance=keep_distance, seed_level=self.seed_level, merge_level=self.merge_level,
                       min_object_area=self.config.model.min_object_area)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
@@ -240,6 +240,12 @@ class Predictor:
         from segfit.objects import SEED_LEVEL
 
         return (self._calibration("instances") or {}).get("seed_level", SEED_LEVEL)
+
+    @functools.cached_property
+    def merge_level(self) -> float | None:
+        """The level above which neighbouring objects with no valley between them join, calibrated with the
+        seed level (None: no merging)."""
+        return (self._calibration("instances") or {}).get("merge_level")
 
     def input_range(self) -> dict | None:
         """The range of the training images' statistics (:mod:`segfit.novelty`; None when unrecorded)."""
@@ -353,7 +359,8 @@ class Predictor:
                   "masks": "NAME.png: class ids (0 = background); NAME_overlay.png: overlays",
                   "members": self.members, "tta": list(self.variants)}
         if objects:
-            source = (f"the model's instances, seeded at distance {self.seed_level}" if self.learns_instances
+            merged = f", neighbours with no valley below {self.merge_level} between them joined" if self.merge_level else ""
+            source = (f"the model's instances, seeded at distance {self.seed_level}{merged}" if self.learns_instances
                       else "connected components of each class")
             record["instances"] = f"NAME_instances.png: 16-bit, one integer per object, 0 = background ({source})"
         return record
