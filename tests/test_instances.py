@@ -277,3 +277,16 @@ def test_object_scores_per_class_for_index_masks():
     assert (summary["tp"], summary["fp"], summary["fn"]) == (2, 1, 1)
     assert summary["count_error"] == 0 and summary["mean_abs_count_error_per_image"] == 2.0
     assert summary["mean_f1_per_image"] == pytest.approx(2 * 2 / (3 + 3))  # one image: 2 matches, 3 true, 3 predicted
+
+
+def test_merging_reads_a_large_map_a_block_of_rows_at_a_time():
+    """Stripes 4 rows high on a 1500 x 2048 map (blocks of 512 rows: stripes 127 and 128 meet across the
+    first block's edge); every third stripe is low, so its borders are valleys, and stripes 3k+1 and 3k+2
+    meet high up and join: 375 stripes, 125 joined pairs. Its transpose (other blocks) merges the same."""
+    stripe = np.arange(1500) // 4
+    labels = np.repeat((stripe + 1)[:, None], 2048, axis=1).astype(np.int32)
+    distance = np.repeat(np.where(stripe % 3 == 0, 0.2, 0.7)[:, None], 2048, axis=1).astype(np.float32)
+    merged = merge_without_valley(labels, distance, 0.5)
+    assert len(np.unique(merged)) == 375 - 125 and merged[511, 0] == merged[512, 0] != merged[507, 0]
+    flipped = merge_without_valley(np.ascontiguousarray(labels.T), np.ascontiguousarray(distance.T), 0.5).T
+    assert np.array_equal(flipped, merged)
