@@ -60,7 +60,6 @@ def create_loss(name: str, num_classes: int, class_weights: list[float] | None =
     import torch
 
     from segfit.data.formats import IGNORE_ID
-
     from segfit.nets import SumOfLosses
 
     name = canonical_name(name, num_classes)
