@@ -137,3 +137,47 @@ def test_check_reads_the_unlabelled_pixels_as_train_would(voc_scenes):
     assert report.unlabelled == sum(int(np.count_nonzero(m == 255)) for m in masks) > 0
     assert any(line.startswith("Unlabelled pixels (value 255") for line in report.lines())
 
+
+
+def test_padding_to_the_crop_adds_unlabelled_pixels_only_where_the_run_has_them():
+    from segfit.data.transforms import create_transforms
+
+    image, mask = np.zeros((6, 5, 3), np.uint8), np.ones((6, 5), np.uint8)
+    padded = create_transforms("light", crop=8, pad_label=IGNORE_ID)(image=image, mask=mask)["mask"]
+    assert np.count_nonzero(padded == IGNORE_ID) == 64 - 30 and np.count_nonzero(padded == 1) == 30
+    padded = create_transforms("none", crop=8)(image=image, mask=mask)["mask"]
+    assert np.count_nonzero(padded == 0) == 64 - 30
+    with_distance = np.dstack([mask, np.full_like(mask, 200)])  # class ids and a distance channel
+    padded = create_transforms("photo", crop=8, pad_label=IGNORE_ID)(image=image, mask=with_distance)["mask"]
+    assert set(np.unique(padded[..., 0]).tolist()) == {1, IGNORE_ID}
+    assert set(np.unique(padded[..., 1]).tolist()) == {0, 200}  # no distance where there is no object
+
+
+def test_training_crops_larger_than_the_images_pad_with_unlabelled_pixels(voc_scenes):
+    from segfit.data.datamodule import SegmentationDataModule
+    from segfit.runs import build_config
+
+    cfg = build_config(voc_scenes, crop=64, ignore_value=255, augment="none", preload=False)
+    dm = SegmentationDataModule(cfg.data, cfg.train)
+    _, y = dm.dataset("train")[0][:2]
+    assert y.shape == (64, 64) and int((y == IGNORE_ID).sum()) >= 64 * 64 - 48 * 48
+
+
+def test_quantify_leaves_the_unlabelled_pixels_out(voc_scenes, tmp_path):
+    import shutil
+
+    from segfit.quantification import quantify
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for path in voc_scenes.glob("*_bin.png"):
+        shutil.copy(path, masks)
+    summary = quantify(masks, tmp_path / "q", verbose=False)
+    assert summary["unlabelled_value"] == 255 and summary["class_names"] == ["background", "class_1", "class_2"]
+    first = sorted(masks.iterdir())[0]
+    ids = np.asarray(Image.open(first))
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "q" / "images.csv")
+    row = rows[(rows["image"] == first.name) & (rows["class"] == "class_1")].iloc[0]
+    assert row["coverage"] == pytest.approx(np.count_nonzero(ids == 1) / np.count_nonzero(ids != 255))

@@ -17,16 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from segfit.data.formats import colour_name, mask_palette, pack_colours, read_image, read_mask, to_class_ids
+from segfit.data.formats import (IGNORE_ID, colour_name, mask_palette, pack_colours, read_image, read_mask, to_class_ids,
+                                 unlabelled_value)
 from segfit.data.layouts import discover
 from segfit.errors import SegfitError
 
 SAMPLE = 64  # images read when the set is larger (said in the fingerprint)
 MAX_MASK_COLOURS = 32  # colour masks with more colours are annotations to convert (segfit convert-masks)
 _INSTANCE_VALUES = 24  # more distinct non-zero values than this in one mask: an instance map
-# Class masks with ids 0..k (k below this) and a few pixels of 255 mark unlabelled pixels with 255
-# (Pascal VOC's object borders, Cityscapes' void): 255 is not a class.
-_VOID_VALUE, _VOID_MAX_CLASS, _VOID_MAX_SHARE = 255, 64, 0.3
 
 
 def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: str | None = None,
@@ -207,13 +205,9 @@ def _class_values(masks: list[np.ndarray]) -> list[int]:
 
 def _void_value(masks: list[np.ndarray]) -> int | None:
     """255 when 8-bit class masks hold ids 0..k and 255 on a minority of pixels: unlabelled pixels."""
-    if any(m.dtype != np.uint8 for m in masks):
-        return None
     values = np.unique(np.concatenate([np.unique(m) for m in masks]))
-    if _VOID_VALUE not in values or len(values) < 3 or int(values[-2]) >= _VOID_MAX_CLASS:
-        return None
-    share = sum(int(np.count_nonzero(m == _VOID_VALUE)) for m in masks) / sum(m.size for m in masks)
-    return _VOID_VALUE if share < _VOID_MAX_SHARE else None
+    share = sum(int(np.count_nonzero(m == IGNORE_ID)) for m in masks) / sum(m.size for m in masks)
+    return unlabelled_value(values, share, all(m.dtype == np.uint8 for m in masks))
 
 
 def _class_ids(mask: np.ndarray, kind: str, values: list[int] | None = None, void: int | None = None) -> np.ndarray:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segfit.data.formats import MASK_EXTS, PREDICTED_SUFFIXES, list_inputs, read_image, read_mask
+from segfit.data.formats import (IGNORE_ID, MASK_EXTS, PREDICTED_SUFFIXES, list_inputs, read_image, read_mask,
+                                 unlabelled_value)
 from segfit.errors import SegfitError
 from segfit.rundir import output_dir
 from segfit.objects import LENGTHS, OBJECT_COLUMNS, label_objects, measure_objects, renumber
@@ -52,6 +53,28 @@ def read_class_mask(path: Path, instance_maps: bool = False) -> np.ndarray:
     if values[-1] == 255 and set(values.tolist()) <= {0, 255}:
         return (mask > 0).astype(np.uint8)
     return mask
+
+
+def _mask_values(masks: list[Path]) -> tuple[int | None, int]:
+    """The value that marks unlabelled pixels (None when there is none) and the highest class id."""
+    values, void_pixels, pixels, uint8 = set(), 0, 0, True
+    for path in masks:
+        mask = read_class_mask(path)
+        present, counts = np.unique(mask, return_counts=True)
+        values.update(present.tolist())
+        void_pixels += int(counts[present == IGNORE_ID].sum())
+        pixels, uint8 = pixels + mask.size, uint8 and mask.dtype == np.uint8
+    ordered = np.array(sorted(values))
+    void = unlabelled_value(ordered, void_pixels / max(pixels, 1), uint8)
+    top = ordered[ordered != void] if void is not None else ordered
+    return void, int(top.max(initial=0))
+
+
+def _coverage(binary: np.ndarray, labelled: np.ndarray | None) -> float:
+    """The fraction of an image's labelled pixels that ``binary`` covers."""
+    if labelled is None:
+        return float(binary.mean())
+    return float(np.count_nonzero(binary) / max(np.count_nonzero(labelled), 1))
 
 
 def _many_colours(path: Path) -> bool:
@@ -107,7 +130,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     # with a checkpoint, the predicted masks go into it first.
     out = output_dir(out, print if verbose else lambda _: None, create=checkpoint is not None)
 
-    run_dir = masks_dir = None
+    run_dir = masks_dir = void = None
     if checkpoint is not None:
         from segfit.predictor import Predictor
         from segfit.rundir import run_dir_of_model
@@ -122,21 +145,25 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     else:
         masks = list_masks(inputs)
         names, run_dir, model_objects = _recorded(masks)
+        void, top = (None, 0) if instance_maps else _mask_values(masks)
         if instance_maps:
             names = ["background", class_names[1] if class_names and len(class_names) > 1 else "objects"]
         elif class_names:
             names = list(class_names)
         elif names is None:
-            top = max(int(read_class_mask(p).max(initial=0)) for p in masks)
             names = ["background"] + [f"class_{i}" for i in range(1, max(top, 1) + 1)]
+        if void is not None and verbose:
+            print(f"Pixels of value {void} are unlabelled (ids 0..{top} beside a few {void}s, as Pascal VOC's "
+                  "borders): no class counts them")
     chosen = _choose(classes, names)
     min_area = min_area or 0
 
     object_frames, image_rows = [], []
     for path, image in progress(list(zip(masks, _image_names(masks))), "quantify"):
         mask = read_class_mask(path, instance_maps)
-        if not instance_maps and mask.size and mask.max() >= len(names):
-            bad = np.unique(mask[mask >= len(names)])
+        labelled = None if void is None else mask != void
+        bad = np.unique(mask[(mask >= len(names)) & (mask != void)]) if not instance_maps else []
+        if len(bad):
             raise SegfitError(f"mask values {bad[:6].tolist()} are outside the {len(names)} classes ({', '.join(names)})",
                               path, "name every class with --class-names, background first; for instance label maps add --instance-maps")
         found = path.with_name(f"{path.stem}_instances.png") if model_objects else None
@@ -146,11 +173,11 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
                 labels, coverage = renumber(mask, min_area), float(np.mean(mask > 0))
             elif objects_map is not None:  # the model's own objects (NAME_instances.png from segfit predict)
                 binary = mask == cid
-                labels, coverage = renumber(np.where(binary, objects_map, 0), min_area), float(binary.mean())
+                labels, coverage = renumber(np.where(binary, objects_map, 0), min_area), _coverage(binary, labelled)
             else:
                 binary = mask == cid
                 labels = label_objects(binary, split_touching, min_distance, min_area)
-                coverage = float(binary.mean())
+                coverage = _coverage(binary, labelled)
             frame = measure_objects(labels)
             frame.insert(0, "class", names[cid])
             frame.insert(0, "image", image)
@@ -181,7 +208,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
                "split_touching": bool(split_touching), "min_area": int(min_area), "min_distance": int(min_distance),
                "objects": ("instance maps" if instance_maps else "the model's instances" if model_objects and not split_touching
                            else "watershed split of each class" if split_touching else "connected components of each class"),
-               "instance_maps": bool(instance_maps), "inputs": [str(Path(i).resolve()) for i in inputs],
+               "instance_maps": bool(instance_maps), "unlabelled_value": void, "inputs": [str(Path(i).resolve()) for i in inputs],
                "checkpoint": str(Path(checkpoint).resolve()) if checkpoint is not None else None,
                "run_dir": str(run_dir) if run_dir else None, "masks": str(masks_dir) if masks_dir else None,
                "files": list(FILES)}

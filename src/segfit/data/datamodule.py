@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segfit.config import DataConfig, TrainConfig
 from segfit.data.cache import PairCache
+from segfit.data.formats import IGNORE_ID
 from segfit.data.layouts import Layout, Sample, discover
 from segfit.data.preprocess import image_to_tensor, load_pair, split_target
 from segfit.data.split import make_split
@@ -143,7 +144,8 @@ class SegmentationDataModule(pl.LightningDataModule):
     def dataset(self, which: str) -> SegmentationDataset:
         if which not in self._sets:
             train = which == "train"
-            tf = create_transforms(self.train_cfg.augment, self.cfg.crop, train=train)
+            pad_label = 0 if self.cfg.ignore_value is None else IGNORE_ID
+            tf = create_transforms(self.train_cfg.augment, self.cfg.crop, train=train, pad_label=pad_label)
             self._sets[which] = SegmentationDataset(self.samples(which), self.cfg, tf, cache=self.cache)
         return self._sets[which]
 

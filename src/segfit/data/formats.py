@@ -25,7 +25,23 @@ MASK_SUFFIXES = ("_bin", "_mask", "_masks", "_label", "_labels", "_gt", "_seg", 
 # The class id of unlabelled pixels (a mask's --ignore-value, as Pascal VOC's 255 on object borders): no
 # loss, metric, class count or object sees them. Class ids are 0..254.
 IGNORE_ID = 255
+# Class masks with ids 0..k (k below this) and a few pixels of 255 mark unlabelled pixels with 255
+# (Pascal VOC's object borders, Cityscapes' void): 255 is not a class there.
+_VOID_MAX_CLASS, _VOID_MAX_SHARE = 64, 0.3
 PREDICTED_SUFFIXES = ("_overlay", "_instances", "_uncertainty")  # what segfit predict writes beside NAME.png
+
+
+def unlabelled_value(values: np.ndarray, share: float, uint8: bool = True) -> int | None:
+    """255 when 8-bit class masks mark unlabelled pixels with it, else None.
+
+    Args:
+        values: the sorted distinct values of all the masks.
+        share: the fraction of all their pixels that hold 255.
+        uint8: whether every mask is 8-bit (16-bit masks have no such convention).
+    """
+    if not uint8 or IGNORE_ID not in values or len(values) < 3 or int(values[-2]) >= _VOID_MAX_CLASS:
+        return None
+    return IGNORE_ID if share < _VOID_MAX_SHARE else None
 
 
 def list_files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
