@@ -160,3 +160,89 @@ def test_two_masks_for_one_image_is_an_error(tmp_path):
     with pytest.raises(SegfitError) as err:
         discover(tmp_path)
     assert "two masks for image 'a'" in str(err.value)
+
+
+def _nuclei_folders(root: Path, n: int = 6, size: int = 40, seed: int = 0) -> list[np.ndarray]:
+    """Kaggle DSB 2018's layout: ID/images/ID.png and one binary mask per nucleus in ID/masks/. The
+    second and third discs of each image overlap. Returns each image's true instance map."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    truths = []
+    for i in range(n):
+        folder = root / f"{i:02x}9f3e"
+        truth = np.zeros((size, size), np.uint16)
+        image = np.full((size, size, 4), 255, np.uint8)
+        image[..., :3] = 20
+        centres = [(rng.integers(6, 12), rng.integers(6, 34)), (24, 14), (24, 22)]
+        for k, (y, x) in enumerate(centres, 1):
+            disc = (yy - y) ** 2 + (xx - x) ** 2 < 25
+            truth[disc & (truth == 0)] = k
+            image[disc, :3] = 200
+            (folder / "masks").mkdir(parents=True, exist_ok=True)
+            Image.fromarray((disc * 255).astype(np.uint8)).save(folder / "masks" / f"m{k:03d}.png")
+        (folder / "images").mkdir()
+        Image.fromarray(image).save(folder / "images" / f"{folder.name}.png")  # RGBA, as DSB's
+        truths.append(truth)
+    return truths
+
+
+def test_one_folder_per_image_with_one_mask_per_object(tmp_path):
+    from segfit.data.formats import read_mask
+    from segfit.fingerprint import fingerprint_data
+
+    truths = _nuclei_folders(tmp_path / "stage1_train")
+    layout = discover(tmp_path / "stage1_train")
+    assert [s.name for s in layout.samples] == sorted(p.name for p in (tmp_path / "stage1_train").iterdir())
+    assert layout.samples[0].mask == tmp_path / "stage1_train" / layout.samples[0].name / "masks"
+    assert "one folder each" in layout.description and "one mask per object" in layout.description
+    first = read_mask(layout.samples[0].mask)
+    assert first.dtype == np.uint16 and np.array_equal(first, truths[0])  # objects in name order, overlaps to the first
+    fp = fingerprint_data(tmp_path / "stage1_train")
+    assert fp["mask_kind"] == "instance" and fp["num_classes"] == 2
+    # one mask file is the image's mask itself; a folder without masks is an image to predict on
+    (tmp_path / "one" / "a" / "images").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "one" / "a" / "images" / "a.png")
+    assert discover(tmp_path / "one", require_masks=False).samples[0].mask is None
+    with pytest.raises(SegfitError, match="image has no mask") as err:
+        discover(tmp_path / "one")
+    assert "a/masks/" in str(err.value)
+    mask = _png(tmp_path / "one" / "a" / "masks" / "a.png", 3)
+    assert discover(tmp_path / "one").samples[0].mask == mask
+    # an object mask of another size names its file
+    Image.fromarray(np.zeros((9, 9), np.uint8)).save(layout.samples[1].mask / "m009.png")
+    with pytest.raises(SegfitError, match="object mask is 9x9") as err:
+        read_mask(layout.samples[1].mask)
+    assert "m009.png" in str(err.value)
+
+
+def test_a_changed_object_mask_changes_the_data_stamp(tmp_path):
+    import os
+
+    from segfit.record import data_fingerprint
+
+    _nuclei_folders(tmp_path, n=2)
+    samples = discover(tmp_path).samples
+    before = data_fingerprint(samples)["sha256"]
+    target = samples[0].mask / "m002.png"
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert data_fingerprint(samples)["sha256"] != before
+
+
+def test_train_and_predict_on_one_folder_per_image(tmp_path):
+    """`segfit train` on DSB-like folders learns the objects; `segfit predict RUN stage1_test/` finds the
+    images in their own folders."""
+    import segfit
+
+    _nuclei_folders(tmp_path / "stage1_train", n=6)
+    for folder in list((tmp_path / "stage1_train").iterdir())[:2]:  # images without masks, as stage1_test
+        (tmp_path / "stage1_test" / folder.name / "images").mkdir(parents=True)
+        image = next((folder / "images").iterdir())
+        (tmp_path / "stage1_test" / folder.name / "images" / image.name).write_bytes(image.read_bytes())
+    run = tmp_path / "run"
+    segfit.train(tmp_path / "stage1_train", run, epochs=1, batch_size=4, val=2, verbose=False)
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["mask_mode"] == "binary" and config["model"]["instances"]
+    masks = segfit.predict(run, tmp_path / "stage1_test", tmp_path / "pred", verbose=False)
+    assert sorted(p.stem for p in masks) == sorted(p.name for p in (tmp_path / "stage1_test").iterdir())
+    assert all((tmp_path / "pred" / f"{p.stem}_instances.png").is_file() for p in masks)

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from segfit.backends import load_backend
 from segfit.config import RunConfig
-from segfit.data.formats import list_images, read_image, to_channels
+from segfit.data.formats import read_image, to_channels
+from segfit.data.layouts import find_images
 from segfit.data.preprocess import image_to_tensor, resize_image, working_size
 from segfit.decoding import UNCERTAIN_PIXEL, Prediction, decode, image_uncertainty, instance_png, to_uint8
 from segfit.errors import SegfitError
@@ -281,7 +282,7 @@ class Predictor:
         from segfit.io import progress, write_csv, write_json, write_png
         from segfit.viz import overlay
 
-        files = list_images(inputs)
+        files = find_images(inputs)
         out = Path(out)
         names = [p.stem for p in files]
         dupes = {n for n in names if names.count(n) > 1}

@@ -7,6 +7,7 @@ import platform
 import sys
 from importlib import metadata
 
+from segfit.data.formats import file_stamp
 from segfit.data.layouts import Sample
 
 PACKAGES = ("segfit", "torch", "torchvision", "lightning", "segmentation-models-pytorch", "torchmetrics",
@@ -19,8 +20,7 @@ def data_fingerprint(samples: list[Sample]) -> dict:
     for s in sorted(samples, key=lambda s: s.name):
         for path in (s.image, s.mask):
             if path is not None:
-                st = path.stat()
-                h.update(f"{path.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+                h.update(f"{path.name}|{file_stamp(path)}\n".encode())
     return {"files": sum(1 + (s.mask is not None) for s in samples), "sha256": h.hexdigest()}
 
 

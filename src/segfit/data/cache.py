@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from segfit.config import DataConfig
+from segfit.data.formats import file_stamp
 from segfit.data.layouts import Sample
 from segfit.data.preprocess import load_pair
 from segfit.io import atomic_path
@@ -33,8 +34,7 @@ def default_cache_dir() -> Path:
 def _identity(path: Path | None) -> str:
     if path is None:
         return "-"
-    st = path.stat()
-    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    return f"{path.resolve()}|{file_stamp(path)}"
 
 
 def pair_key(sample: Sample, cfg: DataConfig) -> str:

@@ -192,6 +192,8 @@ def read_mask(path: str | os.PathLike, colour: bool = False) -> np.ndarray:
     is lossy (its edges hold in-between values): it is read as 0/255, foreground from half its maximum.
     ``colour``: a colour mask comes back as packed ``0xrrggbb`` codes (see :func:`colour_code`)."""
     path = Path(path)
+    if path.is_dir():
+        return read_object_masks(path)
     suffix = path.suffix.lower()
     _check_nonempty(path, "mask")
     try:
@@ -216,6 +218,36 @@ def read_mask(path: str | os.PathLike, colour: bool = False) -> np.ndarray:
         grey = arr.max(axis=-1) if arr.ndim == 3 else arr
         return np.where(grey >= max(1, (int(grey.max()) + 1) // 2), 255, 0).astype(np.uint8)
     return as_label_map(arr, path)
+
+
+def read_object_masks(folder: Path) -> np.ndarray:
+    """A folder of one mask file per object (Kaggle's Data Science Bowl 2018: ``ID/masks/*.png``) as one
+    instance map (uint16, 0 = background): the non-zero pixels of the i-th file, in name order, are object
+    i; where two files overlap, the first keeps the pixel."""
+    files = list_files(folder, MASK_EXTS)
+    if not files:
+        raise SegfitError("mask folder holds no masks", folder, "add the object masks or remove the folder")
+    if len(files) >= np.iinfo(np.uint16).max:
+        raise SegfitError(f"{len(files)} object masks in one folder", folder, "save the objects as one label map")
+    out = None
+    for i, path in enumerate(files, 1):
+        mask = read_mask(path)
+        if out is None:
+            out = np.zeros(mask.shape, np.uint16)
+        elif mask.shape != out.shape:
+            raise SegfitError(f"object mask is {mask.shape[0]}x{mask.shape[1]} but {files[0].name} is "
+                              f"{out.shape[0]}x{out.shape[1]}", path, "every object mask must have the image's size")
+        out[(mask > 0) & (out == 0)] = i
+    return out
+
+
+def file_stamp(path: Path) -> str:
+    """Name, size and modification time of a file, or of every file in a folder of object masks: what
+    changes when the data changes (contents are not read)."""
+    if path.is_dir():
+        return ";".join(f"{p.name}|{file_stamp(p)}" for p in sorted(path.iterdir()) if p.is_file())
+    st = path.stat()
+    return f"{st.st_size}|{st.st_mtime_ns}"
 
 
 def pack_colours(arr: np.ndarray, path: Path | None = None) -> np.ndarray:

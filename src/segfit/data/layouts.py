@@ -1,11 +1,13 @@
 """Data set layouts: where the images and their masks are, and which belong to which split.
 
-Three layouts are found automatically (folder names in any case):
+Four layouts are found automatically (folder names in any case):
 
 * **folders** — an image folder (``images/``, ``imgs/``, ``img/``, ...) beside a mask folder
   (``segmaps/``, ``masks/``, ``labels/``, ``gt/``, ``annotations/``, ...), paired by file stem
   (JPEG masks too, read as foreground/background);
 * **flat** — one folder of ``NAME.jpg|png|tif`` with the mask ``NAME_bin.png`` beside each;
+* **one folder per image** — ``ID/images/`` holding the image and ``ID/masks/`` its mask, or one mask
+  file per object, read together as an instance map (Kaggle's Data Science Bowl 2018 nuclei);
 * **split folders** — ``train/`` (and ``val/``, ``test/``) each holding one of the layouts above;
   the folders are the split (a ``test/`` without masks holds images to predict on and is left out).
 
@@ -19,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segfit.data.formats import IMAGE_EXTS, LOSSY_MASK_EXTS, MASK_EXTS, MASK_SUFFIXES, list_files
+from segfit.data.formats import IMAGE_EXTS, LOSSY_MASK_EXTS, MASK_EXTS, MASK_SUFFIXES, list_files, list_images
 from segfit.errors import SegfitError
 
 IMAGE_FOLDERS = ("images", "imgs", "image", "img", "inputs", "input", "raw", "jpegimages")  # jpegimages: Pascal VOC
@@ -75,6 +77,9 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         parts = {which: _child(root, names) for which, names in SPLIT_FOLDERS.items()}
         if parts["train"] is not None:
             return _discover_split(root, {k: v for k, v in parts.items() if v is not None}, mask_suffix, require_masks)
+        per_image = _discover_per_image(root, require_masks)
+        if per_image is not None:
+            return per_image
     suffixes = tuple(dict.fromkeys((mask_suffix, *MASK_SUFFIXES) if mask_suffix else MASK_SUFFIXES))
     image_dir = _pick(root, images, IMAGE_FOLDERS, "--images")
     if image_dir is not None:
@@ -112,6 +117,22 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
     return Layout(samples, f"{len(samples)} images ({n_masks} with masks) in {where}")
 
 
+def find_images(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Images to predict on: files named directly, a folder's own images or, for a folder that holds none
+    itself, the images of the data set it holds (``images/``, one folder per image, split folders)."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir() and not any(p.suffix.lower() in IMAGE_EXTS for p in path.iterdir() if p.is_file()):
+            try:
+                found += [s.image for s in discover(path, require_masks=False).samples]
+                continue
+            except SegfitError:
+                pass  # not a data set either: list_images says no images are there
+        found += list_images([path])
+    return found
+
+
 def _discover_split(root: Path, parts: dict[str, Path], mask_suffix: str, require_masks: bool) -> Layout:
     """``train/`` (``val/``, ``test/``) folders, each a data set of its own: the folders are the split.
     A name found in an earlier folder is prefixed with the later folder's name."""
@@ -137,6 +158,30 @@ def _discover_split(root: Path, parts: dict[str, Path], mask_suffix: str, requir
         said.append(f"{folder.name}/ {len(layout.samples)} ({layout.description.split(' in ', 1)[-1]})")
     n_masks = sum(s.mask is not None for s in samples)
     return Layout(samples, f"{len(samples)} images ({n_masks} with masks) in split folders: " + "; ".join(said), split)
+
+
+def _discover_per_image(root: Path, require_masks: bool) -> Layout | None:
+    """One folder per image, ``ID/images/`` holding the image and ``ID/masks/`` its mask or one mask per
+    object (Kaggle's Data Science Bowl 2018); None when most of ``root``'s folders are not like that."""
+    folders = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    found = [(d, image_dir) for d in folders if (image_dir := _child(d, IMAGE_FOLDERS)) is not None]
+    if not found or 2 * len(found) < len(folders):
+        return None
+    samples, per_object = [], 0
+    for folder, image_dir in found:
+        images = list_files(image_dir, IMAGE_EXTS)
+        if len(images) != 1:
+            raise SegfitError(f"{len(images)} images in a folder of one image's files", image_dir,
+                              f"keep exactly one image in {folder.name}/{image_dir.name}/")
+        mask_dir = _child(folder, MASK_FOLDERS)
+        masks = list_files(mask_dir, MASK_EXTS) if mask_dir is not None else []
+        if not masks and require_masks:
+            raise SegfitError("image has no mask", images[0], f"add its masks to {folder.name}/masks/ or remove the folder")
+        per_object += len(masks) > 1
+        samples.append(Sample(folder.name, images[0], masks[0] if len(masks) == 1 else mask_dir if masks else None))
+    n_masks = sum(s.mask is not None for s in samples)
+    how = "one mask per object in ID/masks/" if per_object else "its mask in ID/masks/"
+    return Layout(samples, f"{len(samples)} images ({n_masks} with masks) in one folder each: ID/images/ with {how}")
 
 
 def _one_mask_each(pairs) -> dict[str, Path]:
