@@ -246,3 +246,18 @@ def test_train_and_predict_on_one_folder_per_image(tmp_path):
     masks = segfit.predict(run, tmp_path / "stage1_test", tmp_path / "pred", verbose=False)
     assert sorted(p.stem for p in masks) == sorted(p.name for p in (tmp_path / "stage1_test").iterdir())
     assert all((tmp_path / "pred" / f"{p.stem}_instances.png").is_file() for p in masks)
+
+
+def test_quantify_measures_the_objects_of_one_folder_per_image(tmp_path):
+    import pandas as pd
+
+    from segfit.quantification import quantify
+
+    truths = _nuclei_folders(tmp_path / "data", n=3)
+    summary = quantify(tmp_path / "data", tmp_path / "q", verbose=False)
+    assert summary["instance_maps"] and summary["classes"]["objects"]["objects"] == 9
+    rows = pd.read_csv(tmp_path / "q" / "objects.csv")
+    assert sorted(set(rows["image"])) == sorted(p.name for p in (tmp_path / "data").iterdir())
+    first = sorted((tmp_path / "data").iterdir())[0].name
+    areas = sorted(rows.loc[rows["image"] == first, "area"])
+    assert areas == sorted(int(np.count_nonzero(truths[0] == k)) for k in (1, 2, 3))

@@ -28,10 +28,26 @@ _MAX_CLASS_VALUES = 64  # more distinct values than this: a photo or an instance
 
 
 def list_masks(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Mask files named directly or found in folders (``*_overlay.png`` and non-mask files skipped)."""
-    return list_inputs(inputs, MASK_EXTS, PREDICTED_SUFFIXES, SegfitError(
-        "no masks found", fix="give a folder of class-index masks (NAME.png from `segfit predict`), "
-                              "or images with --checkpoint to predict masks first"))
+    """Mask files named directly or found in folders (``*_overlay.png`` and non-mask files skipped); for a
+    data set folder (``images/`` + ``masks/``, one folder per image, split folders), its masks (a folder of
+    one mask per object stands for its instance map)."""
+    from segfit.data.layouts import discover
+
+    found = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir() and not list_inputs([path], MASK_EXTS, PREDICTED_SUFFIXES):
+            try:
+                layout = discover(path, require_masks=False)
+            except SegfitError:
+                layout = None
+            if layout is not None and any(s.mask is not None for s in layout.samples):
+                found += [s.mask for s in layout.samples if s.mask is not None]
+                continue
+        found += list_inputs([path], MASK_EXTS, PREDICTED_SUFFIXES, SegfitError(
+            "no masks found", fix="give a folder of class-index masks (NAME.png from `segfit predict`), "
+                                  "or images with --checkpoint to predict masks first"))
+    return found
 
 
 def read_class_mask(path: Path, instance_maps: bool = False) -> np.ndarray:
@@ -145,6 +161,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     else:
         masks = list_masks(inputs)
         names, run_dir, model_objects = _recorded(masks)
+        instance_maps = instance_maps or all(p.is_dir() for p in masks)  # folders of one mask per object
         void, top = (None, 0) if instance_maps else _mask_values(masks)
         if instance_maps:
             names = ["background", class_names[1] if class_names and len(class_names) > 1 else "objects"]
@@ -286,6 +303,7 @@ def _choose(classes, names: list[str]) -> list[int]:
 
 def _image_names(masks: list[Path]) -> list[str]:
     """File names, with the folder where two folders hold the same name."""
+    masks = [p.parent if p.is_dir() else p for p in masks]  # ID/masks/ (one mask per object) is ID's
     names = [p.name for p in masks]
     return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in masks]
 
