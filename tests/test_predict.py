@@ -211,3 +211,13 @@ def test_an_unreadable_image_is_skipped_and_named_after_the_others_are_predicted
     record = json.loads((out / "predictions.json").read_text())
     assert len(record["unreadable"]) == 1 and "b.png" in record["unreadable"][0]
     assert set(pd.read_csv(out / "coverage.csv")["image"]) == {"a.png", "c.png"}
+
+
+def test_a_folder_keeps_images_whose_names_only_look_like_masks(tmp_path):
+    from PIL import Image
+
+    from segfit.data.formats import list_images
+
+    for name in ("a", "a_mask", "a_overlay", "b_bin", "c_uncertainty", "mask_d"):
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / f"{name}.png")
+    assert [p.stem for p in list_images([tmp_path])] == ["a", "b_bin", "c_uncertainty", "mask_d"]

@@ -61,12 +61,15 @@ def list_images(inputs: list[str | os.PathLike]) -> list[Path]:
 def list_inputs(inputs: list[str | os.PathLike], exts: tuple[str, ...], skip: tuple[str, ...] = (),
                 empty_folder: SegfitError | None = None) -> list[Path]:
     """Files named directly, and the files with one of ``exts`` in the named folders (stems ending in one of
-    ``skip`` left out). ``empty_folder``: raised (with the folder as its file) for a folder with none."""
+    ``skip`` left out when the file they were made from is beside them). ``empty_folder``: raised (with the folder as its file) for a folder with none."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = [p for p in list_files(path, exts) if not (skip and p.stem.endswith(skip))]
+            files = list_files(path, exts)
+            stems = {p.stem for p in files}
+            # NAME_mask.png beside NAME.png is a mask, NAME_overlay.png an output; alone, either is an input
+            files = [p for p in files if not any(p.stem.endswith(s) and p.stem[: -len(s)] in stems for s in skip)]
             if not files and empty_folder is not None:
                 raise SegfitError(empty_folder.what, path, empty_folder.fix)
             found += files
