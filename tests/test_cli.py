@@ -46,22 +46,36 @@ def a_training_image(data: Path) -> str:
 # Help and argument errors: answered without importing torch
 
 
-def test_help_and_argument_errors_do_not_import_torch():
+def test_help_and_argument_errors_do_not_import_torch(tmp_path):
+    """Help, bad values and paths that do not exist are answered before torch is imported (about a second)."""
     code = (
         "import sys\n"
         "from segfit.cli import main\n"
-        "for argv in (['--help'], ['train', '--help'], ['predict', '--help'], ['train', 'd', '--channels', '2']):\n"
+        "codes = []\n"
+        "for argv in (['--help'], ['train', '--help'], ['predict', '--help'], ['train', 'd', '--channels', '2'],\n"
+        "             ['train', 'd', '--time', 'soon'], ['train', 'd', '--time', '-5m'], ['plan', 'd', '--time', '0s'],\n"
+        "             ['train', 'd', '--lr', '0'], ['train', 'd', '--test', '1.5'], ['train', 'd', '--classes', '1'],\n"
+        "             ['train', 'nowhere'], ['train', '--resume', 'nowhere/last.ckpt'], ['predict', 'nowhere', 'x', '--out', 'o'],\n"
+        "             ['evaluate', 'nowhere'], ['export', 'nowhere', '--out', 'm.onnx'], ['quantify', 'nowhere', '--out', 'q']):\n"
         "    try:\n"
-        "        main(argv)\n"
-        "    except SystemExit:\n"
-        "        pass\n"
+        "        codes.append(main(argv))\n"
+        "    except SystemExit as exc:\n"
+        "        codes.append(exc.code)\n"
         "heavy = [m for m in ('torch', 'lightning', 'segmentation_models_pytorch') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
-        "print('ok')\n"
+        "print(codes)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    (tmp_path / "d").mkdir()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().endswith("ok")
+    assert proc.stdout.strip().splitlines()[-1] == str([0, 0, 0] + [2] * 13)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("segfit: error:")]
+    assert len(errors) == 13, proc.stderr
+    for line, words in zip(errors[1:], (["soon", "10m"], ["-5m", "duration"], ["positive", "0s"], ["--lr", "positive"],
+                                        ["--test", "fraction"], ["--classes", "background"], ["data folder not found", "nowhere"],
+                                        ["not found", "last.ckpt"], ["not found", "nowhere"], ["not found", "nowhere"],
+                                        ["not found", "nowhere"], ["input not found", "nowhere"])):
+        assert all(w in line for w in words), (line, words)
 
 
 def test_help_lists_the_commands(tmp_path):
@@ -94,7 +108,7 @@ def test_argument_errors(tmp_path, args, words):
 # _segfit_cli.py), which saves an interpreter start and the torch import per command.
 
 
-def test_missing_data_folder(tmp_path):
+def test_missing_data_folder(tmp_path):  # now answered before the heavy imports, through the real entry point
     assert_user_error(cli("train", tmp_path / "nowhere", "--out", tmp_path / "run", cwd=tmp_path), "not found", "nowhere")
     assert not (tmp_path / "run").exists()
 

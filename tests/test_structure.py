@@ -127,6 +127,7 @@ def test_the_cli_passes_only_typed_options(particles_dir, tmp_path, monkeypatch)
     assert cli.main(["train", str(particles_dir), "--out", str(tmp_path / "r"), "-e", "3", "--channels", "1"]) == 0
     assert seen == {"data": str(particles_dir), "out": str(tmp_path / "r"), "epochs": 3, "channels": 1}
     seen.clear()
+    (tmp_path / "x.ckpt").touch()  # paths are checked before the command runs
     assert cli.main(["train", "-d", str(particles_dir), "-m", str(tmp_path / "x.ckpt"), "--no-report"]) == 0
     assert seen == {"data": str(particles_dir), "out": None, "resume": str(tmp_path / "x.ckpt"), "report": False}
 

@@ -16,20 +16,62 @@ def val(text: str) -> float:
     return value
 
 
-def int_at_least(lowest: int):
+def int_at_least(lowest: int, why: str = ""):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
         if value < lowest:
-            raise argparse.ArgumentTypeError(f"expected a number of at least {lowest}, not {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a number of at least {lowest}, not {text!r}{why}")
         return value
 
     return parse
 
 
 positive_int, non_negative_int = int_at_least(1), int_at_least(0)
+classes = int_at_least(2, " (the background counts as a class: 2 for foreground/background)")
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, not {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _number(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, not {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A share in [0, 1): ``--test 0.2``."""
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to below 1, e.g. 0.2, not {text!r}")
+    return value
+
+
+def duration(text: str) -> str:
+    """A time budget (``90s``, ``10m``, ``1h``), checked here and passed on as typed (``config.json`` keeps it)."""
+    from segfit.budget import parse_duration
+    from segfit.errors import SegfitError
+
+    try:
+        parse_duration(text)
+    except SegfitError as exc:
+        raise argparse.ArgumentTypeError(exc.what) from None
+    return text
 
 
 def int_list(text: str) -> list[int]:

@@ -54,7 +54,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--size", type=argtypes.positive_int, help="resize images to SIZE x SIZE (nearest for masks)")
     g.add_argument("--mask-mode", choices=("auto", "binary", "index"),
                    help="binary: value > 0 is foreground; index: values are class ids (default: binary for 2 classes)")
-    g.add_argument("-c", "--classes", type=int, help=_h("number of classes, background included", "classes"))
+    g.add_argument("-c", "--classes", type=argtypes.classes, help=_h("number of classes, background included", "classes"))
     g.add_argument("--class-names", help="comma-separated class names, background first")
     g.add_argument("--class-values", help="class masks storing class i as the i-th of these values, e.g. 0,128,255 "
                                           "(default: detected; values 0..N-1 are the classes)")
@@ -80,7 +80,7 @@ def _add_train(sub) -> None:
     _add_plan_args(p)
     _add_data_args(p)
     g = p.add_argument_group("split")
-    g.add_argument("--test", type=float, help=_h("held-out test fraction when DATA has no test.csv", "test"))
+    g.add_argument("--test", type=argtypes.fraction, help=_h("held-out test fraction when DATA has no test.csv", "test"))
     g.add_argument("--val", type=argtypes.val, help=_h("validation fraction (< 1) or count (>= 1) of the rest", "val"))
     g.add_argument("--seed", type=int, help=_h("seed for the split and the initialisation", "seed"))
     g.add_argument("-p", "--preload", "--pré-load", "--pre-load", dest="preload", action="store_true",
@@ -90,12 +90,12 @@ def _add_train(sub) -> None:
                                          f"(default {_default('model')}: the seed notebook's network)")
     g.add_argument("--encoder", help=_h("smp encoder name", "encoder"))
     g.add_argument("--encoder-weights", help="local file of encoder weights (state dict), or 'imagenet' from the local cache")
-    g.add_argument("--encoder-depth", type=int, help=_h("encoder stages", "encoder_depth"))
+    g.add_argument("--encoder-depth", type=argtypes.positive_int, help=_h("encoder stages", "encoder_depth"))
     g.add_argument("--decoder-channels", type=argtypes.int_list, help="e.g. 256,128,64,32,16")
     g.add_argument("--instances", action=argparse.BooleanOptionalAction,
                    help="learn where one object ends and the next begins (a distance map beside the classes; "
                         "default: planned, yes for instance label maps whose objects touch)")
-    g.add_argument("--instance-radius", type=float,
+    g.add_argument("--instance-radius", type=argtypes.positive_float,
                    help="pixels: deeper parts of an object are a plateau of its distance map (default: planned)")
     g.add_argument("--min-object-area", type=argtypes.non_negative_int,
                    help="predicted objects smaller than this many pixels are fragments (default: planned)")
@@ -103,9 +103,9 @@ def _add_train(sub) -> None:
     g.add_argument("-e", "--epochs", type=argtypes.positive_int, help=_h("epochs; with --resume: the run's own", "epochs"))
     g.add_argument("-bs", "--batch-size", "--batch_size", dest="batch_size", type=argtypes.positive_int,
                    help=_h("images per batch", "batch_size"))
-    g.add_argument("-lr", "--lr", "--learning_rate", "--learning-rate", dest="lr", type=float, help=_h("learning rate", "lr"))
+    g.add_argument("-lr", "--lr", "--learning_rate", "--learning-rate", dest="lr", type=argtypes.positive_float, help=_h("learning rate", "lr"))
     g.add_argument("--optimizer", choices=tuple(OPTIMIZERS), help=_h(_names(OPTIMIZERS), "optimizer"))
-    g.add_argument("-wd", "--weight-decay", "--weight_decay", dest="weight_decay", type=float,
+    g.add_argument("-wd", "--weight-decay", "--weight_decay", dest="weight_decay", type=argtypes.non_negative_float,
                    help=_h("weight decay", "weight_decay"))
     g.add_argument("--scheduler", choices=tuple(SCHEDULERS), help=_h(_names(SCHEDULERS), "scheduler"))
     g.add_argument("--loss", help=_h(DESCRIPTION, "loss"))
@@ -120,8 +120,8 @@ def _add_train(sub) -> None:
     g.add_argument("--repeats", type=argtypes.positive_int,
                    help="each epoch goes over the training images this many times, with new crops and augmentations "
                         "(default: planned: enough for 25 steps an epoch)")
-    g.add_argument("--workers", type=int, help=_h("data loading processes", "workers"))
-    g.add_argument("-s", "--save-every", "--save", dest="save_every", type=int, help="keep epoch_N.ckpt every N epochs")
+    g.add_argument("--workers", type=argtypes.non_negative_int, help=_h("data loading processes", "workers"))
+    g.add_argument("-s", "--save-every", "--save", dest="save_every", type=argtypes.non_negative_int, help="keep epoch_N.ckpt every N epochs")
     g.add_argument("--folds", type=argtypes.positive_int,
                    help="K-fold cross-validation: one run per fold in RUN/fold_i/ and their ensemble (RUN/ensemble.json, "
                         "cv_metrics.json); the test split stays untouched and --time covers all folds (default 1)")
@@ -143,7 +143,7 @@ def _add_train(sub) -> None:
 
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("plan")
-    g.add_argument("-t", "--time", help="time budget: 90s, 10m, 1h or seconds (default 10m unless --epochs is given); "
+    g.add_argument("-t", "--time", type=argtypes.duration, help="time budget: 90s, 10m, 1h or seconds (default 10m unless --epochs is given); "
                                         "the plan sizes the network and the epochs to finish within it")
     g.add_argument("--plan", action=argparse.BooleanOptionalAction,
                    help="fingerprint the data and the machine and plan what you do not give (default: yes, except for "
@@ -167,7 +167,7 @@ def _add_inference(sub) -> None:
                         "AP, count and diameter errors (the truth's own ids when masks are instance maps; the "
                         "model's own instances when it learned them)")
     _add_object_args(g, "predicted objects (models without instances)")
-    g.add_argument("--pixel-size", type=float, help="size of one pixel in --unit: diameters also in that unit")
+    g.add_argument("--pixel-size", type=argtypes.positive_float, help="size of one pixel in --unit: diameters also in that unit")
     g.add_argument("--unit", help="unit of --pixel-size, e.g. nm or um")
 
     p = _command(sub, "predict", "class-index masks and overlays for new images")
@@ -176,8 +176,8 @@ def _add_inference(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--tile", type=argtypes.positive_int, help="sliding-window tiles of TILE x TILE (default: automatic for large images)")
-    p.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default 64)")
-    p.add_argument("--auto-tile", type=float, help="tile images larger than this many times the training size (default 4; 0: never)")
+    p.add_argument("--overlap", type=argtypes.non_negative_int, help="pixels shared by neighbouring tiles (default 64)")
+    p.add_argument("--auto-tile", type=argtypes.non_negative_float, help="tile images larger than this many times the training size (default 4; 0: never)")
     p.add_argument("--instances", action=argparse.BooleanOptionalAction,
                    help="write NAME_instances.png (16-bit, one integer per object) and outline objects on the overlay "
                         "(default: when the model learned instances; otherwise the connected parts of each class)")
@@ -199,7 +199,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--class-names", help="comma-separated class names, background first "
                                          "(default: the checkpoint's, or predictions.json beside the masks)")
     _add_object_args(p, "objects")
-    p.add_argument("--pixel-size", type=float, help="size of one pixel in --unit: adds area_UNIT2, *_UNIT columns")
+    p.add_argument("--pixel-size", type=argtypes.positive_float, help="size of one pixel in --unit: adds area_UNIT2, *_UNIT columns")
     p.add_argument("--unit", help="unit of --pixel-size, e.g. nm or um")
     p.add_argument("--instance-maps", action="store_true",
                    help="INPUTs are instance label maps (one integer per object, like EMPS segmaps)")
@@ -223,7 +223,7 @@ def _add_tools(sub) -> None:
     p = _command(sub, "plan", "fingerprint a data set and this machine and show the training plan, without training",
                  "Example: segfit plan data/ --time 10m --out plan.json")
     p.add_argument("data", help="data set folder")
-    p.add_argument("-t", "--time", help="time budget: 90s, 10m, 1h or seconds (default 10m)")
+    p.add_argument("-t", "--time", type=argtypes.duration, help="time budget: 90s, 10m, 1h or seconds (default 10m)")
     p.add_argument("--out", help="write the plan and the fingerprint to this JSON file")
     _add_data_args(p)
 
@@ -255,17 +255,17 @@ def _add_tools(sub) -> None:
 
     p = _command(sub, "show", "an image and its mask side by side")
     p.add_argument("data", help="data set folder")
-    p.add_argument("--index", type=int, help="which image (0-based, in name order; default 0)")
+    p.add_argument("--index", type=argtypes.non_negative_int, help="which image (0-based, in name order; default 0)")
     p.add_argument("--out", help="PNG file to write (default NAME_show.png)")
     _add_data_args(p)
 
     p = _command(sub, "summary", "layer table, output shapes and parameter count of a model")
     p.add_argument("--model", help=_h("network", "model"))
     p.add_argument("--encoder", help=_h("smp encoder", "encoder"))
-    p.add_argument("--encoder-depth", type=int, help=_h("encoder stages", "encoder_depth"))
+    p.add_argument("--encoder-depth", type=argtypes.positive_int, help=_h("encoder stages", "encoder_depth"))
     p.add_argument("--size", type=argtypes.positive_int, help="input size (default 128)")
     p.add_argument("--channels", type=int, choices=(1, 3), help=_h("1 = grayscale, 3 = RGB", "channels"))
-    p.add_argument("-c", "--classes", type=int, help=_h("classes, background included", "classes"))
+    p.add_argument("-c", "--classes", type=argtypes.classes, help=_h("classes, background included", "classes"))
 
     p = _command(sub, "demo", "make a synthetic EM data set, train, evaluate and predict on it")
     p.add_argument("--out", help="output folder (default segfit-demo)")
@@ -325,10 +325,42 @@ def _train_options(opts: dict) -> dict:
     return opts
 
 
+# The paths each command reads, checked before the command's (heavy) imports: a typo answers at once.
+PATHS = {"train": (("data", "data folder"), ("resume", "checkpoint or run folder")),
+         "check": (("data", "data folder"),), "plan": (("data", "data folder"),), "show": (("data", "data folder"),),
+         "evaluate": (("run", "checkpoint or run folder"), ("data", "data folder")),
+         "predict": (("checkpoint", "checkpoint or run folder"), ("inputs", "input")),
+         "quantify": (("inputs", "input"), ("checkpoint", "checkpoint or run folder")),
+         "export": (("checkpoint", "checkpoint or run folder"),), "convert-masks": (("src", "mask folder"),)}
+
+
+def _check_paths(command: str, opts: dict) -> None:
+    from segfit.errors import require
+
+    for key, what in PATHS.get(command, ()):
+        value = opts.get(key)
+        for path in value if isinstance(value, list) else [value]:
+            if isinstance(path, (str, os.PathLike)):
+                require(path, what)
+
+
+def _joined_negatives(argv: list[str]) -> list[str]:
+    """``--time -5m`` as ``--time=-5m``: argparse takes ``-5m`` for an option and says "expected one argument";
+    joined, the value reaches its type and gets a message about durations."""
+    out: list[str] = []
+    for item in argv:
+        if out and out[-1] in ("-t", "--time") and item[:1] == "-" and item[1:2].isdigit():
+            out[-1] = f"{out[-1]}={item}" if out[-1].startswith("--") else f"{out[-1]}{item}"
+        else:
+            out.append(item)
+    return out
+
+
 def run_command(command: str, opts: dict) -> int:
     if command == "train":
         opts = _train_options(opts)
-    elif command == "convert-masks":
+    _check_paths(command, opts)
+    if command == "convert-masks":
         opts["verbose"] = True
     module, name = API[command]
     result = getattr(importlib.import_module(module), name)(**opts)
@@ -337,7 +369,7 @@ def run_command(command: str, opts: dict) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_joined_negatives(sys.argv[1:] if argv is None else [str(a) for a in argv]))
     if not args.command:
         parser.print_help()
         return 0

@@ -21,5 +21,11 @@ class SegfitError(Exception):
         return text
 
 
+def require(path: str | os.PathLike, what: str) -> None:
+    """Raise ``<what> not found (<path>): check the path`` when ``path`` does not exist (the one wording of it)."""
+    if not os.path.exists(path):
+        raise SegfitError(f"{what} not found", path, "check the path")
+
+
 class Interrupted(Exception):
     """Training stopped by Ctrl-C or SIGTERM; the message says how to resume."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from segfit.data.formats import (IGNORE_ID, MASK_EXTS, PREDICTED_SUFFIXES, list_inputs, read_image, read_mask,
                                  unlabelled_value)
-from segfit.errors import SegfitError
+from segfit.errors import SegfitError, require
 from segfit.rundir import output_dir
 from segfit.objects import LENGTHS, OBJECT_COLUMNS, label_objects, measure_objects, renumber
 
@@ -137,8 +137,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     out = Path(out)
     scale = _check_options(pixel_size, unit, min_distance, min_area, checkpoint, class_names, instance_maps)
     for item in inputs:
-        if not Path(item).exists():
-            raise SegfitError("input not found", item, "check the path")
+        require(item, "input")
     inside = {Path(i).resolve() if Path(i).is_dir() else Path(i).resolve().parent for i in inputs}
     if out.resolve() in inside:
         raise SegfitError("--out is an input folder, which the results could overwrite", out, "choose another --out folder")

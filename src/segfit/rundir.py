@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from segfit.errors import SegfitError
+from segfit.errors import SegfitError, require
 from segfit.io import write_json
 
 OUTPUT_KINDS = ("evaluations", "quantifications")
@@ -93,8 +93,7 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
         if not candidate.is_file():
             raise SegfitError(f"run folder has no checkpoints/{which}.ckpt", path, "give a finished run folder or a .ckpt file")
         return candidate
-    if not path.exists():
-        raise SegfitError("checkpoint or run folder not found", path, "check the path")
+    require(path, "checkpoint or run folder")
     return path
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segfit.errors import SegfitError
+from segfit.errors import SegfitError, require
 
 logging.getLogger("tifffile").setLevel(logging.CRITICAL)  # its warnings would duplicate our one-line errors
 
@@ -76,7 +76,8 @@ def list_inputs(inputs: list[str | os.PathLike], exts: tuple[str, ...], skip: tu
         elif path.is_file():
             found.append(path)
         else:
-            raise SegfitError("input not found", path, "check the path")
+            require(path, "input")
+            raise SegfitError("input is neither a file nor a folder", path, "give image files or folders")
     return found
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from segfit.data.formats import IMAGE_EXTS, LOSSY_MASK_EXTS, MASK_EXTS, MASK_SUFFIXES, list_files, list_images
-from segfit.errors import SegfitError
+from segfit.errors import SegfitError, require
 
 IMAGE_FOLDERS = ("images", "imgs", "image", "img", "inputs", "input", "raw", "jpegimages")  # jpegimages: Pascal VOC
 MASK_FOLDERS = ("segmaps", "masks", "labels", "label", "mask", "gt", "groundtruth", "ground_truth", "annotations",
@@ -69,8 +69,7 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         The samples sorted by name and a description of the layout.
     """
     root = Path(root)
-    if not root.exists():
-        raise SegfitError("data folder not found", root, "check the path")
+    require(root, "data folder")
     if not root.is_dir():
         raise SegfitError("data path is not a folder", root, "give the folder that holds the images")
     if images is None and masks is None and _child(root, IMAGE_FOLDERS) is None and not list_files(root, IMAGE_EXTS):
