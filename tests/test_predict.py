@@ -196,9 +196,14 @@ def test_a_users_folder_is_never_written_into_and_segfits_own_is_replaced(run32,
     written = predictor.predict_files([inputs], mine)
     assert _snapshot(mine) == before
     assert predictor.out == tmp_path / "mine-2" and {p.parent for p in written} == {tmp_path / "mine-2"}
+    (tmp_path / "mine-2" / "s0_uncertainty.png").write_bytes(b"a map of the earlier prediction")
+    (tmp_path / "mine-2" / "notes.txt").write_text("mine")
     again = segfit.Predictor.from_checkpoint(run32)
-    again.predict_files([inputs], tmp_path / "mine-2")
+    again.predict_files([inputs / "s1.png"], tmp_path / "mine-2")
     assert again.out == tmp_path / "mine-2" and not (tmp_path / "mine-3").exists()
+    # The earlier prediction's outputs go (s0 was not predicted again); what is not a prediction stays.
+    assert sorted(p.name for p in (tmp_path / "mine-2").iterdir()) == [
+        ".segfit", "coverage.csv", "notes.txt", "predictions.json", "s1.png", "s1_instances.png", "s1_overlay.png"]
 
 
 def test_an_unreadable_image_is_skipped_and_named_after_the_others_are_predicted(run32, tmp_path):

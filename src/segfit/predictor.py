@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from segfit.backends import load_backend
 from segfit.config import RunConfig
-from segfit.data.formats import read_image, to_channels
+from segfit.data.formats import PREDICTED_SUFFIXES, read_image, to_channels
 from segfit.data.layouts import find_images
 from segfit.data.preprocess import image_to_tensor, resize_image, working_size
 from segfit.decoding import UNCERTAIN_PIXEL, Prediction, decode, image_uncertainty, instance_png, to_uint8
@@ -293,6 +293,7 @@ class Predictor:
         if out.resolve() in input_dirs:
             raise SegfitError("--out is a folder of input images, which predictions could overwrite", out, "choose another --out folder")
         out = self.out = output_dir(out)
+        previous = _previous_outputs(out)
         objects = self.learns_instances if objects is None else objects
         calibrated = self.review_threshold() if uncertainty else None
         known = self.input_range() if uncertainty else None
@@ -344,6 +345,13 @@ class Predictor:
         if unreadable:
             record["unreadable"] = [str(e) for e in unreadable]
         write_json(out / "predictions.json", record)
+        kept = {p.name for p in written} | {f"{p.stem}{s}.png" for p in written for s in PREDICTED_SUFFIXES}
+        stale = [p for p in previous if p.name not in kept or not _rewritten(p, written, objects, uncertainty)]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        if stale:
+            print(f"{len(stale)} files of the previous prediction in {out} removed (images not predicted again, "
+                  "maps this prediction does not make)")
         self.last_review = [r["image"] for r in per_image if r["review"]]
         self.unreadable = unreadable
         return written
@@ -365,6 +373,25 @@ class Predictor:
                       else "connected components of each class")
             record["instances"] = f"NAME_instances.png: 16-bit, one integer per object, 0 = background ({source})"
         return record
+
+
+def _previous_outputs(out: Path) -> list[Path]:
+    """The files an earlier ``predict`` wrote into ``out`` (a folder segfit made): each image's ``NAME.png``
+    and its maps, found by its overlay, which every prediction writes."""
+    found = []
+    for overlay in out.glob("*_overlay.png"):
+        stem = overlay.name[: -len("_overlay.png")]
+        found += [p for p in (out / f"{stem}.png", *(out / f"{stem}{s}.png" for s in PREDICTED_SUFFIXES)) if p.is_file()]
+    return found
+
+
+def _rewritten(path: Path, written: list[Path], objects: bool, uncertainty: bool) -> bool:
+    """Whether this prediction wrote ``path`` again (a map it does not make stays from the earlier one otherwise)."""
+    if path.name.endswith("_instances.png"):
+        return objects
+    if path.name.endswith("_uncertainty.png"):
+        return uncertainty
+    return True
 
 
 class _Tiles:
