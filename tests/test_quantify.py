@@ -139,12 +139,12 @@ def test_quantify_writes_tables_per_image_and_class(tmp_path):
     assert json.loads((out / "quantify.json").read_text()) == summary
     objects = pd.read_csv(out / "objects.csv")
     assert list(objects.columns) == OBJECT_COLUMNS + UNIT_COLUMNS
-    assert objects.groupby(["image", "class"]).size().to_dict() == {("a.png", "class_1"): 3, ("a.png", "class_2"): 2,
-                                                                    ("b.png", "class_1"): 1}
+    assert objects.groupby(["image", "class"]).size().to_dict() == {("a.png", "class1"): 3, ("a.png", "class2"): 2,
+                                                                    ("b.png", "class1"): 1}
     assert np.allclose(objects["area_nm2"], objects["area"] * 6.25)
     for col in ("equivalent_diameter", "perimeter", "major_axis", "minor_axis", "centroid_x", "centroid_y"):
         assert np.allclose(objects[f"{col}_nm"], objects[col] * 2.5)
-    assert sorted(objects.loc[objects["class"] == "class_2", "area"]) == [144, 400]
+    assert sorted(objects.loc[objects["class"] == "class2", "area"]) == [144, 400]
 
     images = pd.read_csv(out / "images.csv")
     assert list(images.columns)[:7] == ["image", "class", "count", "coverage", "mean_diameter", "median_diameter", "std_diameter"]
@@ -153,16 +153,16 @@ def test_quantify_writes_tables_per_image_and_class(tmp_path):
     empty = images[images.image == "empty.png"]
     assert empty["count"].tolist() == [0, 0] and empty["coverage"].tolist() == [0.0, 0.0]
     assert empty["mean_diameter"].isna().all()
-    a2 = images[(images.image == "a.png") & (images["class"] == "class_2")].iloc[0]
+    a2 = images[(images.image == "a.png") & (images["class"] == "class2")].iloc[0]
     assert a2["coverage"] == pytest.approx(544 / (100 * 120))
-    b1 = images[(images.image == "b.png") & (images["class"] == "class_1")].iloc[0]
+    b1 = images[(images.image == "b.png") & (images["class"] == "class1")].iloc[0]
     assert b1["mean_diameter_nm"] == pytest.approx(2.5 * b1["mean_diameter"]) and b1["mean_diameter"] == pytest.approx(20, abs=1)
 
     assert summary["images"] == 3 and summary["unit"] == "nm" and summary["pixel_size"] == 2.5
-    assert summary["classes"]["class_1"]["objects"] == 4 and summary["classes"]["class_2"]["objects"] == 2
-    c1 = objects.loc[objects["class"] == "class_1", "equivalent_diameter"]
-    assert summary["classes"]["class_1"]["mean_diameter_px"] == pytest.approx(c1.mean())
-    assert summary["classes"]["class_1"]["mean_diameter"] == pytest.approx(2.5 * c1.mean())
+    assert summary["classes"]["class1"]["objects"] == 4 and summary["classes"]["class2"]["objects"] == 2
+    c1 = objects.loc[objects["class"] == "class1", "equivalent_diameter"]
+    assert summary["classes"]["class1"]["mean_diameter_px"] == pytest.approx(c1.mean())
+    assert summary["classes"]["class1"]["mean_diameter"] == pytest.approx(2.5 * c1.mean())
     assert summary["run_dir"] is None and summary["files"] == ["objects.csv", "images.csv", "size_distribution.png"]
 
 
@@ -172,9 +172,9 @@ def test_class_selection_by_name_and_id(tmp_path):
     assert list(by_name["classes"]) == ["rods"]
     assert set(pd.read_csv(tmp_path / "n" / "objects.csv")["class"]) == {"rods"}
     by_id = quantify([masks], tmp_path / "i", classes=["1"], verbose=False)
-    assert list(by_id["classes"]) == ["class_1"] and by_id["classes"]["class_1"]["objects"] == 4
-    assert set(pd.read_csv(tmp_path / "i" / "images.csv")["class"]) == {"class_1"}
-    with pytest.raises(SegfitError, match="unknown class 'leaves'.*class_1, class_2"):
+    assert list(by_id["classes"]) == ["class1"] and by_id["classes"]["class1"]["objects"] == 4
+    assert set(pd.read_csv(tmp_path / "i" / "images.csv")["class"]) == {"class1"}
+    with pytest.raises(SegfitError, match="unknown class 'leaves'.*class1, class2"):
         quantify([masks], tmp_path / "u", classes=["leaves"], verbose=False)
 
 
@@ -183,11 +183,11 @@ def test_split_touching_min_area_and_printed_summary(tmp_path, capsys):
     mask[2:4, 70:72] = 1  # a 4-pixel speck
     folder = tmp_path / "m"
     _save(folder / "pair.png", mask)
-    assert quantify([folder], tmp_path / "plain", verbose=False)["classes"]["class_1"]["objects"] == 2
+    assert quantify([folder], tmp_path / "plain", verbose=False)["classes"]["foreground"]["objects"] == 2
     summary = quantify([folder / "pair.png"], tmp_path / "split", split_touching=True, min_area=10)
-    assert summary["classes"]["class_1"]["objects"] == 2 and summary["split_touching"] and summary["min_area"] == 10
+    assert summary["classes"]["foreground"]["objects"] == 2 and summary["split_touching"] and summary["min_area"] == 10
     out = capsys.readouterr().out
-    assert "class_1: 2 objects in 1 images, mean equivalent diameter" in out and " px (median " in out
+    assert "foreground: 2 objects in 1 images, mean equivalent diameter" in out and " px (median " in out
     assert f"Wrote {tmp_path / 'split'}/: objects.csv, images.csv, size_distribution.png, quantify.json" in out
 
 
@@ -207,7 +207,7 @@ def test_folder_of_predictions_skips_overlays_and_reads_class_names(tmp_path):
 def test_binary_masks_and_instance_maps(tmp_path):
     _save(tmp_path / "bin" / "b.png", _disc(np.zeros((40, 40), np.uint8), 20, 20, 8, value=255))
     summary = quantify([tmp_path / "bin"], tmp_path / "qb", verbose=False)
-    assert list(summary["classes"]) == ["class_1"] and summary["classes"]["class_1"]["objects"] == 1
+    assert list(summary["classes"]) == ["foreground"] and summary["classes"]["foreground"]["objects"] == 1
 
     inst = np.zeros((50, 60), np.uint16)
     inst[10:30, 10:20] = 1
@@ -229,7 +229,7 @@ def test_binary_masks_and_instance_maps(tmp_path):
 def test_no_objects_at_all_writes_headers_and_an_empty_histogram(tmp_path):
     _save(tmp_path / "m" / "e.png", np.zeros((20, 20), np.uint8))
     summary = quantify([tmp_path / "m"], tmp_path / "q", pixel_size=1.5, unit="um", verbose=False)
-    assert summary["classes"] == {"class_1": {"objects": 0, "mean_diameter": None, "median_diameter": None,
+    assert summary["classes"] == {"foreground": {"objects": 0, "mean_diameter": None, "median_diameter": None,
                                               "mean_diameter_px": None, "median_diameter_px": None, "mean_coverage": 0.0}}
     objects = pd.read_csv(tmp_path / "q" / "objects.csv")
     assert objects.empty and "area_um2" in objects.columns
@@ -323,7 +323,7 @@ def test_cli_quantify_and_its_user_errors(tmp_path, trained_run, particles_dir):
     ]
     procs = run_many([good, ckpt, truth] + [argv for argv, _ in bad], tmp_path)
     assert procs[0].returncode == 0, procs[0].stderr
-    assert "class_1: 4 objects in 3 images" in procs[0].stdout and "quantify.json" in procs[0].stdout
+    assert "class1: 4 objects in 3 images" in procs[0].stdout and "quantify.json" in procs[0].stdout
     assert list(pd.read_csv(tmp_path / "out" / "objects.csv").columns) == OBJECT_COLUMNS + UNIT_COLUMNS
     assert (tmp_path / "out" / "size_distribution.png").is_file()
     assert procs[1].returncode == 0, procs[1].stderr
@@ -337,3 +337,48 @@ def test_cli_quantify_and_its_user_errors(tmp_path, trained_run, particles_dir):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("segfit: error: ") and words in lines[0], proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def _data_set(root: Path, masks: list[np.ndarray]) -> Path:
+    """``root/images/`` (grey noise) and ``root/masks/`` with the given masks."""
+    rng = np.random.default_rng(0)
+    for i, mask in enumerate(masks):
+        _save(root / "images" / f"s{i}.png", rng.integers(0, 255, mask.shape[:2], dtype=np.uint8))
+        _save(root / "masks" / f"s{i}.png", mask)
+    return root
+
+
+def test_a_data_set_reads_its_masks_as_check_and_train_do(tmp_path):
+    """Masks coded 0/50/100 are 3 classes, colour masks their colours, 0/1 masks a foreground, instance maps
+    their objects: the plan's reading of the data, not the raw values (which made 100 classes)."""
+    coded = []
+    for shift in (0, 4, 8):
+        m = np.zeros((48, 48), np.uint8)
+        _disc(m, 12 + shift, 12, 6, value=50)
+        m[30:40, 25 + shift:40 + shift] = 100
+        coded.append(m)
+    summary = quantify([_data_set(tmp_path / "coded", coded)], tmp_path / "qc", verbose=False)
+    assert summary["class_names"] == ["background", "class1", "class2"] and summary["images"] == 3
+    assert summary["classes"]["class1"]["objects"] == 3 and summary["classes"]["class2"]["objects"] == 3
+
+    colour = [np.zeros((48, 48, 3), np.uint8) for _ in range(3)]
+    for m in colour:
+        m[5:15, 5:15] = (0, 255, 0)
+        m[30:40, 30:40] = (255, 0, 0)
+        m[30:40, 5:15] = (255, 0, 0)
+    summary = quantify([_data_set(tmp_path / "colour", colour)], tmp_path / "qco", verbose=False)
+    assert len(summary["class_names"]) == 3 and summary["class_names"][0] == "background"
+    counts = {name: info["objects"] for name, info in summary["classes"].items()}
+    assert sorted(counts.values()) == [3, 6]
+
+    binary = [_disc(np.zeros((48, 48), np.uint8), 24, 24, 8) for _ in range(3)]
+    summary = quantify([_data_set(tmp_path / "binary", binary)], tmp_path / "qb", verbose=False)
+    assert list(summary["classes"]) == ["foreground"] and summary["classes"]["foreground"]["objects"] == 3
+
+    instances = []
+    for _ in range(3):
+        m = np.zeros((48, 48), np.uint16)
+        m[10:30, 10:20], m[10:30, 20:30], m[35:45, 35:45] = 1, 2, 3  # 1 and 2 touch
+        instances.append(m)
+    summary = quantify([_data_set(tmp_path / "inst", instances)], tmp_path / "qi", verbose=False)
+    assert summary["instance_maps"] and summary["classes"]["objects"]["objects"] == 9

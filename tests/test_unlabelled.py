@@ -173,11 +173,11 @@ def test_quantify_leaves_the_unlabelled_pixels_out(voc_scenes, tmp_path):
     for path in voc_scenes.glob("*_bin.png"):
         shutil.copy(path, masks)
     summary = quantify(masks, tmp_path / "q", verbose=False)
-    assert summary["unlabelled_value"] == 255 and summary["class_names"] == ["background", "class_1", "class_2"]
+    assert summary["unlabelled_value"] == 255 and summary["class_names"] == ["background", "class1", "class2"]
     first = sorted(masks.iterdir())[0]
     ids = np.asarray(Image.open(first))
     import pandas as pd
 
     rows = pd.read_csv(tmp_path / "q" / "images.csv")
-    row = rows[(rows["image"] == first.name) & (rows["class"] == "class_1")].iloc[0]
+    row = rows[(rows["image"] == first.name) & (rows["class"] == "class1")].iloc[0]
     assert row["coverage"] == pytest.approx(np.count_nonzero(ids == 1) / np.count_nonzero(ids != 255))

@@ -130,6 +130,11 @@ def resolve(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def default_class_names(n: int) -> list[str]:
+    """The names of ``n`` classes nobody named: background and foreground, or background, class1, class2, ..."""
+    return ["background", "foreground"] if n == 2 else ["background"] + [f"class{i}" for i in range(1, n)]
+
+
 def resolve_data(d: DataConfig) -> DataConfig:
     """Fill in the data's derived defaults (mask mode, class names and colours) and validate them."""
     from segfit.data.formats import IGNORE_ID, colour_code
@@ -166,8 +171,7 @@ def resolve_data(d: DataConfig) -> DataConfig:
         d.class_colors = d.class_colors or [[(colour_code(v) >> s) & 255 for s in (16, 8, 0)] for v in d.class_values]
         d.class_names = d.class_names or ["background" if colour_code(v) == 0 else v.lower() for v in d.class_values]
     if not d.class_names:
-        d.class_names = ["background", "foreground"] if d.num_classes == 2 else (
-            ["background"] + [f"class{i}" for i in range(1, d.num_classes)])
+        d.class_names = default_class_names(d.num_classes)
     if len(d.class_names) != d.num_classes:
         raise SegfitError(f"{len(d.class_names)} class names given for {d.num_classes} classes",
                           fix="give one name per class, background first")

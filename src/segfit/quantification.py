@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from segfit.data.formats import (IGNORE_ID, MASK_EXTS, PREDICTED_SUFFIXES, list_inputs, read_image, read_mask,
-                                 unlabelled_value)
+from segfit.data.formats import (IGNORE_ID, MASK_EXTS, PREDICTED_SUFFIXES, list_inputs, read_class_ids, read_image,
+                                 read_mask, unlabelled_value)
 from segfit.errors import SegfitError, require
+from segfit.options import default_class_names
 from segfit.rundir import output_dir
 from segfit.objects import LENGTHS, OBJECT_COLUMNS, label_objects, measure_objects, renumber
 
@@ -36,18 +37,42 @@ def list_masks(inputs: list[str | os.PathLike]) -> list[Path]:
     found = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir() and not list_inputs([path], MASK_EXTS, PREDICTED_SUFFIXES):
-            try:
-                layout = discover(path, require_masks=False)
-            except SegfitError:
-                layout = None
-            if layout is not None and any(s.mask is not None for s in layout.samples):
-                found += [s.mask for s in layout.samples if s.mask is not None]
-                continue
+        layout = _data_set(path)
+        if layout is not None:
+            found += [s.mask for s in layout.samples if s.mask is not None]
+            continue
         found += list_inputs([path], MASK_EXTS, PREDICTED_SUFFIXES, SegfitError(
             "no masks found", fix="give a folder of class-index masks (NAME.png from `segfit predict`), "
                                   "or images with --checkpoint to predict masks first"))
     return found
+
+
+def _data_set(path: Path):
+    """The layout of ``path`` when it is a data set folder with masks (not a folder of masks); else None."""
+    from segfit.data.layouts import discover
+
+    if not path.is_dir() or list_inputs([path], MASK_EXTS, PREDICTED_SUFFIXES):
+        return None
+    try:
+        layout = discover(path, require_masks=False)
+    except SegfitError:
+        return None
+    return layout if any(s.mask is not None for s in layout.samples) else None
+
+
+def _data_set_reading(root: Path, class_names: list[str] | None):
+    """How a data set's masks read, as ``segfit check`` and ``train`` read them (the plan's reading of the
+    data's fingerprint: coded values and colours are classes): a :class:`~segfit.config.DataConfig`, or None
+    for instance label maps (each object measured as it is)."""
+    from segfit.fingerprint import fingerprint_data
+    from segfit.options import data_config
+    from segfit.planner import mask_reading
+
+    fp = fingerprint_data(root)
+    if fp["mask_kind"] == "instance":
+        return None
+    options = {option: value for option, (value, _) in mask_reading(fp).items()}
+    return data_config(root, **options, **({"class_names": class_names} if class_names else {}))
 
 
 def read_class_mask(path: Path, instance_maps: bool = False) -> np.ndarray:
@@ -110,7 +135,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         checkpoint: checkpoint, run folder or .onnx file: predict masks into ``out/masks`` first.
         classes: class names or ids to measure (default: every class but background).
         class_names: names (a list or comma-separated text), background first, when neither the checkpoint nor a ``predictions.json`` beside
-            the masks names them (default background, class_1, ...).
+            the masks names them (default as `segfit train` names them: background, foreground; or background, class1, ...).
         split_touching: split touching objects (see :func:`segfit.objects.label_objects`).
         min_distance: smallest distance between two object centres when splitting, in pixels.
         min_area: drop objects of fewer pixels (default: with ``checkpoint``, the model's planned fragment
@@ -145,7 +170,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     # with a checkpoint, the predicted masks go into it first.
     out = output_dir(out, print if verbose else lambda _: None, create=checkpoint is not None)
 
-    run_dir = masks_dir = void = None
+    run_dir = masks_dir = void = reading = None
     if checkpoint is not None:
         from segfit.predictor import Predictor
         from segfit.rundir import run_dir_of_model
@@ -161,13 +186,22 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         masks = list_masks(inputs)
         names, run_dir, model_objects = _recorded(masks)
         instance_maps = instance_maps or all(p.is_dir() for p in masks)  # folders of one mask per object
-        void, top = (None, 0) if instance_maps else _mask_values(masks)
+        if not instance_maps and all(_data_set(Path(i)) is not None for i in inputs):
+            reading = _data_set_reading(Path(inputs[0]), class_names)
+            instance_maps = reading is None
+            if verbose:
+                print("The masks are instance label maps: each object is measured as it is" if instance_maps else
+                      f"The masks read as segfit check and train read them: {', '.join(reading.class_names)}")
+        if reading is not None:
+            names, void, top = list(reading.class_names), reading.ignore_value, reading.num_classes - 1
+        else:
+            void, top = (None, 0) if instance_maps else _mask_values(masks)
         if instance_maps:
             names = ["background", class_names[1] if class_names and len(class_names) > 1 else "objects"]
         elif class_names:
             names = list(class_names)
         elif names is None:
-            names = ["background"] + [f"class_{i}" for i in range(1, max(top, 1) + 1)]
+            names = default_class_names(max(top, 1) + 1)
         if void is not None and verbose:
             print(f"Pixels of value {void} are unlabelled (ids 0..{top} beside a few {void}s, as Pascal VOC's "
                   "borders): no class counts them")
@@ -176,9 +210,9 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
 
     object_frames, image_rows = [], []
     for path, image in progress(list(zip(masks, _image_names(masks))), "quantify"):
-        mask = read_class_mask(path, instance_maps)
-        labelled = None if void is None else mask != void
-        bad = np.unique(mask[(mask >= len(names)) & (mask != void)]) if not instance_maps else []
+        mask = read_class_ids(path, reading)[0] if reading is not None else read_class_mask(path, instance_maps)
+        labelled = None if void is None else mask != (IGNORE_ID if reading is not None else void)
+        bad = np.unique(mask[(mask >= len(names)) & (mask != void)]) if not instance_maps and reading is None else []
         if len(bad):
             raise SegfitError(f"mask values {bad[:6].tolist()} are outside the {len(names)} classes ({', '.join(names)})",
                               path, "name every class with --class-names, background first; for instance label maps add --instance-maps")

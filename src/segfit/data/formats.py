@@ -334,6 +334,13 @@ def to_class_ids(mask: np.ndarray, mode: str, num_classes: int, path: Path | Non
     return mask.astype(np.uint8)
 
 
+def read_class_ids(path: str | os.PathLike, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """A mask read as ``cfg`` (a :class:`~segfit.config.DataConfig`) says: mask mode, class values, unlabelled
+    value. Returns uint8 class ids (:data:`IGNORE_ID` where unlabelled) and the mask's own values."""
+    mask = read_mask(path, colour=is_colour_coded(cfg.class_values))
+    return to_class_ids(mask, cfg.mask_mode, cfg.num_classes, Path(path), cfg.class_values, cfg.ignore_value), mask
+
+
 def _short(values: np.ndarray, n: int = 6) -> str:
     items = [str(v) for v in values[:n].tolist()]
     return "[" + ", ".join(items) + (", ..." if len(values) > n else "") + "]"

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from segfit.config import DataConfig
-from segfit.data.formats import is_colour_coded, read_image, read_mask, to_class_ids
+from segfit.data.formats import read_class_ids, read_image
 from segfit.data.layouts import Sample
 from segfit.errors import SegfitError
 
@@ -66,12 +66,12 @@ def read_pair(sample: Sample, cfg: DataConfig, channels: int | None = None, raw:
     class ids. ``channels`` overrides ``cfg.channels`` (e.g. RGB for display); ``raw`` also returns
     the mask's own values (instance ids, for instance evaluation)."""
     image = read_image(sample.image, channels or cfg.channels)
-    mask = read_mask(sample.mask, colour=is_colour_coded(cfg.class_values))
+    ids, mask = read_class_ids(sample.mask, cfg)
     if mask.shape != image.shape[:2]:
         raise SegfitError(f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}",
                           sample.mask, "masks must have the size of their image")
-    ids = to_class_ids(mask, cfg.mask_mode, cfg.num_classes, sample.mask, cfg.class_values, cfg.ignore_value)
     return (image, ids, mask) if raw else (image, ids)
+
 
 
 def working_size(shape: tuple[int, ...], cfg: DataConfig) -> int | tuple[int, int] | None:
