@@ -83,3 +83,24 @@ def test_predict_flags_an_image_unlike_the_training_images(trained_run, particle
     assert "noise" in rows["noisy.png"]["unusual_input"] and rows["noisy.png"]["review"] is True
     assert "colour" in rows["tinted.png"]["unusual_input"] and rows["tinted.png"]["review"] is True
     assert "noisy.png" in proc.stdout and "unlike the training images" in proc.stdout
+
+
+def test_predict_without_uncertainty_still_says_which_images_are_unusual(trained_run, particles_dir, tmp_path, capsys):
+    """A float TIFF of raw counts (pixels far above 1) would be segmented with confidence and wrongly: the
+    image is named, with the likely cause, also when no uncertainty is asked for."""
+    import tifffile
+
+    import segfit
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    clean = sorted((particles_dir / "images").glob("*.png"))[0]
+    image = np.asarray(Image.open(clean))
+    Image.fromarray(image).save(inputs / "clean.png")
+    tifffile.imwrite(inputs / "counts.tif", image.astype(np.float32) * 16)  # 0..4080 as floats
+    segfit.predict(trained_run, [inputs], tmp_path / "pred")
+    record = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert [r["image"] for r in record["unusual"]] == ["counts.tif"]
+    assert "brightness" in record["unusual"][0]["why"] and "floats above 1" in record["unusual"][0]["why"]
+    out = capsys.readouterr().out
+    assert "counts.tif: unlike the training images" in out and "Check: 1 of 2 images" in out

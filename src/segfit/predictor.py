@@ -25,7 +25,7 @@ from segfit.data.preprocess import image_to_tensor, resize_image, working_size
 from segfit.decoding import UNCERTAIN_PIXEL, Prediction, decode, image_uncertainty, instance_png, to_uint8
 from segfit.errors import SegfitError
 from segfit.rundir import output_dir
-from segfit.novelty import file_colour, image_stats, unusual
+from segfit.novelty import colourfulness, file_colour, image_stats, unusual
 from segfit.objects import label_counts
 
 
@@ -66,6 +66,10 @@ def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out:
                       "(predictions.json: images)")
             else:
                 print("Review: no calibrated threshold for this model; per-image uncertainty is in predictions.json")
+    if verbose and predictor.unusual and not uncertainty:
+        names = ", ".join(predictor.unusual[:10]) + (" ..." if len(predictor.unusual) > 10 else "")
+        print(f"Check: {len(predictor.unusual)} of {len(written)} images are unlike the training images, so their "
+              f"masks may be wrong with confidence: {names} (predictions.json: unusual)")
     if predictor.unreadable:
         first = predictor.unreadable[0]
         raise SegfitError(f"{len(predictor.unreadable)} of {len(written) + len(predictor.unreadable)} images could not be "
@@ -93,6 +97,7 @@ class Predictor:
         self.out: Path | None = None  # where predict_files wrote last (the --out folder, or OUT-2 beside a user's folder)
         self.last_review: list[str] = []
         self.unreadable: list[SegfitError] = []  # files predict_files could not read
+        self.unusual: list[str] = []  # images predict_files found unlike the training images
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, **options) -> Predictor:
@@ -296,8 +301,8 @@ class Predictor:
         previous = _previous_outputs(out)
         objects = self.learns_instances if objects is None else objects
         calibrated = self.review_threshold() if uncertainty else None
-        known = self.input_range() if uncertainty else None
-        written, rows, per_image, unreadable = [], [], [], []
+        known = self.input_range()
+        written, rows, per_image, unreadable, strange = [], [], [], [], []
         for path in progress(files, "predict"):
             try:
                 image = read_image(path, 3 if self.config.data.channels == 3 else 1)
@@ -307,6 +312,11 @@ class Predictor:
                 continue
             # A grey model's view has no colour: measured on the file, before the prediction's peak memory.
             colour = file_colour(path) if uncertainty and known and self.config.data.channels != 3 else None
+            why = unusual(image_stats(image, colour), known) if known else None
+            if why:  # said whether or not uncertainty is asked: such a prediction can be confidently wrong
+                why += _pixel_hint(image, self.config.data.channels == 3)
+                strange.append({"image": path.name, "why": why})
+                print(f"{path.name}: {why}")
             result = self.predict_full([image], None, 1, objects, uncertainty)[0]
             mask, found, unsure, expected = result.classes, result.objects, result.uncertainty, result.expected_iou
             del result  # no distance map kept
@@ -317,8 +327,7 @@ class Predictor:
             if found is not None:
                 write_png(out / f"{path.stem}_instances.png", instance_png(found, path))
             if unsure is not None:
-                per_image.append(image_uncertainty(path.name, unsure, calibrated, unusual(image_stats(image, colour), known),
-                                                    expected))
+                per_image.append(image_uncertainty(path.name, unsure, calibrated, why, expected))
                 write_png(out / f"{path.stem}_uncertainty.png", to_uint8(unsure))
                 del unsure
             write_png(out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors, objects=found))
@@ -344,6 +353,8 @@ class Predictor:
             record["images"] = per_image
         if unreadable:
             record["unreadable"] = [str(e) for e in unreadable]
+        if strange:
+            record["unusual"] = strange
         write_json(out / "predictions.json", record)
         kept = {p.name for p in written} | {f"{p.stem}{s}.png" for p in written for s in PREDICTED_SUFFIXES}
         stale = [p for p in previous if p.name not in kept or not _rewritten(p, written, objects, uncertainty)]
@@ -353,7 +364,7 @@ class Predictor:
             print(f"{len(stale)} files of the previous prediction in {out} removed (images not predicted again, "
                   "maps this prediction does not make)")
         self.last_review = [r["image"] for r in per_image if r["review"]]
-        self.unreadable = unreadable
+        self.unreadable, self.unusual = unreadable, [r["image"] for r in strange]
         return written
 
     def record(self, objects: bool = False) -> dict:
@@ -373,6 +384,17 @@ class Predictor:
                       else "connected components of each class")
             record["instances"] = f"NAME_instances.png: 16-bit, one integer per object, 0 = background ({source})"
         return record
+
+
+def _pixel_hint(image: np.ndarray, colour_model: bool) -> str:
+    """What may have gone wrong with an unusual image's pixels: float pixels beyond 1 (read as they are),
+    a grey image given to a model of colour images."""
+    if image.dtype.kind == "f" and float(image.max(initial=0.0)) > 1.0:
+        return ("; its pixels are floats above 1 and are read as they are (1 is full brightness): save it as an "
+                "8- or 16-bit image like the training images, or scale it to 0..1")
+    if colour_model and image.ndim == 3 and colourfulness(image) == 0.0:
+        return "; it is grey and the model learned colour images"
+    return ""
 
 
 def _previous_outputs(out: Path) -> list[Path]:
