@@ -92,11 +92,16 @@ def test_review_flag_follows_the_calibrated_threshold():
     rows = pd.DataFrame({"expected_error": np.linspace(0.1, 0.3, 21), "mean_uncertainty": [0.9] * 21})
     assert review_calibration(rows, "x")["measure"] == "expected_error"
     assert review_calibration(rows, "x")["threshold"] == pytest.approx(0.29)
-    few = review_calibration(pd.DataFrame({"expected_error": [0.1, 0.2, 0.3]}), "x")  # no 95th percentile of 3
+    few = review_calibration(pd.DataFrame({"expected_error": [0.1, 0.2, 0.3, 0.2, 0.1]}), "x")  # no 95th percentile of 5
     assert few["threshold"] == pytest.approx(0.3 + 0.2) and "too few" in few["how"]
-    assert review_calibration({"expected_error": [0.2, 0.2]}, "x")["threshold"] == pytest.approx(0.25)
-    assert review_calibration({"mean_uncertainty": [0.5, 0.5]}, "x")["measure"] == "mean_uncertainty"
+    assert review_calibration({"expected_error": [0.2] * 6}, "x")["threshold"] == pytest.approx(0.25)
+    assert review_calibration({"mean_uncertainty": [0.5] * 6}, "x")["measure"] == "mean_uncertainty"
     assert review_calibration({}, "x") is None
+    # Two or three held-out images say nothing of the spread: no threshold; only unusual inputs are flagged.
+    none = review_calibration({"expected_error": [0.1, 0.12]}, "validation images")
+    assert none["threshold"] is None and "too few validation images (2)" in none["how"]
+    assert image_uncertainty("a.png", unsure, none, None, expected_iou=0.1)["review"] is False
+    assert image_uncertainty("a.png", unsure, none, "too bright", expected_iou=0.9)["review"] is True
 
 
 def test_expected_iou_is_the_mask_scored_against_its_own_probabilities():

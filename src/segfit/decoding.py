@@ -113,7 +113,8 @@ def image_uncertainty(name: str, unsure: np.ndarray, calibrated: dict | None, un
     review = None
     if calibrated:
         value = row.get(calibrated.get("measure", "mean_uncertainty"))
-        review = None if value is None else bool(value > calibrated["threshold"])
+        threshold = calibrated["threshold"]
+        review = None if value is None else False if threshold is None else bool(value > threshold)
     return {**row, "unusual_input": unusual, "review": True if unusual else review}
 
 

@@ -43,6 +43,7 @@ VARIANTS = {
 LABEL_PRESERVING = {"light": tuple(VARIANTS), "photo": ("identity", "hflip"), "vineyard": ("identity", "hflip"),
                     "none": ("identity", "hflip")}
 EPS = 1e-6
+MIN_CALIBRATION_IMAGES = 5  # fewer held-out images: no review threshold (flagged good images of a small set)
 MIN_QUANTILE_IMAGES = 20  # fewer held-out images: the review threshold is their highest figure, raised
 REVIEW_QUANTILE = 0.95  # images more uncertain than this share of the held-out validation images get reviewed
 # What a review threshold is calibrated on, preferred first (runs calibrated before the expected error used the other).
@@ -59,6 +60,10 @@ def review_calibration(per_image, images: str) -> dict | None:
     for measure in REVIEW_MEASURES:
         values = np.asarray([v for v in (per_image[measure] if measure in per_image else []) if v == v], float)
         what = f"the {measure.replace('_', ' ')} of {len(values)} {images}"
+        if 0 < len(values) < MIN_CALIBRATION_IMAGES:  # two or three images say nothing of the spread: no threshold
+            return {"threshold": None, "measure": measure,
+                    "how": f"too few {images} ({len(values)}) to calibrate a threshold ({MIN_CALIBRATION_IMAGES} at "
+                           "least): only images unlike the training images are flagged"}
         if len(values) >= MIN_QUANTILE_IMAGES:
             return {"threshold": float(np.quantile(values, REVIEW_QUANTILE)), "measure": measure,
                     "how": f"{100 * REVIEW_QUANTILE:.0f}th percentile of {what}"}

@@ -194,8 +194,10 @@ def _write_report(run_dir: Path, cv: dict, record: dict) -> None:
     rows += ("<tr><th>folds: mean ± sd</th><td></td><td></td>"
              + "".join(f"<td>{cv['mean'][k]:.4f} ± {cv['std'][k]:.4f}</td>" for k in ("iou", "dice", "accuracy", "miou")) + "</tr>")
     unc = record.get("uncertainty")
-    note = (f"<p>Review threshold (predict --uncertainty): {unc.get('measure', 'mean_uncertainty').replace('_', ' ')} above {unc['threshold']:.4f}: {escape(unc['how'])}.</p>"
-            if unc else "<p>No uncertainty calibration.</p>")
+    note = ("<p>No uncertainty calibration.</p>" if not unc else
+            f"<p>Review threshold (predict --uncertainty): none: {escape(unc['how'])}.</p>" if unc["threshold"] is None else
+            f"<p>Review threshold (predict --uncertainty): {unc.get('measure', 'mean_uncertainty').replace('_', ' ')} "
+            f"above {unc['threshold']:.4f}: {escape(unc['how'])}.</p>")
     page = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>segfit ensemble {escape(run_dir.name)}</title>"
             "<style>body{font-family:sans-serif;margin:2em;color:#1d2430}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccd;padding:4px 10px;text-align:right}</style></head><body>"

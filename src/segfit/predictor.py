@@ -58,12 +58,15 @@ def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out:
         if uncertainty:
             calibrated, review = predictor.review_threshold(), predictor.last_review
             measure = calibrated and calibrated.get("measure", "mean_uncertainty").replace("_", " ")
-            why = [f"above the calibrated threshold of {measure} ({calibrated['threshold']:.4f})" if calibrated else None,
+            threshold = calibrated["threshold"] if calibrated else None
+            why = [f"above the calibrated threshold of {measure} ({threshold:.4f})" if threshold is not None else None,
                    "unlike the training images" if predictor.input_range() else None]
             if any(why):
                 names = ": " + ", ".join(review[:10]) + (" ..." if len(review) > 10 else "") if review else ""
                 print(f"Review: {len(review)} of {len(written)} images are {' or '.join(w for w in why if w)}{names} "
                       "(predictions.json: images)")
+                if calibrated and threshold is None:
+                    print(f"Review threshold: none, {calibrated['how']}")
             else:
                 print("Review: no calibrated threshold for this model; per-image uncertainty is in predictions.json")
     if verbose and predictor.unusual and not uncertainty:
