@@ -210,7 +210,7 @@ def test_second_train_to_the_same_folder_makes_a_new_one(batch):
     assert proc.returncode == 0, proc.stderr
     first, second = folder / "runs" / "a", folder / "runs" / "a-2"
     assert (second / "summary.json").is_file() and (second / "checkpoints" / "best.ckpt").is_file()
-    assert str(second) in proc.stdout
+    assert str(second) in proc.stdout and "holds an earlier run, left as it is" in proc.stdout
     # the first run is whole and was not touched: all its files are older than the second run's
     assert json.loads((first / "config.json").read_text())["train"]["epochs"] == 2
     assert len(pd.read_csv(first / "history.csv")) == 2

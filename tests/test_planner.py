@@ -130,7 +130,8 @@ def test_large_images_get_crops_small_ones_whole():
     assert _plan(_fp(side=2048, d05=2.0))["crop"] == 256
     assert _plan(_fp(side=96))["crop"] is None
     mixed = _fp(side=100, height={"min": 90, "median": 100, "max": 120})
-    assert _plan(mixed)["crop"] == 64  # sizes differ: crops of the smallest side, a multiple of the stride
+    plan = _plan(mixed)  # sizes differ: crops of the smallest side, a multiple of the network's stride
+    assert plan["crop"] == 90 // 2 ** plan["encoder_depth"] * 2 ** plan["encoder_depth"] and plan["crop"] > 64
 
 
 def test_channels_loss_weights_and_augmentation_follow_the_data():
@@ -344,3 +345,11 @@ def test_plan_command(particles_dir, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "segfit", "plan", str(particles_dir), "--time", "soon"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--time" in bad.stderr
+
+
+def test_a_crop_smaller_than_the_networks_stride_is_refused(particles_dir):
+    import segfit
+
+    with pytest.raises(SegfitError, match=r"--crop 7 is smaller than the network's stride \(8 px\)"):
+        segfit.build_config(particles_dir, model="unet", encoder="resnet18", encoder_depth=3, crop=7)
+    assert segfit.build_config(particles_dir, model="unet", encoder="resnet18", encoder_depth=3, crop=8).data.crop == 8

@@ -68,7 +68,7 @@ def train_folds(train, data, out, folds: int, *, planning: bool, time=None, plan
         prepared = plan_for(data, per_fold, options)
         for line in prepared[0].lines()[1:]:
             say("  " + line)
-    run_dir = make_run_dir(out, overwrite)
+    run_dir = make_run_dir(out, overwrite, say)
     write_json(run_dir / "split.json", {**base, "folds": [s["val"] for s in splits]})
     members = []
     for i, split in enumerate(splits):

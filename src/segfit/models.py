@@ -16,7 +16,7 @@ from segfit.errors import SegfitError
 def _notebook(cfg: ModelConfig):
     from segfit.nets import NotebookNet
 
-    return NotebookNet(cfg.in_channels, cfg.out_channels), 4
+    return NotebookNet(cfg.in_channels, cfg.out_channels), stride(cfg)
 
 
 def _smp(arch: str):
@@ -45,7 +45,7 @@ def _smp(arch: str):
             if cfg.in_channels != 3:
                 net.encoder.set_in_channels(cfg.in_channels, pretrained=True)
         _drop_unused_stages(net.encoder, cfg.encoder_depth)
-        return net, 2 ** cfg.encoder_depth
+        return net, stride(cfg)
     return build
 
 
@@ -59,6 +59,11 @@ MODELS = {
     "linknet": _smp("linknet"),
     "manet": _smp("manet"),
 }
+
+
+def stride(cfg: ModelConfig) -> int:
+    """The network's total stride, without building it: inputs are padded to a multiple of it."""
+    return 4 if cfg.name == "notebook" else 2 ** cfg.encoder_depth
 
 
 def check_name(name: str) -> str:

@@ -104,7 +104,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
     normalisation) and validate every value and name."""
     from segfit.data.transforms import TRANSFORMS
     from segfit.losses import canonical_name
-    from segfit.models import check_name
+    from segfit.models import check_name, stride
     from segfit.optim import OPTIMIZERS, SCHEDULERS
     from segfit.optim import check_name as check_in
     from segfit.trainer import LOGGERS
@@ -117,6 +117,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
     if cfg.data.mean is None and cfg.model.name != "notebook" and cfg.data.channels == 3:
         cfg.data.mean, cfg.data.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
     t = cfg.train
+    if cfg.data.crop is not None and cfg.data.crop < stride(cfg.model):
+        raise SegfitError(f"--crop {cfg.data.crop} is smaller than the network's stride ({stride(cfg.model)} px): each crop "
+                          "would be mostly padding", fix=f"use --crop {max(64, 4 * stride(cfg.model))} or more")
     if t.epochs < 1 or t.batch_size < 1:
         raise SegfitError("--epochs and --batch-size must be at least 1", fix="use e.g. --epochs 20 --batch-size 16")
     if t.lr <= 0:

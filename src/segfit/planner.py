@@ -235,8 +235,16 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
     if hi > 1.25 * patch:
         plan.set("crop", patch, f"random {patch}x{patch} crops of {hi:.0f} px images (memory and speed)")
     elif lo != hi:
-        crop = max(32, int(lo) // 32 * 32)
-        plan.set("crop", crop, "sizes differ: random crops of the smallest side, a multiple of the stride")
+        from segfit.config import ModelConfig
+        from segfit.models import stride
+
+        values = plan.values()
+        planned_depth = plan.entries.get("encoder_depth", {}).get("source") == "plan"
+        depth = _depth_for(int(lo)) if planned_depth else values.get("encoder_depth", 5)  # as the batch rule sets it
+        step = stride(ModelConfig(name=values.get("model", "unet"), encoder_depth=depth))
+        crop = max(step, int(lo) // step * step)
+        plan.set("crop", crop, f"sizes differ: random crops of the smallest side ({lo:.0f} px), a multiple of the "
+                               f"network's stride ({step})")
     else:
         plan.set("crop", None, f"whole {lo:.0f} px images fit in a batch")
 
@@ -332,11 +340,16 @@ def _batch_rule(plan: Plan, fp: dict, user: dict, device: str, gpu_mem: float) -
                                      f"goes over them {repeats} times (new crops and augmentations), so that an epoch "
                                      f"is {MIN_EPOCH_STEPS} steps or more, not mostly validation")
     if plan.entries.get("encoder_depth", {}).get("source") == "plan" and patch < 128:  # small images: a bottleneck of at least 4 px (depth 5 leaves 1 px at 32 px)
-        depth = max(3, min(5, int(math.log2(max(patch, 8))) - 2))
+        depth = _depth_for(patch)
         if depth < v["encoder_depth"]:
             entry = plan.entries["encoder_depth"]
             plan.set("encoder_depth", depth, entry["reason"] + f"; depth {depth} for {patch} px patches")
             plan.set("decoder_channels", v["decoder_channels"][:depth], plan.entries["encoder_depth"]["reason"])
+
+
+def _depth_for(patch: int) -> int:
+    """The encoder depth for patches of ``patch`` px: a bottleneck of at least 4 px (3 to 5 stages)."""
+    return max(3, min(5, int(math.log2(max(patch, 8))) - 2))
 
 
 def _key(candidate) -> str:

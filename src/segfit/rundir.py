@@ -18,9 +18,9 @@ from segfit.io import write_json
 OUTPUT_KINDS = ("evaluations", "quantifications")
 
 
-def make_run_dir(out: str | os.PathLike | None, overwrite: bool = False) -> Path:
+def make_run_dir(out: str | os.PathLike | None, overwrite: bool = False, say=print) -> Path:
     """Create the run folder. An existing non-empty folder is never mixed into: a suffixed new one
-    is made instead, unless ``overwrite`` (which replaces a previous segfit run only)."""
+    is made instead (and said), unless ``overwrite`` (which replaces a previous segfit run only)."""
     out = Path(out or f"Training_{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}")
     if out.exists() and not out.is_dir():
         raise SegfitError("output path is a file", out, "give a folder name with --out")
@@ -34,6 +34,9 @@ def make_run_dir(out: str | os.PathLike | None, overwrite: bool = False) -> Path
             n = 2
             while Path(f"{out}-{n}").exists():
                 n += 1
+            what = "an earlier run" if (out / "config.json").is_file() or (out / "ensemble.json").is_file() else "other files"
+            say(f"{out} holds {what}, left as it is: this run goes to {out}-{n}"
+                + (" (--overwrite replaces the earlier run)" if what == "an earlier run" else ""))
             out = Path(f"{out}-{n}")
     out.mkdir(parents=True, exist_ok=True)
     return out

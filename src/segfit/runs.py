@@ -129,7 +129,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         # Another process of a distributed run: process 0 made the folder and writes the files.
         run_dir = Path(os.environ.get("SEGFIT_RUN_DIR") or out)
     elif resume is None:
-        run_dir = make_run_dir(out, overwrite)
+        run_dir = make_run_dir(out, overwrite, say)
         os.environ["SEGFIT_RUN_DIR"] = str(run_dir)  # for the processes Lightning starts for DDP
         write_json(run_dir / "config.json", cfg.to_dict())
         write_json(run_dir / "split.json", dm.split)
