@@ -64,10 +64,13 @@ def test_fingerprint_and_plan_find_the_unlabelled_pixels(voc_scenes):
     assert user.entries["ignore_value"]["source"] == "user"
     # 0/128/255 masks are three classes, not two and a void
     codes = [np.array([[0, 128], [255, 255]], np.uint8), np.array([[0, 0], [128, 255]], np.uint8)]
-    from segfit.fingerprint import _void_value
+    from segfit.data.formats import unlabelled_value
 
-    assert _void_value(codes) is None and _void_value([np.array([[0, 255], [1, 255]], np.uint8)] * 2) is None  # half the pixels: a class
-    assert _void_value([np.array([[0, 1, 1, 2, 2, 0, 0, 0, 1, 255]], np.uint8)]) == 255
+    assert unlabelled_value(codes)[0] is None
+    assert unlabelled_value([np.array([[0, 255], [1, 255]], np.uint8)] * 2)[0] is None  # half the pixels: a class
+    void, values = unlabelled_value(iter([np.array([[0, 1, 1, 2, 2, 0, 0, 0, 1, 255]], np.uint8)]))  # one at a time
+    assert void == 255 and values.tolist() == [0, 1, 2, 255]
+    assert unlabelled_value([np.array([[0, 1, 1, 2, 2, 0, 0, 0, 1, 255]], np.uint16)])[0] is None  # 16-bit: no convention
 
 
 def test_ignore_value_options_are_checked(voc_scenes):

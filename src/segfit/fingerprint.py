@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segfit.data.formats import (IGNORE_ID, colour_name, mask_palette, pack_colours, read_image, read_mask, to_class_ids,
+from segfit.data.formats import (colour_name, mask_palette, pack_colours, read_image, read_mask, to_class_ids,
                                  unlabelled_value)
 from segfit.data.layouts import discover
 from segfit.errors import SegfitError
@@ -59,7 +59,7 @@ def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: 
     grey = all(greys)
     channels = 1 if grey else 3
     used = values[:, :1] if grey else values
-    void = None if colour else _void_value(raw_masks)
+    void = None if colour else unlabelled_value(raw_masks)[0]
     labelled = raw_masks if void is None else [np.where(m == void, 0, m) for m in raw_masks]
     kind, num_classes = _mask_kind(labelled) if not colour else _colour_kind(raw_masks, samples[chosen[0]].mask)
     class_values = _class_values(labelled) if kind in ("coded", "colour") else None
@@ -201,13 +201,6 @@ def _colour_kind(masks: list[np.ndarray], path: Path) -> tuple[str, int]:
 
 def _class_values(masks: list[np.ndarray]) -> list[int]:
     return np.unique(np.concatenate([np.unique(m) for m in masks])).tolist()
-
-
-def _void_value(masks: list[np.ndarray]) -> int | None:
-    """255 when 8-bit class masks hold ids 0..k and 255 on a minority of pixels: unlabelled pixels."""
-    values = np.unique(np.concatenate([np.unique(m) for m in masks]))
-    share = sum(int(np.count_nonzero(m == IGNORE_ID)) for m in masks) / sum(m.size for m in masks)
-    return unlabelled_value(values, share, all(m.dtype == np.uint8 for m in masks))
 
 
 def _class_ids(mask: np.ndarray, kind: str, values: list[int] | None = None, void: int | None = None) -> np.ndarray:

@@ -28,36 +28,30 @@ FILES = ["objects.csv", "images.csv", "size_distribution.png"]
 _MAX_CLASS_VALUES = 64  # more distinct values than this: a photo or an instance map, not class ids
 
 
-def list_masks(inputs: list[str | os.PathLike]) -> list[Path]:
+def list_masks(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
     """Mask files named directly or found in folders (``*_overlay.png`` and non-mask files skipped); for a
     data set folder (``images/`` + ``masks/``, one folder per image, split folders), its masks (a folder of
-    one mask per object stands for its instance map)."""
+    one mask per object stands for its instance map). Returns the masks and the data set folders among
+    the inputs."""
     from segfit.data.layouts import discover
 
-    found = []
+    found, data_sets = [], []
     for item in inputs:
         path = Path(item)
-        layout = _data_set(path)
-        if layout is not None:
-            found += [s.mask for s in layout.samples if s.mask is not None]
-            continue
-        found += list_inputs([path], MASK_EXTS, PREDICTED_SUFFIXES, SegfitError(
+        files = list_inputs([path], MASK_EXTS, PREDICTED_SUFFIXES) if path.is_dir() else None
+        if files == []:  # a folder with no masks of its own: a data set's?
+            try:
+                samples = [s for s in discover(path, require_masks=False).samples if s.mask is not None]
+            except SegfitError:
+                samples = []
+            if samples:
+                found += [s.mask for s in samples]
+                data_sets.append(path)
+                continue
+        found += files or list_inputs([path], MASK_EXTS, PREDICTED_SUFFIXES, SegfitError(
             "no masks found", fix="give a folder of class-index masks (NAME.png from `segfit predict`), "
                                   "or images with --checkpoint to predict masks first"))
-    return found
-
-
-def _data_set(path: Path):
-    """The layout of ``path`` when it is a data set folder with masks (not a folder of masks); else None."""
-    from segfit.data.layouts import discover
-
-    if not path.is_dir() or list_inputs([path], MASK_EXTS, PREDICTED_SUFFIXES):
-        return None
-    try:
-        layout = discover(path, require_masks=False)
-    except SegfitError:
-        return None
-    return layout if any(s.mask is not None for s in layout.samples) else None
+    return found, data_sets
 
 
 def _data_set_reading(root: Path, class_names: list[str] | None):
@@ -98,17 +92,8 @@ def read_class_mask(path: Path, instance_maps: bool = False) -> np.ndarray:
 
 def _mask_values(masks: list[Path]) -> tuple[int | None, int]:
     """The value that marks unlabelled pixels (None when there is none) and the highest class id."""
-    values, void_pixels, pixels, uint8 = set(), 0, 0, True
-    for path in masks:
-        mask = read_class_mask(path)
-        present, counts = np.unique(mask, return_counts=True)
-        values.update(present.tolist())
-        void_pixels += int(counts[present == IGNORE_ID].sum())
-        pixels, uint8 = pixels + mask.size, uint8 and mask.dtype == np.uint8
-    ordered = np.array(sorted(values))
-    void = unlabelled_value(ordered, void_pixels / max(pixels, 1), uint8)
-    top = ordered[ordered != void] if void is not None else ordered
-    return void, int(top.max(initial=0))
+    void, values = unlabelled_value(read_class_mask(path) for path in masks)
+    return void, int(values[values != void].max(initial=0))
 
 
 def _coverage(binary: np.ndarray, labelled: np.ndarray | None) -> float:
@@ -183,19 +168,21 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         model_objects = predictor.learns_instances
         min_area = predictor.config.model.min_object_area if min_area is None else min_area
     else:
-        masks = list_masks(inputs)
+        masks, data_sets = list_masks(inputs)
         names, run_dir, model_objects = _recorded(masks)
         instance_maps = instance_maps or all(p.is_dir() for p in masks)  # folders of one mask per object
-        if not instance_maps and all(_data_set(Path(i)) is not None for i in inputs):
-            reading = _data_set_reading(Path(inputs[0]), class_names)
+        if not instance_maps and len(data_sets) == len(inputs):
+            reading = _data_set_reading(data_sets[0], class_names)
             instance_maps = reading is None
             if verbose:
                 print("The masks are instance label maps: each object is measured as it is" if instance_maps else
                       f"The masks read as segfit check and train read them: {', '.join(reading.class_names)}")
         if reading is not None:
             names, void, top = list(reading.class_names), reading.ignore_value, reading.num_classes - 1
+        elif instance_maps or names is not None:  # segfit's predictions (predictions.json): class ids, none unlabelled
+            void, top = None, 0
         else:
-            void, top = (None, 0) if instance_maps else _mask_values(masks)
+            void, top = _mask_values(masks)
         if instance_maps:
             names = ["background", class_names[1] if class_names and len(class_names) > 1 else "objects"]
         elif class_names:

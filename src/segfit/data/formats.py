@@ -31,17 +31,22 @@ _VOID_MAX_CLASS, _VOID_MAX_SHARE = 64, 0.3
 PREDICTED_SUFFIXES = ("_overlay", "_instances", "_uncertainty")  # what segfit predict writes beside NAME.png
 
 
-def unlabelled_value(values: np.ndarray, share: float, uint8: bool = True) -> int | None:
-    """255 when 8-bit class masks mark unlabelled pixels with it, else None.
-
-    Args:
-        values: the sorted distinct values of all the masks.
-        share: the fraction of all their pixels that hold 255.
-        uint8: whether every mask is 8-bit (16-bit masks have no such convention).
-    """
-    if not uint8 or IGNORE_ID not in values or len(values) < 3 or int(values[-2]) >= _VOID_MAX_CLASS:
-        return None
-    return IGNORE_ID if share < _VOID_MAX_SHARE else None
+def unlabelled_value(masks) -> tuple[int | None, np.ndarray]:
+    """The value that marks unlabelled pixels in class masks (255 when 8-bit masks hold ids 0..k and 255 on a
+    minority of their pixels, as Pascal VOC's borders; 16-bit masks have no such convention), or None; and
+    the sorted distinct values of all the masks. ``masks``: arrays, read one at a time (a generator will do)."""
+    seen: set[int] = set()
+    void_pixels = pixels = 0
+    uint8 = True
+    for mask in masks:
+        present, counts = np.unique(mask, return_counts=True)
+        seen.update(present.tolist())
+        void_pixels += int(counts[present == IGNORE_ID].sum())
+        pixels, uint8 = pixels + mask.size, uint8 and mask.dtype == np.uint8
+    values = np.array(sorted(seen), np.int64)
+    if not uint8 or IGNORE_ID not in seen or len(values) < 3 or int(values[-2]) >= _VOID_MAX_CLASS:
+        return None, values
+    return (IGNORE_ID if void_pixels / max(pixels, 1) < _VOID_MAX_SHARE else None), values
 
 
 def list_files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
