@@ -15,6 +15,7 @@ import torch
 from segfit.config import RunConfig
 from segfit.decoding import SelfAgreement, decode
 from segfit.ensemble import VARIANTS, AveragedBackend, entropy, review_calibration, tta_variants
+from segfit.errors import SegfitError
 from segfit.folds import fold_splits
 from segfit.options import resolve_data
 from segfit.predictor import Predictor, image_uncertainty
@@ -47,6 +48,9 @@ def test_folds_partition_the_training_images_without_overlap_and_reproducibly():
     shuffled = {**split, "train": split["train"][::-1]}
     assert fold_splits(shuffled, 5, seed=3) == folds  # the order names come in does not matter
     assert fold_splits(split, 5, seed=4) != folds
+    few = {**split, "train": ["a0"], "val": ["b0"]}
+    with pytest.raises(SegfitError, match=r"--folds 5: 2 training images make 2 to 2 folds: use e.g. --folds 2 "):
+        fold_splits(few, 5)
 
 
 def test_tta_of_an_equivariant_model_and_an_ensemble_of_identical_members_return_the_model_itself():

@@ -197,3 +197,29 @@ def test_the_readme_python_session_runs_verbatim(tmp_path):
     assert len(list((tmp_path / "predictions").glob("*_overlay.png"))) > 0
     assert (tmp_path / "objects" / "objects.csv").is_file()
     assert "test IoU" in proc.stdout
+
+
+def test_written_files_follow_the_umask_and_json_is_strict(tmp_path):
+    """Outputs are readable by colleagues where the umask says so (mkstemp alone makes them 0600), and a
+    figure that is not a number is null, not NaN (which strict JSON readers refuse)."""
+    import json
+
+    import numpy as np
+
+    from segfit import io
+
+    io.write_json(tmp_path / "m.json", {"rho": float("nan"), "r32": np.float32("inf"), "per_class": np.array([0.5, np.nan]),
+                                        "n": np.int64(3)})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"rho": None, "r32": None, "per_class": [0.5, None], "n": 3}
+    io.write_png(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    for name in ("m.json", "a.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~io._UMASK
+    assert io._UMASK == _umask_of_a_new_process()
+
+
+def _umask_of_a_new_process() -> int:
+    import subprocess
+    import sys
+
+    code = "import os; m = os.umask(0); print(m)"
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout)

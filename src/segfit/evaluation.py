@@ -206,6 +206,9 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     return metrics
 
 
+MIN_CORRELATION_IMAGES = 5  # fewer images: no correlation of uncertainty with error (null in metrics.json)
+
+
 def _uncertainty_summary(per_image) -> dict:
     """Mean per-image uncertainty and the Spearman correlation of the per-image error (1 - IoU) with the mean
     uncertainty and with the expected error: does the model know when it is wrong?"""
@@ -222,7 +225,8 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 
     ok = (x == x) & (y == y)
     x, y = x[ok], y[ok]
-    return float(spearmanr(x, y).statistic) if len(x) > 2 and x.std() > 0 and y.std() > 0 else float("nan")
+    enough = len(x) >= MIN_CORRELATION_IMAGES and x.std() > 0 and y.std() > 0  # 3 images give only +-1 or +-0.5
+    return float(spearmanr(x, y).statistic) if enough else float("nan")
 
 
 def _image_row(name: str, pred: np.ndarray, truth: np.ndarray, class_names: list[str], total: np.ndarray) -> dict:

@@ -28,8 +28,11 @@ def fold_splits(split: dict, k: int, seed: int = 0) -> list[dict]:
     their order), each fold once the validation images; the test images are every split's."""
     pool = sorted(split["train"] + split["val"])
     if k < 2 or k > len(pool):
-        raise SegfitError(f"--folds {k} needs between 2 and {len(pool)} folds for {len(pool)} training images",
-                          fix="use e.g. --folds 5 (or --folds 1 for a single model)")
+        if len(pool) < 2:
+            raise SegfitError(f"--folds {k}: {len(pool)} training image cannot be dealt into folds",
+                              fix="train a single model (--folds 1), or add images")
+        raise SegfitError(f"--folds {k}: {len(pool)} training images make 2 to {len(pool)} folds",
+                          fix=f"use e.g. --folds {min(5, len(pool))} (or --folds 1 for a single model)")
     order = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))]
     parts = [sorted(order[i::k]) for i in range(k)]
     return [{"train": sorted(n for j, part in enumerate(parts) if j != i for n in part), "val": parts[i],

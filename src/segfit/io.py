@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+_UMASK = os.umask(0o022)  # read (setting it back at once): what a plain open() would leave others
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (ending in ``suffix``); on success it is renamed over ``path``."""
@@ -22,6 +26,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private (0600); the user's umask decides
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -70,7 +75,20 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, default=_plain) + "\n")
+    """Strict JSON: a figure that is not a number (NaN, an infinity) is written as null."""
+    write_text(path, json.dumps(_finite(data), indent=2, default=_plain, allow_nan=False) + "\n")
+
+
+def _finite(data: Any) -> Any:
+    if type(data).__module__ == "numpy" and hasattr(data, "tolist"):  # numpy scalars and arrays
+        data = data.tolist()
+    if isinstance(data, float):
+        return data if data == data and data not in (float("inf"), float("-inf")) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
 
 
 def write_csv(path: str | os.PathLike, frame) -> None:
