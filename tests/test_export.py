@@ -39,6 +39,12 @@ def test_onnx_masks_equal_pytorch_masks(trained_run, exported):
     ref = torch_predictor.backend.logits(x).detach()
     got = onnx_predictor.backend.logits(x)
     assert torch.allclose(ref, got, atol=1e-4)
+    # The run's calibrations travel with the export: the same review range, seed level and threshold.
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert meta["calibration"] == {k: summary[k] for k in ("instances", "uncertainty", "inputs") if summary.get(k) is not None}
+    assert "inputs" in meta["calibration"] and onnx_predictor.input_range() == torch_predictor.input_range()
+    assert onnx_predictor.seed_level == torch_predictor.seed_level
+    assert onnx_predictor.review_threshold() == torch_predictor.review_threshold()
 
 
 def test_torchscript_export_matches(trained_run, tmp_path):
@@ -47,6 +53,12 @@ def test_torchscript_export_matches(trained_run, tmp_path):
     net = Predictor.from_checkpoint(trained_run).backend.net.net
     x = torch.rand(1, 1, 32, 48)
     assert torch.allclose(scripted(x), net(x), atol=1e-5)
+    # segfit predicts with it, as the export's message says (any size: padded to the stride like the run).
+    image = particle_image(np.random.default_rng(1), 45)[0][:45, :37]
+    ts, ref = Predictor.from_checkpoint(out), Predictor.from_checkpoint(trained_run)
+    assert (ts.predict(image) == ref.predict(image)).mean() >= 0.999 and ts.input_range() == ref.input_range()
+    with pytest.raises(SegfitError, match="already an exported model"):
+        export(out, tmp_path / "again.onnx", "onnx")
 
 
 def test_export_refuses_to_overwrite_and_needs_its_record(trained_run, exported, tmp_path):

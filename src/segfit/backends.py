@@ -1,7 +1,7 @@
 """Inference backends: a model loaded from a path that turns a prepared image batch into logits.
 
 ``load_backend(path)`` reads a torch checkpoint (or a run folder's best one), an exported ``.onnx``
-file with its ``.onnx.json`` record, or a bioimage.io package that ``segfit export --format bioimageio``
+or TorchScript file with its ``FILE.json`` record, or a bioimage.io package that ``segfit export --format bioimageio``
 wrote (its ONNX weights and that record, an attachment). Every backend has ``config`` (the run's :class:`RunConfig`: how
 images were prepared, the classes), ``path``, ``multiple`` (the network's total stride) and
 ``logits(batch)``: ``B x C x h x w`` float tensor -> ``B x K x h x w`` float logits, any ``h x w``.
@@ -57,22 +57,80 @@ class TorchBackend:
         return self.net(x).float()
 
 
+CALIBRATIONS = ("instances", "uncertainty", "inputs")  # what a reported run measured of itself (summary.json)
+
+
+def calibration(backend, key: str):
+    """A model's calibration ``key`` (one of :data:`CALIBRATIONS`): from the backend's own record (an
+    ensemble's ``ensemble.json``, an export's ``FILE.json``), else from the ``summary.json`` of the run
+    its checkpoint lies in; None when neither has it."""
+    from segfit.rundir import read_json_if_any, run_dir_of_model
+
+    record = getattr(backend, "record", None) or {}
+    if key in record:
+        return record[key]
+    run_dir = run_dir_of_model(backend.path)
+    return ((read_json_if_any(run_dir / "summary.json") if run_dir else None) or {}).get(key)
+
+
+def _export_record(path: Path, fmt: str) -> dict:
+    """The record ``segfit export`` wrote beside an exported network (``FILE.json``), checked."""
+    record = Path(f"{path}.json")
+    if not path.is_file():
+        raise SegfitError("model file not found", path, "check the path")
+    if not record.is_file():
+        raise SegfitError("the exported model has no preprocessing record beside it", record,
+                          f"export it with segfit export, which writes MODEL.{fmt}.json")
+    try:
+        meta = json.loads(record.read_text())
+        RunConfig.from_dict(meta["config"]), int(meta["multiple"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SegfitError(f"cannot read the export record ({type(exc).__name__})", record, "export the model again") from None
+    return meta
+
+
+def is_torchscript(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TorchScript export of segfit (its record beside it says so)."""
+    from segfit.rundir import read_json_if_any
+
+    meta = read_json_if_any(f"{path}.json")
+    return isinstance(meta, dict) and meta.get("format") == "torchscript" and Path(path).is_file()
+
+
+class ScriptBackend:
+    """An exported TorchScript network (``segfit export --format torchscript``), with the record beside it."""
+
+    def __init__(self, path: str | os.PathLike, device: str | torch.device | None = None):
+        import warnings
+
+        path = Path(path)
+        meta = _export_record(path, "torchscript")
+        self.config, self.multiple = RunConfig.from_dict(meta["config"]), int(meta["multiple"])
+        self.record = meta.get("calibration") or {}
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
+                self.net = torch.jit.load(str(path), map_location=self.device).eval()
+        except Exception as exc:
+            raise SegfitError(f"cannot load TorchScript model ({type(exc).__name__})", path, "export it again with segfit export") from None
+        self.path = path
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        from segfit.nets import run_padded
+
+        return run_padded(lambda x: self.net(x).float(), batch.to(self.device), self.multiple)
+
+
 class OnnxBackend:
     """An exported ``.onnx`` network run by onnxruntime on the CPU, with the record written beside it."""
 
     def __init__(self, path: str | os.PathLike):
         path = Path(path)
-        record = Path(f"{path}.json")
-        if not path.is_file():
-            raise SegfitError("model file not found", path, "check the path")
-        if not record.is_file():
-            raise SegfitError("the exported model has no preprocessing record beside it", record,
-                              "export it with segfit export, which writes MODEL.onnx.json")
-        try:
-            meta = json.loads(record.read_text())
-            self.config, self.multiple = RunConfig.from_dict(meta["config"]), int(meta["multiple"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SegfitError(f"cannot read the export record ({type(exc).__name__})", record, "export the model again") from None
+        meta = _export_record(path, "onnx")
+        self.config, self.multiple = RunConfig.from_dict(meta["config"]), int(meta["multiple"])
+        self.record = meta.get("calibration") or {}
         try:
             import onnxruntime as ort
         except ImportError:
@@ -104,6 +162,8 @@ def load_backend(path: str | os.PathLike, device: str | torch.device | None = No
     package written by segfit (``.zip``, or its unpacked folder)."""
     if str(path).endswith(".onnx"):
         return OnnxBackend(path)
+    if is_torchscript(path):
+        return ScriptBackend(path, device)
     if is_package(path):
         return load_package(path)
     if (Path(path) / ENSEMBLE_FILE).is_file():

@@ -171,7 +171,7 @@ def averaged(backend, tta: bool) -> AveragedBackend:
     variants = tta_variants(backend.config.train.augment) if tta else ("identity",)
     if isinstance(backend, AveragedBackend):
         return backend.with_variants(variants)
-    return AveragedBackend([backend], variants)
+    return AveragedBackend([backend], variants, record=getattr(backend, "record", None))  # an export's calibrations
 
 
 class AveragedNet(torch.nn.Module):

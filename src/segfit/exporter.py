@@ -32,31 +32,32 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, format: str = 
     test tensors, cover, README; :func:`segfit.modelzoo.write_package`), whose ``rdf.yaml`` names ``author``
     (one name or several; default: git's ``user.name``, else the login name) and ``license`` (an SPDX
     identifier, default CC-BY-4.0)."""
-    from segfit.backends import is_package, load_backend
+    from segfit.backends import CALIBRATIONS, calibration, is_package, is_torchscript, load_backend
 
     if format not in FORMATS:
         raise SegfitError(f"unknown export format {format!r}", fix=f"use one of {', '.join(FORMATS)}")
     out = Path(out)
     if out.exists() and not overwrite:
         raise SegfitError("output file exists", out, "choose another --out or add --overwrite")
-    if str(checkpoint).endswith(".onnx") or is_package(checkpoint):
+    if str(checkpoint).endswith(".onnx") or is_package(checkpoint) or is_torchscript(checkpoint):
         raise SegfitError("this is already an exported model", checkpoint, "export a run, checkpoint or ensemble folder")
     if format == "bioimageio" and out.suffix.lower() != ".zip":
         raise SegfitError("a bioimage.io package is a .zip file", out, "give --out NAME.zip")
     if format != "bioimageio" and (author is not None or license is not None):
         raise SegfitError("--author and --license describe a bioimage.io package", out, "add --format bioimageio")
     backend = load_backend(checkpoint, device="cpu")
+    calibrated = {key: value for key in CALIBRATIONS if (value := calibration(backend, key)) is not None}
     net, config, members, variants = _network(backend, tta)
     if format == "bioimageio":
         from segfit.modelzoo import write_package
 
-        write_package(backend, lambda fmt, path: _write(net, backend.multiple, config, members, variants, path, fmt), out,
+        write_package(backend, lambda fmt, path: _write(net, backend.multiple, config, members, variants, path, fmt, calibrated), out,
                       variants=variants, author=author, license=license)
         if verbose:
             print(f"Wrote {out} (bioimage.io model: rdf.yaml, TorchScript and ONNX weights, test tensors, cover, README); "
                   f"open it in Fiji (deepImageJ), ilastik or napari, or: segfit predict {out} IMAGES --out DIR")
         return out
-    _write(net, backend.multiple, config, members, variants, out, format)
+    _write(net, backend.multiple, config, members, variants, out, format, calibrated)
     if verbose:
         print(f"Wrote {out} and {out}.json (preprocessing, classes); predict with: segfit predict {out} IMAGES --out DIR")
     return out
@@ -76,8 +77,11 @@ def _network(backend, tta: bool):
     return backend.net.net.eval(), backend.config, 1, ["identity"]
 
 
-def _write(net, multiple: int, config, members: int, variants: list[str], out: Path, format: str) -> Path:
-    """``net`` to ``out`` (ONNX or a traced TorchScript module) and its record to ``out + ".json"``."""
+def _write(net, multiple: int, config, members: int, variants: list[str], out: Path, format: str,
+           calibrated: dict | None = None) -> Path:
+    """``net`` to ``out`` (ONNX or a traced TorchScript module) and its record to ``out + ".json"``, with the
+    run's calibrations (``calibrated``: seed and merge levels of its objects, review threshold, input range), so
+    the exported model's objects and review flags are the run's."""
     import torch
 
     from segfit.io import atomic_path, write_json
@@ -95,6 +99,7 @@ def _write(net, multiple: int, config, members: int, variants: list[str], out: P
         else:
             torch.jit.trace(net, example, check_trace=False).save(str(tmp))  # the package test or test_export checks it
     write_json(Path(f"{out}.json"), {"format": format, "multiple": multiple, "input": "image", "output": "logits",
-                                     "members": members, "tta": variants, "config": config.to_dict()})
+                                     "members": members, "tta": variants, "config": config.to_dict(),
+                                     "calibration": calibrated or {}})
     return out
 

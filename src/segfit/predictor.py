@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segfit.backends import load_backend
+from segfit.backends import calibration, load_backend
 from segfit.config import RunConfig
 from segfit.data.formats import PREDICTED_SUFFIXES, read_image, to_channels
 from segfit.data.layouts import find_images
@@ -261,21 +261,7 @@ class Predictor:
         return self._calibration("inputs")
 
     def _calibration(self, key: str):
-        from segfit.rundir import run_dir_of_model
-
-        record = getattr(self.backend, "record", None) or {}
-        if key in record:
-            return record[key]
-        run_dir = run_dir_of_model(self.checkpoint)
-        summary = run_dir / "summary.json" if run_dir else None
-        if summary is not None and summary.is_file():
-            import json
-
-            try:
-                return json.loads(summary.read_text()).get(key)
-            except ValueError:
-                return None
-        return None
+        return calibration(self.backend, key)
 
     def predict_files(self, inputs: list[str | os.PathLike], out: str | os.PathLike, alpha: float = 0.5,
                       objects: bool | None = None, uncertainty: bool = False) -> list[Path]:
