@@ -135,6 +135,9 @@ def test_train_on_split_folders_scores_the_test_folder(tmp_path):
     assert len(split["train"]) == 6 and len(split["val"]) == 2
     metrics = segfit.evaluate(run, split="test", overlays=False, verbose=False, report=False)
     assert metrics["images"] == 3
+    # predict on the whole data set folder: names that repeat across folders keep apart as training named them
+    masks = segfit.predict(run, tmp_path / "data", tmp_path / "pred", verbose=False)
+    assert len(masks) == 11 and {f"test_{n}.png" for n in test_names} <= {m.name for m in masks}
 
 
 def test_jpeg_and_gif_masks(tmp_path):

@@ -276,14 +276,14 @@ class Predictor:
         from segfit.io import progress, write_csv, write_json, write_png
         from segfit.viz import overlay
 
-        files = find_images(inputs)
+        listed = find_images(inputs)
         out = Path(out)
-        names = [p.stem for p in files]
+        names = [name for _, name in listed]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise SegfitError(f"two inputs share the name {sorted(dupes)[0]!r}", out, "predict them into separate --out folders")
         # Predictions never go into an input folder, so they can neither overwrite nor mix with inputs.
-        input_dirs = {p.resolve().parent for p in files} | {Path(i).resolve() for i in inputs if Path(i).is_dir()}
+        input_dirs = {p.resolve().parent for p, _ in listed} | {Path(i).resolve() for i in inputs if Path(i).is_dir()}
         if out.resolve() in input_dirs:
             raise SegfitError("--out is a folder of input images, which predictions could overwrite", out, "choose another --out folder")
         out = self.out = output_dir(out)
@@ -292,7 +292,8 @@ class Predictor:
         calibrated = self.review_threshold() if uncertainty else None
         known = self.input_range()
         written, rows, per_image, unreadable, strange = [], [], [], [], []
-        for path in progress(files, "predict"):
+        for path, stem in progress(listed, "predict"):
+            shown = f"{stem}{path.suffix}"  # the file's name, or its data set name (test_im0.png beside train's im0.png)
             try:
                 image = read_image(path, 3 if self.config.data.channels == 3 else 1)
             except SegfitError as exc:  # one broken file does not stop the others
@@ -304,25 +305,25 @@ class Predictor:
             why = unusual(image_stats(image, colour), known) if known else None
             if why:  # said whether or not uncertainty is asked: such a prediction can be confidently wrong
                 why += _pixel_hint(image, self.config.data.channels == 3)
-                strange.append({"image": path.name, "why": why})
-                print(f"{path.name}: {why}")
+                strange.append({"image": shown, "why": why})
+                print(f"{shown}: {why}")
             result = self.predict_full([image], None, 1, objects, uncertainty)[0]
             mask, found, unsure, expected = result.classes, result.objects, result.uncertainty, result.expected_iou
             del result  # no distance map kept
-            target = out / f"{path.stem}.png"
+            target = out / f"{stem}.png"
             # One output at a time, each written before the next is made: a large image's maps are never
             # all in memory at once.
             write_png(target, mask)
             if found is not None:
-                write_png(out / f"{path.stem}_instances.png", instance_png(found, path))
+                write_png(out / f"{stem}_instances.png", instance_png(found, path))
             if unsure is not None:
-                per_image.append(image_uncertainty(path.name, unsure, calibrated, why, expected))
-                write_png(out / f"{path.stem}_uncertainty.png", to_uint8(unsure))
+                per_image.append(image_uncertainty(shown, unsure, calibrated, why, expected))
+                write_png(out / f"{stem}_uncertainty.png", to_uint8(unsure))
                 del unsure
-            write_png(out / f"{path.stem}_overlay.png", overlay(image, mask, self.class_colors, objects=found))
+            write_png(out / f"{stem}_overlay.png", overlay(image, mask, self.class_colors, objects=found))
             del image, found
             counts = label_counts(mask, len(self.class_names))
-            rows += [{"image": path.name, "class": name, "fraction": counts[i] / mask.size}
+            rows += [{"image": shown, "class": name, "fraction": counts[i] / mask.size}
                      for i, name in enumerate(self.class_names)]
             written.append(target)
         write_csv(out / "coverage.csv", pd.DataFrame(rows))

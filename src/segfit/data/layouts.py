@@ -116,19 +116,20 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
     return Layout(samples, f"{len(samples)} images ({n_masks} with masks) in {where}")
 
 
-def find_images(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Images to predict on: files named directly, a folder's own images or, for a folder that holds none
-    itself, the images of the data set it holds (``images/``, one folder per image, split folders)."""
-    found: list[Path] = []
+def find_images(inputs: list[str | os.PathLike]) -> list[tuple[Path, str]]:
+    """Images to predict on, each with the name its outputs take: files named directly, a folder's own
+    images or, for a folder that holds none itself, the images of the data set it holds (``images/``, one
+    folder per image, split folders), named as training names them (``test_im0`` beside ``train``'s ``im0``)."""
+    found: list[tuple[Path, str]] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir() and not any(p.suffix.lower() in IMAGE_EXTS for p in path.iterdir() if p.is_file()):
             try:
-                found += [s.image for s in discover(path, require_masks=False).samples]
+                found += [(s.image, s.name) for s in discover(path, require_masks=False).samples]
                 continue
             except SegfitError:
                 pass  # not a data set either: list_images says no images are there
-        found += list_images([path])
+        found += [(p, p.stem) for p in list_images([path])]
     return found
 
 
