@@ -137,3 +137,17 @@ def test_check_reads_masks_as_train_would(coded_scenes, colour_scenes):
         report = segfit.check(data, verbose=False)
         assert report.ok and report.class_names == names
         assert all(report.class_pixels > 0)
+
+
+@pytest.mark.parametrize("fixture", ["coded_scenes", "colour_scenes"])
+def test_show_reads_the_masks_as_check_and_train_do(fixture, request, tmp_path, monkeypatch):
+    """`segfit show` with no flags: three classes in their colours (it drew 0/128/255 as 2 values, and
+    refused colour masks)."""
+    import segfit
+    from segfit import viz
+
+    seen = {}
+    monkeypatch.setattr(viz, "plot_pair", lambda image, mask, title, names, colors, path: seen.update(
+        mask=mask, names=names, colors=colors))
+    segfit.show(request.getfixturevalue(fixture), index=0, out=tmp_path / "pair.png", verbose=False)
+    assert len(seen["names"]) == len(seen["colors"]) == 3 and seen["mask"].max() == 2

@@ -132,6 +132,8 @@ def test_large_images_get_crops_small_ones_whole():
     mixed = _fp(side=100, height={"min": 90, "median": 100, "max": 120})
     plan = _plan(mixed)  # sizes differ: crops of the smallest side, a multiple of the network's stride
     assert plan["crop"] == 90 // 2 ** plan["encoder_depth"] * 2 ** plan["encoder_depth"] and plan["crop"] > 64
+    oblong = make_plan(_fp(side=96, width={"min": 120, "median": 120, "max": 120}), CPU, None, {}, calibrate_steps=0)
+    assert oblong.values()["crop"] is None and "whole 120x96 px images" in oblong.entries["crop"]["reason"]
 
 
 def test_channels_loss_weights_and_augmentation_follow_the_data():

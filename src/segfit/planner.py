@@ -13,7 +13,9 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from segfit.budget import DEFAULT_BUDGET, parse_duration, training_seconds
+from segfit.config import ModelConfig
 from segfit.fingerprint import calibrate
+from segfit.models import stride
 
 # At the working scale the median object keeps at least this diameter, the 5th-percentile one at least that.
 MIN_MEDIAN_OBJECT_PX = 10.0
@@ -234,19 +236,13 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
     patch = PATCH[device]
     if hi > 1.25 * patch:
         plan.set("crop", patch, f"random {patch}x{patch} crops of {hi:.0f} px images (memory and speed)")
-    elif lo != hi:
-        from segfit.config import ModelConfig
-        from segfit.models import stride
-
-        values = plan.values()
-        planned_depth = plan.entries.get("encoder_depth", {}).get("source") == "plan"
-        depth = _depth_for(int(lo)) if planned_depth else values.get("encoder_depth", 5)  # as the batch rule sets it
-        step = stride(ModelConfig(name=values.get("model", "unet"), encoder_depth=depth))
-        crop = max(step, int(lo) // step * step)
-        plan.set("crop", crop, f"sizes differ: random crops of the smallest side ({lo:.0f} px), a multiple of the "
-                               f"network's stride ({step})")
-    else:
-        plan.set("crop", None, f"whole {lo:.0f} px images fit in a batch")
+    elif fp["height"]["min"] == fp["height"]["max"] and fp["width"]["min"] == fp["width"]["max"]:
+        plan.set("crop", None, f"whole {fp['width']['min'] * scale:.0f}x{fp['height']['min'] * scale:.0f} px images fit in a batch")
+    else:  # a multiple of the stride of the depth the batch rule gives such patches
+        v, planned = plan.values(), plan.entries.get("encoder_depth", {}).get("source") == "plan"
+        step = stride(ModelConfig(name=v.get("model", "unet"), encoder_depth=_depth_for(int(lo)) if planned else v.get("encoder_depth", 5)))
+        plan.set("crop", max(step, int(lo) // step * step), f"sizes differ: random crops of the smallest side ({lo:.0f} "
+                 f"px), a multiple of the network's stride ({step})")
 
 
 def _training_rules(plan: Plan, fp: dict, machine: dict, device: str) -> None:
@@ -342,9 +338,10 @@ def _batch_rule(plan: Plan, fp: dict, user: dict, device: str, gpu_mem: float) -
     if plan.entries.get("encoder_depth", {}).get("source") == "plan" and patch < 128:  # small images: a bottleneck of at least 4 px (depth 5 leaves 1 px at 32 px)
         depth = _depth_for(patch)
         if depth < v["encoder_depth"]:
-            entry = plan.entries["encoder_depth"]
-            plan.set("encoder_depth", depth, entry["reason"] + f"; depth {depth} for {patch} px patches")
-            plan.set("decoder_channels", v["decoder_channels"][:depth], plan.entries["encoder_depth"]["reason"])
+            old, decoder = v["decoder_channels"], v["decoder_channels"][:depth]
+            reason = plan.entries["encoder_depth"]["reason"].replace(f"decoder {old[0]}..{old[-1]}", f"decoder {decoder[0]}..{decoder[-1]}")
+            plan.set("encoder_depth", depth, reason + f"; depth {depth} for {patch} px patches")
+            plan.set("decoder_channels", decoder, plan.entries["encoder_depth"]["reason"])
 
 
 def _depth_for(patch: int) -> int:

@@ -135,16 +135,22 @@ def _shrunk(image: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.ndarray,
     return resize_image(to_rgb8(image), size), resize_mask(mask, size)
 
 
-def plot_pair(image: np.ndarray, mask: np.ndarray, title: str, num_classes: int, path) -> None:
-    """Image and mask side by side."""
+def plot_pair(image: np.ndarray, mask: np.ndarray, title: str, class_names: list[str], colors, path) -> None:
+    """Image and its class mask side by side, each class in its colour (unlabelled pixels grey), with a legend
+    of the classes present."""
+    from matplotlib.patches import Patch
+
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4.5), dpi=100)
     a.imshow(to_rgb8(image))
     a.set_title(title, fontsize=9)
-    im = b.imshow(mask, cmap="viridis" if num_classes > 2 else "gray", vmin=0, vmax=max(num_classes - 1, 1),
-                  interpolation="nearest")
-    b.set_title(f"mask ({len(np.unique(mask))} values)", fontsize=9)
-    fig.colorbar(im, ax=b, fraction=0.046)
+    lut = np.full((256, 3), 128, np.uint8)
+    lut[: len(colors)] = np.asarray(colors, np.uint8)
+    b.imshow(lut[mask], interpolation="nearest")
+    present = [int(v) for v in np.unique(mask) if v < len(class_names)]
+    b.set_title(f"mask: {len(present)} of {len(class_names)} classes", fontsize=9)
+    b.legend(handles=[Patch(color=np.asarray(colors[i]) / 255, label=class_names[i]) for i in present],
+             loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     for ax in (a, b):
         ax.axis("off")
     save_figure(path, fig)

@@ -70,13 +70,19 @@ def check(data: str | os.PathLike, verbose: bool = True, **options) -> CheckRepo
     """
     from segfit.options import data_config
 
-    options = {k: v for k, v in options.items() if v is not None}
-    if not {"classes", "num_classes", "class_values", "mask_mode", "palette", "class_names"} & set(options):
-        options.update(_detected_reading(data, options))  # the masks read as `segfit train` would read them
-    report = check_dataset(data_config(data, **options))
+    report = check_dataset(data_config(data, **with_detected_reading(data, options)))
     if verbose:
         print("\n".join(report.lines()))
     return report
+
+
+def with_detected_reading(data, options: dict) -> dict:
+    """The data options given (None dropped) and, when they say nothing of the classes, how the masks read as
+    `segfit train` would read them (``check``, ``show``)."""
+    options = {k: v for k, v in options.items() if v is not None}
+    if not {"classes", "num_classes", "class_values", "mask_mode", "palette", "class_names"} & set(options):
+        options.update(_detected_reading(data, options))
+    return options
 
 
 def _detected_reading(data, options: dict) -> dict:

@@ -22,19 +22,20 @@ def show(data: str | os.PathLike, index: int = 0, out: str | os.PathLike | None 
     Returns:
         The PNG's path.
     """
+    from segfit.data.check import with_detected_reading
     from segfit.data.layouts import discover
     from segfit.data.preprocess import load_pair
     from segfit.options import data_config
     from segfit.viz import plot_pair
 
-    cfg = data_config(data, **options)
+    cfg = data_config(data, **with_detected_reading(data, options))  # the masks read as check and train read them
     samples = discover(cfg.root, cfg.images, cfg.masks, cfg.mask_suffix).samples
     if not 0 <= index < len(samples):
         raise SegfitError(f"--index {index} is out of range", data, f"use 0 to {len(samples) - 1}")
     sample = samples[index]
     image, mask = load_pair(sample, cfg)
     path = Path(out or f"{sample.name}_show.png")
-    plot_pair(image, mask, f"{sample.name} ({image.shape[1]}x{image.shape[0]})", cfg.num_classes, path)
+    plot_pair(image, mask, f"{sample.name} ({image.shape[1]}x{image.shape[0]})", cfg.class_names, cfg.class_colors, path)
     if verbose:
         print(f"Wrote {path}")
     return path
