@@ -182,6 +182,10 @@ def test_folds_ensemble_predict_tta_uncertainty_and_evaluate(ensemble_run, parti
     metrics = segfit.evaluate(run, split="test", overlays=False, verbose=False)
     assert metrics["members"] == 3 and metrics["images"] == 3
     assert {"spearman_with_error", "spearman_expected_error"} <= set(metrics["uncertainty"])
+    page = (run / "report.html").read_text()  # the evaluation joins the ensemble's report, which segfit report rebuilds
+    assert "<h2>Evaluations</h2>" in page and "eval_test/grid.png" in page
+    (run / "report.html").unlink()
+    assert segfit.report(run, verbose=False) == run / "report.html" and "eval_test" in (run / "report.html").read_text()
     single = Predictor.from_checkpoint(run / "fold_0")
     assert single.members == 1 and single.variants == ("identity",)
 

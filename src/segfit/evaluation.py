@@ -197,7 +197,12 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
             f"{inst['mean_diameter_true'] * f:.2f} {u} true; Wasserstein-1 of the distributions {inst['diameter_wasserstein'] * f:.2f} {u}")
     say(f"Wrote {out}/: metrics.json, per_image.csv, {split}_metrics.csv, confusion.csv, grid.png"
         + (", sizes.png" if instances else "") + (", overlays/" if overlays else ""))
-    if run_dir is not None and report and (run_dir / "config.json").is_file():
+    if run_dir is not None and report and (run_dir / ENSEMBLE_FILE).is_file():
+        from segfit.folds import ensemble_report
+
+        record_output(run_dir, "evaluations", out)
+        say(f"Updated {ensemble_report(run_dir)}")
+    elif run_dir is not None and report and (run_dir / "config.json").is_file():
         from segfit.report_page import update_report
 
         record_output(run_dir, "evaluations", out)

@@ -183,6 +183,37 @@ def cv_metrics(members: list[Path]) -> dict:
     }
 
 
+def ensemble_report(run_dir: str | os.PathLike) -> Path:
+    """(Re)build an ensemble folder's ``report.html`` from its ``ensemble.json`` and ``cv_metrics.json``, with
+    the evaluations recorded since (``segfit report ENSEMBLE``, and after ``segfit evaluate ENSEMBLE``)."""
+    from segfit.backends import ENSEMBLE_FILE
+    from segfit.rundir import read_json
+
+    run_dir = Path(run_dir)
+    _write_report(run_dir, read_json(run_dir / "cv_metrics.json"), read_json(run_dir / ENSEMBLE_FILE))
+    return run_dir / "report.html"
+
+
+def _evaluations(run_dir: Path) -> str:
+    """The report's table of the ensemble's evaluations (``outputs.json``: ``segfit evaluate ENSEMBLE``)."""
+    from html import escape
+
+    from segfit.rundir import outputs, read_json_if_any
+
+    rows = ""
+    for folder in outputs(run_dir, "evaluations"):
+        m = read_json_if_any(folder / "metrics.json")
+        if not m:
+            continue
+        rel = os.path.relpath(folder, run_dir)
+        tta = f", {len(m['tta'])} test-time variants" if len(m.get("tta") or []) > 1 else ""
+        rows += (f"<tr><td><a href=\"{escape(rel)}/grid.png\">{escape(rel)}</a></td><td>{escape(str(m.get('split', '')))}{tta}"
+                 f"</td><td>{m.get('images', '')}</td>" + "".join(f"<td>{m[k]:.4f}</td>" if isinstance(m.get(k), float) else "<td></td>"
+                                                          for k in ("iou", "dice", "accuracy", "miou")) + "</tr>")
+    return ("<h2>Evaluations</h2><table><tr><th>folder</th><th>split</th><th>images</th><th>IoU</th><th>Dice</th>"
+            f"<th>accuracy</th><th>mIoU</th></tr>{rows}</table>") if rows else ""
+
+
 def _write_report(run_dir: Path, cv: dict, record: dict) -> None:
     from html import escape
 
@@ -207,6 +238,6 @@ def _write_report(run_dir: Path, cv: dict, record: dict) -> None:
             f"<h1>Ensemble of {len(cv['folds'])} folds</h1><p>Each fold is validated on the images the others train on; "
             "the ensemble averages the members' probabilities. Figures: validation images, each image's own "
             "resolution.</p><table><tr><th>fold</th><th>images</th><th>best epoch</th><th>IoU</th><th>Dice</th>"
-            f"<th>accuracy</th><th>mIoU</th></tr>{rows}</table>{note}</body></html>")
+            f"<th>accuracy</th><th>mIoU</th></tr>{rows}</table>{note}{_evaluations(run_dir)}</body></html>")
     with atomic_path(run_dir / "report.html") as tmp:
         Path(tmp).write_text(page)

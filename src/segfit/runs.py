@@ -249,8 +249,16 @@ def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, 
     when ``refresh`` is set or that has not been done yet; ``deadline`` (``perf_counter()``) bounds the
     seed-level sweep of a model that learns instances.
     """
+    from segfit.backends import ENSEMBLE_FILE
     from segfit.report_page import build_report
 
+    if (Path(run) / ENSEMBLE_FILE).is_file():  # a cross-validation ensemble: its folds' table and evaluations
+        from segfit.folds import ensemble_report
+
+        path = ensemble_report(run)
+        if verbose:
+            print(f"Wrote {path}" + (" (each fold's own report: segfit report RUN/fold_N --refresh)" if refresh else ""))
+        return path
     run_dir = require_run_dir(run)
     cfg = RunConfig.from_dict(read_json(run_dir / "config.json"))
     split = read_json(run_dir / "split.json") if (run_dir / "split.json").is_file() else {}
