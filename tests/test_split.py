@@ -137,3 +137,14 @@ def test_no_validation_images_is_refused_before_training(tmp_path):
     assert "leaves no validation images" in e.value.what and "--val" in e.value.fix
     with pytest.raises(SegfitError):
         make_split(["a"], tmp_path, test=0.0, val=0.2)  # one image: nothing left to validate on
+
+
+def test_a_lone_test_csv_names_the_test_images(tmp_path):
+    (tmp_path / "test.csv").write_text("name\n" + "\n".join(f"{n}.png" for n in NAMES[:5]) + "\n")
+    split = make_split(NAMES, tmp_path, test=0.5, val=3)
+    assert split["test"] == NAMES[:5] and split["source"] == "test.csv (the other images: training)"
+    _check_partition(split, NAMES)
+    assert len(split["val"]) == 3
+    # a test.csv of images that are not in the data set (a download's unlabelled test images) is no split
+    (tmp_path / "test.csv").write_text("name\nunlabelled_1.png\n")
+    assert make_split(NAMES, tmp_path, test=0.2, val=0.2)["source"].startswith("random")

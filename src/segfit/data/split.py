@@ -18,7 +18,8 @@ def make_split(names: list[str], root: str | Path, test: float = 0.2, val: float
 
     Split folders (``folders``: :attr:`segfit.data.layouts.Layout.split`) are the split: ``test/`` the
     test images, ``val/`` the validation images (else a ``val`` share of ``train/``). When ``root``
-    holds ``train.csv`` and ``test.csv`` (EMPS), those define train+val vs test; otherwise a ``test``
+    holds ``train.csv`` and ``test.csv`` (EMPS), those define train+val vs test (``test.csv`` alone, listing
+    images of the data set: the others are train+val); otherwise a ``test``
     fraction is held out at random. ``val`` is a fraction (< 1) of what remains
     or a count (>= 1). Shuffling uses ``numpy.random.default_rng(seed).permutation``, so the EMPS
     split with seed 0 and ``val=100`` is the one the Keras reference uses.
@@ -34,10 +35,11 @@ def make_split(names: list[str], root: str | Path, test: float = 0.2, val: float
                     "source": "split folders", "seed": seed}
         trainval, test_names = list(folders["train"]), list(folders["test"])
         source = "split folders" + ("" if test_names else " (no test folder: no test images)")
-    elif (root / "train.csv").is_file() and (root / "test.csv").is_file():
-        trainval = read_split_file(root / "train.csv")
-        test_names = read_split_file(root / "test.csv")
-        for fname, listed in (("train.csv", trainval), ("test.csv", test_names)):
+    elif (root / "train.csv").is_file() and (root / "test.csv").is_file() or _lone_test_list(root, known):
+        given = {f: read_split_file(root / f) for f in ("train.csv", "test.csv") if (root / f).is_file()}
+        test_names = given["test.csv"]
+        trainval = given.get("train.csv") or [n for n in names if n not in set(test_names)]  # test.csv alone: the rest
+        for fname, listed in given.items():
             missing = [n for n in listed if n not in known]
             if missing:
                 raise SegfitError(f"{len(missing)} names listed in {fname} have no image/mask pair (first: {missing[0]!r})",
@@ -45,7 +47,7 @@ def make_split(names: list[str], root: str | Path, test: float = 0.2, val: float
         overlap = set(trainval) & set(test_names)
         if overlap:
             raise SegfitError(f"{len(overlap)} names are in both train.csv and test.csv", root, "list each name once")
-        source = "train.csv / test.csv"
+        source = "train.csv / test.csv" if len(given) == 2 else "test.csv (the other images: training)"
     else:
         order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
         n_test = int(round(test * len(order)))
@@ -64,6 +66,18 @@ def make_split(names: list[str], root: str | Path, test: float = 0.2, val: float
     val_names = [trainval[i] for i in perm[:n_val]]
     train_names = [trainval[i] for i in perm[n_val:]]
     return {"train": train_names, "val": val_names, "test": list(test_names), "source": source, "seed": seed}
+
+
+def _lone_test_list(root: Path, known: set[str]) -> bool:
+    """A ``test.csv`` without ``train.csv`` that lists images of the data set (not, as some downloads do, images
+    without masks): it names the test images."""
+    if (root / "train.csv").is_file() or not (root / "test.csv").is_file():
+        return False
+    try:
+        listed = read_split_file(root / "test.csv")
+    except SegfitError:
+        return False
+    return bool(listed) and all(n in known for n in listed)
 
 
 def select(split: dict, which: str) -> list[str]:
