@@ -380,3 +380,16 @@ def test_vineyard_preset_matches_the_seed_rule_on_random_colours(rgb):
     expected[r + g + b >= 740] = 0
     assert np.array_equal(ids, expected)
     assert np.array_equal(unmatched, (r + g + b < 740) & (b < 240) & (r < 240) & (g < 240))
+
+
+def test_jpeg_annotations_convert(tmp_path):
+    """Hand-painted annotations saved as JPEG: the palette's rules take the compression's noise."""
+    from PIL import Image
+
+    rgb = np.zeros((32, 48, 3), np.uint8)
+    rgb[:, 24:] = (20, 30, 250)  # leaves: blue in the vineyard palette
+    (tmp_path / "src").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "src" / "a.jpg", quality=90)
+    report = convert_masks(tmp_path / "src", tmp_path / "dst", load_palette("vineyard"))
+    ids = read_ids(tmp_path / "dst" / "a_bin.png")
+    assert report["files"] == 1 and (ids[:, 28:] == 1).all() and (ids[:, :20] == 0).all()

@@ -186,7 +186,9 @@ def convert_masks(src: str | os.PathLike, dst: str | os.PathLike, palette: Palet
         print(f"{report['files']} colour masks in {src}")
         for name, n in report["pixels"].items():
             print(f"  {name:<14}{n:>14,} pixels  {100 * n / total:6.2f} %")
-        print(f"  {'unmatched':<14}{report['unmatched']:>14,} pixels (counted as background)")
+        policy = unmatched or palette.unmatched
+        print(f"  {'unmatched':<14}{report['unmatched']:>14,} pixels"
+              + (" (counted as background)" if policy != "error" or report["unmatched"] else ""))
         print("Dry run: nothing written." if dry_run else f"Wrote {report['written']} masks NAME{suffix}.png to {dst}/")
     return report
 
@@ -199,9 +201,9 @@ def _convert(src: Path, dst: Path, palette: Palette, suffix: str, dry_run: bool,
 
     if not src.is_dir():
         raise SegfitError("source folder not found", src, "give the folder of colour-coded masks")
-    files = list_files(src, (".png", ".bmp", ".tif", ".tiff"))
+    files = list_files(src, (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg"))  # JPEG: palette rules take its noise
     if not files:
-        raise SegfitError("no colour masks (.png, .bmp, .tif) found", src, "check the folder")
+        raise SegfitError("no colour masks (.png, .jpg, .bmp, .tif) found", src, "check the folder")
     targets = [dst / f"{p.stem}{suffix}.png" for p in files]
     if not force and not dry_run:
         existing = [t for t in targets if t.exists()]
