@@ -355,3 +355,12 @@ def test_a_crop_smaller_than_the_networks_stride_is_refused(particles_dir):
     with pytest.raises(SegfitError, match=r"--crop 7 is smaller than the network's stride \(8 px\)"):
         segfit.build_config(particles_dir, model="unet", encoder="resnet18", encoder_depth=3, crop=7)
     assert segfit.build_config(particles_dir, model="unet", encoder="resnet18", encoder_depth=3, crop=8).data.crop == 8
+
+
+def test_two_classes_given_for_masks_of_three_is_noted():
+    fp = _fp(kind="index", fractions=(0.6, 0.3, 0.1))
+    fp["num_classes"] = 3
+    noted = make_plan(fp, CPU, None, {"classes": 2}, calibrate_steps=0)
+    assert noted.values()["classes"] == 2  # the user's word wins, and the plan says what it merges
+    assert any("--classes 2 reads every mask value above 0 as foreground" in n and "3 classes" in n for n in noted.notes)
+    assert not make_plan(fp, CPU, None, {"classes": 3}, calibrate_steps=0).notes

@@ -58,7 +58,10 @@ def test_resume_from_checkpoint_run_folder_and_model_option(scenes, tmp_path):
     train_cli("--resume", run, "--epochs", "5")
     h5 = check_continued(run, h4, 5)
     train_cli("-r", "-m", run / "checkpoints" / "last.ckpt", "--epochs", "6")
-    check_continued(run, h5, 6)
+    h6 = check_continued(run, h5, 6)
+    config = (run / "config.json").read_text()
+    assert cli(["train", "--resume", str(run)]) == 2  # all its epochs done: said, and nothing changes
+    assert (run / "config.json").read_text() == config and history(run).equals(h6)
 
     assert read_json(run / "split.json") == split  # same split, same folder, no run-2
     assert not list(tmp_path.glob("run-*"))

@@ -17,9 +17,7 @@ from segfit.config import ModelConfig
 from segfit.fingerprint import calibrate
 from segfit.models import stride
 
-# At the working scale the median object keeps at least this diameter, the 5th-percentile one at least that.
-MIN_MEDIAN_OBJECT_PX = 10.0
-MIN_SMALL_OBJECT_PX = 3.0
+MIN_MEDIAN_OBJECT_PX, MIN_SMALL_OBJECT_PX = 10.0, 3.0  # diameters the median and the 5th-percentile object keep at the working scale
 MIN_INSTANCE_OBJECT_PX = 16.0  # learning instances: the median object keeps this, so the valley between two shows
 FRAGMENT_SHARE = 0.5  # predicted objects below this share of the 5th-percentile true object's area are dropped
 MIN_TOUCHING = 0.05  # instance maps with at least this share of objects touching another: learn instances
@@ -27,9 +25,7 @@ WORKING_SIDE = {"cpu": 768, "gpu": 1536}  # images larger than this are shrunk, 
 PATCH = {"cpu": 256, "gpu": 512}
 CALIBRATION = {"cpu": (128, 16), "gpu": (512, 16)}  # (patch, batch) of the timed steps: speed in pixels a second
 PASSES = 30  # passes over the training pixels a network trained from scratch wants; the budget's scale gives that many
-# Pixels in one CPU training step: 4 patches of 128 px. On EMPS in 5 minutes (2 cores) batches of 4 beat
-# batches of 16 (test IoU 0.723 vs 0.678, the same pixels a second) and of 2 (0.709).
-CPU_STEP_PIXELS = 4 * 128**2
+CPU_STEP_PIXELS = 4 * 128**2  # a CPU step: 4 patches of 128 px (EMPS, 5 min, 2 cores: test IoU 0.723 vs 0.678 at 16, 0.709 at 2)
 MIN_STEPS = 200  # optimisation steps a budget should give: below, batches shrink (to 4 at least)
 MIN_EPOCH_STEPS = 25  # fewer training images than this many batches: each epoch goes over them several times
 MAX_VAL_IMAGES = 48  # validation runs every epoch: a bounded share of the budget
@@ -146,8 +142,11 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
         plan.set("channels", 1, "RGB files hold grey pixels" if fp.get("grey_in_rgb") else "the images are grey")
     else:
         plan.set("channels", 3, "the images are in colour")
+    detected = mask_reading(fp)["classes"]
     if "classes" in user:  # the user's count decides how the masks read (2: any value > 0 is foreground)
-        pass
+        if user["classes"] == 2 < detected[0] and fp["mask_kind"] != "instance":
+            plan.notes.append(f"--classes 2 reads every mask value above 0 as foreground; the masks read as {detected[0]} "
+                              f"classes ({detected[1]}): leave --classes out to learn them apart")
     elif "class_values" in user:
         given = user["class_values"]
         plan.set("classes", len(given.split(",") if isinstance(given, str) else given), "one class per --class-values value")

@@ -183,6 +183,10 @@ def _resumed(resume, data, out, options: dict, say):
     if run_dir is None:
         raise SegfitError("cannot tell which run folder this checkpoint belongs to", ckpt_path, "give the run folder with --out")
     split = read_json(run_dir / "split.json")
+    done = stored.get("epoch", 0) + 1
+    if done >= cfg.train.epochs:
+        raise SegfitError(f"the run has trained all its {cfg.train.epochs} epochs already", ckpt_path,
+                          f"give --epochs {done + max(5, done // 2)} (say) to train it further")
     for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
         stale.unlink(missing_ok=True)  # half-written files of a killed run (the real ones are whole)
     write_json(run_dir / "config.json", cfg.to_dict())
