@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import segfit
+from segfit.errors import SegfitError
 from segfit.data.synthetic import make_particles
 
 from segfit.evaluation import evaluate
@@ -180,3 +181,15 @@ def test_cli_evaluate(run, tmp_path):
     assert {"iou", "dice", "accuracy", "per_class", "images"} <= set(metrics)
     assert set(metrics["per_class"]["foreground"]) == {"iou", "dice", "precision", "recall", "accuracy"}
     assert f"val: iou {metrics['iou']:.4f}" in proc.stdout
+
+
+def test_a_moved_data_folder_is_named_with_the_fix(particles_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(particles_dir, data)
+    run = segfit.train(data, tmp_path / "run", model="notebook", channels=1, epochs=1, batch_size=4, report=False,
+                       verbose=False).run_dir
+    data.rename(tmp_path / "moved")
+    with pytest.raises(SegfitError, match="not there any more") as e:
+        evaluate(run, overlays=False, verbose=False)
+    assert "segfit evaluate" in e.value.fix and "DATA" in e.value.fix
+    assert evaluate(run, tmp_path / "moved", overlays=False, verbose=False)["images"] > 0

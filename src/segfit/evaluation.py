@@ -81,6 +81,9 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         predictor = Predictor.from_checkpoint(ckpt, tta=tta)
     d = predictor.config.data
     root = Path(data) if data is not None else Path(d.root)
+    if data is None and not root.exists():
+        raise SegfitError("the data folder this run was trained on is not there any more", root,
+                          f"give its new place: segfit evaluate {run} DATA")
     layout = discover(root, d.images, d.masks, d.mask_suffix)
     by_name = {s.name: s for s in layout.samples}
     names, source = _names(run_dir, root, Path(d.root), split, list(by_name))
@@ -179,9 +182,10 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     say(f"{split}: iou {metrics['iou']:.4f}  dice {metrics['dice']:.4f}  accuracy {metrics['accuracy']:.4f}  "
         f"(means over {len(names)} images)")
     unc = metrics["uncertainty"]
-    if unc["spearman_with_error"] == unc["spearman_with_error"] or unc["spearman_expected_error"] == unc["spearman_expected_error"]:
+    if unc["spearman_with_error"] is not None or unc["spearman_expected_error"] is not None:
+        rho = {k: "-" if unc[k] is None else f"{unc[k]:.3f}" for k in ("spearman_expected_error", "spearman_with_error")}
         say(f"{split} uncertainty: mean {unc['mean']:.4f}; Spearman correlation with the per-image error (1 - IoU): "
-            f"expected error {unc['spearman_expected_error']:.3f}, mean uncertainty {unc['spearman_with_error']:.3f}"
+            f"expected error {rho['spearman_expected_error']}, mean uncertainty {rho['spearman_with_error']}"
             + (f" ({predictor.members} models" if predictor.members > 1 else " (1 model")
             + (f", {len(predictor.variants)} test-time variants)" if len(predictor.variants) > 1 else ")"))
     for warning in metrics["warnings"]:
@@ -225,13 +229,13 @@ def _uncertainty_summary(per_image) -> dict:
             "expected_error": "1 - the IoU the model expects of its own mask (its mask scored against its own probabilities)"}
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
     from scipy.stats import spearmanr
 
     ok = (x == x) & (y == y)
     x, y = x[ok], y[ok]
     enough = len(x) >= MIN_CORRELATION_IMAGES and x.std() > 0 and y.std() > 0  # 3 images give only +-1 or +-0.5
-    return float(spearmanr(x, y).statistic) if enough else float("nan")
+    return float(spearmanr(x, y).statistic) if enough else None
 
 
 def _image_row(name: str, pred: np.ndarray, truth: np.ndarray, class_names: list[str], total: np.ndarray) -> dict:
@@ -303,7 +307,7 @@ def _warn_if_data_changed(run_dir: Path | None, samples, say) -> None:
     trained = json.loads(record.read_text()).get("data", {})
     now = data_fingerprint(samples)
     if trained and trained.get("sha256") != now["sha256"]:
-        say(f"Warning: the data set differs from the one this run was trained on ({trained.get('files')} files then, "
+        say(f"segfit: warning: the data set differs from the one this run was trained on ({trained.get('files')} files then, "
             f"{now['files']} now, or files changed since): the split and the figures may not be comparable.")
 
 
