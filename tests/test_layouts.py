@@ -258,7 +258,7 @@ def test_quantify_measures_the_objects_of_one_folder_per_image(tmp_path):
 
     truths = _nuclei_folders(tmp_path / "data", n=3)
     summary = quantify(tmp_path / "data", tmp_path / "q", verbose=False)
-    assert summary["instance_maps"] and summary["classes"]["objects"]["objects"] == 9
+    assert summary["instance_maps"] and summary["classes"]["foreground"]["objects"] == 9
     rows = pd.read_csv(tmp_path / "q" / "objects.csv")
     assert sorted(set(rows["image"])) == sorted(p.name for p in (tmp_path / "data").iterdir())
     first = sorted((tmp_path / "data").iterdir())[0].name

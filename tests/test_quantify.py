@@ -217,13 +217,13 @@ def test_binary_masks_and_instance_maps(tmp_path):
     _save(tmp_path / "inst" / "i.npy", inst)
     _save(tmp_path / "inst" / "j.png", inst)  # 16-bit PNG
     summary = quantify([tmp_path / "inst"], tmp_path / "qi", instance_maps=True, verbose=False)
-    assert summary["classes"]["objects"]["objects"] == 8
+    assert summary["classes"]["foreground"]["objects"] == 8
     objects = pd.read_csv(tmp_path / "qi" / "objects.csv")
     assert sorted(objects.loc[objects.image == "i.npy", "area"]) == [4, 64, 200, 200]
     images = pd.read_csv(tmp_path / "qi" / "images.csv")
     assert images.loc[images.image == "i.npy", "coverage"].iloc[0] == pytest.approx(468 / 3000)
     summary = quantify([tmp_path / "inst" / "i.npy"], tmp_path / "qa", instance_maps=True, min_area=5, verbose=False)
-    assert summary["classes"]["objects"]["objects"] == 3
+    assert summary["classes"]["foreground"]["objects"] == 3
 
 
 def test_no_objects_at_all_writes_headers_and_an_empty_histogram(tmp_path):
@@ -330,7 +330,7 @@ def test_cli_quantify_and_its_user_errors(tmp_path, trained_run, particles_dir):
     assert (tmp_path / "fromrun" / "masks").is_dir() and (tmp_path / "fromrun" / "objects.csv").is_file()
     assert procs[2].returncode == 0, procs[2].stderr
     n_true = sum(len(np.unique(np.asarray(Image.open(p)))) - 1 for p in (particles_dir / "segmaps").glob("*.png"))
-    assert f"objects: {n_true} objects in " in procs[2].stdout
+    assert f"foreground: {n_true} objects in " in procs[2].stdout
     for proc, (_, words) in zip(procs[3:], bad):
         assert proc.returncode == 2, (proc.args, proc.stderr)
         assert "Traceback" not in proc.stdout + proc.stderr
@@ -381,4 +381,4 @@ def test_a_data_set_reads_its_masks_as_check_and_train_do(tmp_path):
         m[10:30, 10:20], m[10:30, 20:30], m[35:45, 35:45] = 1, 2, 3  # 1 and 2 touch
         instances.append(m)
     summary = quantify([_data_set(tmp_path / "inst", instances)], tmp_path / "qi", verbose=False)
-    assert summary["instance_maps"] and summary["classes"]["objects"]["objects"] == 9
+    assert summary["instance_maps"] and summary["classes"]["foreground"]["objects"] == 9

@@ -184,7 +184,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         else:
             void, top = _mask_values(masks)
         if instance_maps:
-            names = ["background", class_names[1] if class_names and len(class_names) > 1 else "objects"]
+            names = ["background", class_names[1] if class_names and len(class_names) > 1 else default_class_names(2)[1]]
         elif class_names:
             names = list(class_names)
         elif names is None:
