@@ -264,3 +264,11 @@ def test_quantify_measures_the_objects_of_one_folder_per_image(tmp_path):
     first = sorted((tmp_path / "data").iterdir())[0].name
     areas = sorted(rows.loc[rows["image"] == first, "area"])
     assert areas == sorted(int(np.count_nonzero(truths[0] == k)) for k in (1, 2, 3))
+
+
+def test_images_in_subfolders_are_pointed_to(tmp_path):
+    for batch in ("batch1", "batch2"):
+        _pairs(tmp_path / "data" / batch, "ab", images=".", masks=".", mask_name="{}_mask.png")
+    with pytest.raises(SegfitError, match="its subfolders batch1, batch2 hold some") as e:
+        discover(tmp_path / "data")
+    assert "--images batch1" in e.value.fix

@@ -43,6 +43,9 @@ class TrainResult:
         return self.run_dir / "checkpoints" / "last.ckpt"
 
 
+FEW_TRAINING_IMAGES = 3  # fewer: a warning that the model will learn the images more than their kind
+
+
 def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None = None, *,
           config: RunConfig | None = None, resume: str | os.PathLike | None = None, overwrite: bool = False,
           name: str | None = None, time: str | float | None = None, plan: bool | str = "auto", verbose: bool = True,
@@ -141,6 +144,9 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     n = {k: len(dm.split[k]) for k in ("train", "val", "test")}
     say(f"Data: {dm.layout.description}")
     say(f"Split ({dm.split['source']}): {n['train']} train, {n['val']} validation, {n['test']} test")
+    if n["train"] < FEW_TRAINING_IMAGES:
+        say(f"segfit: warning: only {n['train']} training image{'s' if n['train'] > 1 else ''}: the model learns "
+            "these images more than their kind, and its figures say little; label a few more if you can")
     say(f"Run folder: {run_dir}")
 
     trainer = build_trainer(cfg.train, run_dir, verbose=verbose)

@@ -100,10 +100,16 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         mask_list = {p: base for p in files if (base := _flat_mask_of(p, mask_suffix, suffixes, stems))}
         image_files = _by_stem([p for p in files if p not in mask_list and p.suffix.lower() in IMAGE_EXTS], "image")
         mask_files = _one_mask_each(mask_list.items())
-        found = {_naming(b, p.stem) for p, b in mask_list.items()}
+        found = {_naming(b, p.stem, p.suffix.lower()) for p, b in mask_list.items()}
         where = f"a flat folder of {next(iter(found)) if len(found) == 1 else f'NAME.ext + NAME{mask_suffix}.png'}"
     if not image_files:
-        raise SegfitError("no images found", image_dir or root,
+        folder = image_dir or root
+        nested = sorted(d.name for d in folder.iterdir() if d.is_dir() and list_files(d, IMAGE_EXTS))
+        if nested:  # images one level down: say where, since segfit reads one folder of images
+            raise SegfitError(f"no images directly in this folder; its subfolders {', '.join(nested[:3])}"
+                              + (" ..." if len(nested) > 3 else "") + " hold some", folder,
+                              f"give one with --images {nested[0]}, or gather the images (and masks) in one folder")
+        raise SegfitError("no images found", folder,
                           f"put {'/'.join(e[1:] for e in IMAGE_EXTS)} files there, or name the folder with --images")
     samples = []
     for stem, path in sorted(image_files.items()):
@@ -246,9 +252,9 @@ def _image_stem(stem: str, suffixes: tuple[str, ...], images, itself: bool = Tru
     return stem
 
 
-def _naming(image: str, mask: str) -> str:
+def _naming(image: str, mask: str, ext: str = ".png") -> str:
     """How an image's and its mask's names differ: ``NAME.ext + NAME_mask.png``, ``NAME_img.ext +
-    NAME_masks.png``, ``img_NAME.ext + mask_NAME.png``."""
+    NAME_masks.png``, ``img_NAME.ext + mask_NAME.png`` (``ext``: the mask's extension)."""
     import os
 
     head = len(os.path.commonprefix([image, mask]))
@@ -256,8 +262,8 @@ def _naming(image: str, mask: str) -> str:
     head -= head > 0 and image[head - 1] in "_-. "  # the separator belongs to the suffix: NAME_img, not NAMEimg
     tail -= tail > 0 and image[len(image) - tail] in "_-. "
     if head >= tail:
-        return f"NAME{image[head:]}.ext + NAME{mask[head:]}.png"
-    return f"{image[: len(image) - tail]}NAME.ext + {mask[: len(mask) - tail]}NAME.png"
+        return f"NAME{image[head:]}.ext + NAME{mask[head:]}{ext}"
+    return f"{image[: len(image) - tail]}NAME.ext + {mask[: len(mask) - tail]}NAME{ext}"
 
 
 def _rel(path: Path, root: Path) -> str:
