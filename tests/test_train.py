@@ -260,7 +260,6 @@ def test_api_names_are_not_shadowed_by_submodules(trained_run):
 
 
 def test_too_few_training_images_are_warned_of(tmp_path, capsys):
-
     make_particles(tmp_path / "data", n=4, size=32, seed=0)
     segfit.train(tmp_path / "data", tmp_path / "run", model="notebook", channels=1, epochs=1, batch_size=2, val=1,
                  test=0.25, report=False)
