@@ -22,6 +22,7 @@ class RunRecorder(pl.Callback):
 
     def __init__(self, run_dir: Path, epochs: int, verbose: bool = True):
         self.run_dir, self.epochs, self.verbose = Path(run_dir), epochs, verbose
+        self.budgeted = False  # a time budget sizes the epochs as it goes: their count is an estimate (~N)
 
     def on_validation_end(self, trainer: pl.Trainer, module) -> None:
         if trainer.sanity_checking or not module.history or not trainer.is_global_zero:
@@ -34,7 +35,8 @@ class RunRecorder(pl.Callback):
             return
         earlier = [r["val_loss"] for r in module.history[:-1]]
         mark = "  *best*" if not earlier or row["val_loss"] < min(earlier) else ""
-        line = (f"epoch {row['epoch']}/{self.epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+        of = f"~{self.epochs}" if self.budgeted and row["epoch"] < self.epochs else str(self.epochs)
+        line = (f"epoch {row['epoch']}/{of}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
                 f"val_iou {row['val_iou']:.4f}  mIoU {row['val_miou']:.4f}  {row['seconds']:.1f} s "
                 f"(data {100 * row.get('data_seconds', 0) / max(row['seconds'], 1e-9):.0f} %){mark}")
         bar = trainer.progress_bar_callback
@@ -53,6 +55,7 @@ class TimeBudget(pl.Callback):
 
     def __init__(self, seconds: float, recorder: RunRecorder):
         self.seconds, self.recorder, self.start, self.first_end = seconds, recorder, None, None
+        recorder.budgeted = True
 
     def on_train_start(self, trainer: pl.Trainer, module) -> None:
         self.start = time.perf_counter()
