@@ -284,6 +284,13 @@ def test_quantify_predicts_first_with_a_checkpoint(trained_run, particles_dir, t
     images = pd.read_csv(out / "images.csv")
     assert len(images) == n_images * len(summary["classes"])
     assert json.loads((run / "outputs.json").read_text())["quantifications"] == [str(out.resolve())]
+    # the tables name the input images, also when they are not PNG files like their masks
+    jpegs = tmp_path / "jpegs"
+    jpegs.mkdir()
+    for p in sorted((particles_dir / "images").glob("*.png"))[:2]:
+        Image.open(p).convert("RGB").save(jpegs / f"{p.stem}.jpg")
+    quantify([jpegs], tmp_path / "qj", checkpoint=run, verbose=False)
+    assert set(pd.read_csv(tmp_path / "qj" / "images.csv")["image"]) == {p.name for p in jpegs.iterdir()}
     page = (run / "report.html").read_text()
     assert "<h2>Objects measured</h2>" in page and "Equivalent diameters per class" in page
 

@@ -101,6 +101,7 @@ class Predictor:
         self.last_review: list[str] = []
         self.unreadable: list[SegfitError] = []  # files predict_files could not read
         self.unusual: list[str] = []  # images predict_files found unlike the training images
+        self.last_images: list[str] = []  # the images predict_files wrote masks of (file names, or data set names)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, **options) -> Predictor:
@@ -292,6 +293,7 @@ class Predictor:
         calibrated = self.review_threshold() if uncertainty else None
         known = self.input_range()
         written, rows, per_image, unreadable, strange = [], [], [], [], []
+        self.last_images = []  # the input images' names of the masks written, in their order
         for path, stem in progress(listed, "predict"):
             shown = f"{stem}{path.suffix}"  # the file's name, or its data set name (test_im0.png beside train's im0.png)
             try:
@@ -326,6 +328,7 @@ class Predictor:
             rows += [{"image": shown, "class": name, "fraction": counts[i] / mask.size}
                      for i, name in enumerate(self.class_names)]
             written.append(target)
+            self.last_images.append(shown)
         write_csv(out / "coverage.csv", pd.DataFrame(rows))
         record = self.record(objects)
         if uncertainty:
@@ -347,7 +350,7 @@ class Predictor:
             record["unusual"] = strange
         write_json(out / "predictions.json", record)
         kept = {p.name for p in written} | {f"{p.stem}{s}.png" for p in written for s in PREDICTED_SUFFIXES}
-        stale = [p for p in previous if p.name not in kept or not _rewritten(p, written, objects, uncertainty)]
+        stale = [p for p in previous if p.name not in kept or not _rewritten(p, objects, uncertainty)]
         for p in stale:
             p.unlink(missing_ok=True)
         if stale:
@@ -397,13 +400,10 @@ def _previous_outputs(out: Path) -> list[Path]:
     return found
 
 
-def _rewritten(path: Path, written: list[Path], objects: bool, uncertainty: bool) -> bool:
+def _rewritten(path: Path, objects: bool, uncertainty: bool) -> bool:
     """Whether this prediction wrote ``path`` again (a map it does not make stays from the earlier one otherwise)."""
-    if path.name.endswith("_instances.png"):
-        return objects
-    if path.name.endswith("_uncertainty.png"):
-        return uncertainty
-    return True
+    name = path.name
+    return objects if name.endswith("_instances.png") else uncertainty if name.endswith("_uncertainty.png") else True
 
 
 class _Tiles:

@@ -163,12 +163,14 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         predictor = Predictor.from_checkpoint(checkpoint, tta=tta)
         masks_dir = out / "masks"
         masks = predictor.predict_files(inputs, masks_dir)
+        image_names = list(predictor.last_images)  # the tables name the input images (a.jpg), not their masks (a.png)
         names = list(predictor.class_names)
         run_dir = run_dir_of_model(predictor.checkpoint)
         model_objects = predictor.learns_instances
         min_area = predictor.config.model.min_object_area if min_area is None else min_area
     else:
         masks, data_sets = list_masks(inputs)
+        image_names = _image_names(masks)
         names, run_dir, model_objects = _recorded(masks)
         instance_maps = instance_maps or all(p.is_dir() for p in masks)  # folders of one mask per object
         if not instance_maps and len(data_sets) == len(inputs):
@@ -196,7 +198,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     min_area = min_area or 0
 
     object_frames, image_rows = [], []
-    for path, image in progress(list(zip(masks, _image_names(masks))), "quantify"):
+    for path, image in progress(list(zip(masks, image_names)), "quantify"):
         mask = read_class_ids(path, reading)[0] if reading is not None else read_class_mask(path, instance_maps)
         labelled = None if void is None else mask != (IGNORE_ID if reading is not None else void)
         bad = np.unique(mask[(mask >= len(names)) & (mask != void)]) if not instance_maps and reading is None else []
