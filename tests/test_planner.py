@@ -130,8 +130,9 @@ def test_large_images_get_crops_small_ones_whole():
     assert _plan(_fp(side=2048, d05=2.0))["crop"] == 256
     assert _plan(_fp(side=96))["crop"] is None
     mixed = _fp(side=100, height={"min": 90, "median": 100, "max": 120})
-    plan = _plan(mixed)  # sizes differ: crops of the smallest side, a multiple of the network's stride
-    assert plan["crop"] == 90 // 2 ** plan["encoder_depth"] * 2 ** plan["encoder_depth"] and plan["crop"] > 64
+    assert _plan(mixed)["crop"] == 64  # sizes differ: crops of the smallest side, a multiple of 32
+    small = _plan(_fp(side=80, height={"min": 60, "median": 80, "max": 100}))  # below 64 px: of the network's stride
+    assert small["crop"] == 56 and small["crop"] % 2 ** small["encoder_depth"] == 0
     oblong = make_plan(_fp(side=96, width={"min": 120, "median": 120, "max": 120}), CPU, None, {}, calibrate_steps=0)
     assert oblong.values()["crop"] is None and "whole 120x96 px images" in oblong.entries["crop"]["reason"]
 

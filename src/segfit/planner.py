@@ -237,11 +237,12 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
         plan.set("crop", patch, f"random {patch}x{patch} crops of {hi:.0f} px images (memory and speed)")
     elif fp["height"]["min"] == fp["height"]["max"] and fp["width"]["min"] == fp["width"]["max"]:
         plan.set("crop", None, f"whole {fp['width']['min'] * scale:.0f}x{fp['height']['min'] * scale:.0f} px images fit in a batch")
-    else:  # a multiple of the stride of the depth the batch rule gives such patches
+    else:  # a multiple of 32 (any depth's stride); small images: of the stride of the depth such patches get
         v, planned = plan.values(), plan.entries.get("encoder_depth", {}).get("source") == "plan"
-        step = stride(ModelConfig(name=v.get("model", "unet"), encoder_depth=_depth_for(int(lo)) if planned else v.get("encoder_depth", 5)))
+        depth = min(v.get("encoder_depth", 5), _depth_for(int(lo))) if planned else v.get("encoder_depth", 5)
+        step = 32 if lo >= 64 else stride(ModelConfig(name=v.get("model", "unet"), encoder_depth=depth))
         plan.set("crop", max(step, int(lo) // step * step), f"sizes differ: random crops of the smallest side ({lo:.0f} "
-                 f"px), a multiple of the network's stride ({step})")
+                 f"px), a multiple of {step} (the network's stride divides it)")
 
 
 def _training_rules(plan: Plan, fp: dict, machine: dict, device: str) -> None:
