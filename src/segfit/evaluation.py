@@ -202,7 +202,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     say(f"Wrote {out}/: metrics.json, per_image.csv, {split}_metrics.csv, confusion.csv, grid.png"
         + (", sizes.png" if instances else "") + (", overlays/" if overlays else ""))
     if run_dir is not None and report and (run_dir / ENSEMBLE_FILE).is_file():
-        from segfit.folds import ensemble_report
+        from segfit.ensemble_page import ensemble_report
 
         record_output(run_dir, "evaluations", out)
         say(f"Updated {ensemble_report(run_dir)}")

@@ -263,7 +263,7 @@ def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, 
     from segfit.report_page import build_report
 
     if (Path(run) / ENSEMBLE_FILE).is_file():  # a cross-validation ensemble: its folds' table and evaluations
-        from segfit.folds import ensemble_report
+        from segfit.ensemble_page import ensemble_report
 
         path = ensemble_report(run)
         if verbose:
