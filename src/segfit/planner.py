@@ -13,7 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from segfit.budget import DEFAULT_BUDGET, parse_duration, training_seconds
-from segfit.config import ModelConfig
+from segfit.config import DataConfig, ModelConfig
+from segfit.data.split import test_count, val_count
 from segfit.fingerprint import calibrate
 from segfit.models import stride
 
@@ -354,16 +355,15 @@ def _key(candidate) -> str:
 
 
 def _trainable(fp: dict) -> int:
-    """Images left for training and validation: those of train/ and val/ folders; else test.csv, or the
-    default random test share, keeps about a fifth out."""
+    """Images left for training and validation: those of train/ and val/ folders; else what the default
+    random test share leaves (test.csv keeps out about as many)."""
     folders = fp.get("split_folders")
-    return folders["train"] + folders["val"] if folders else int(fp["images"] * 0.8)
+    return folders["train"] + folders["val"] if folders else fp["images"] - test_count(fp["images"], DataConfig.test)
 
 
 def _n_train(plan: Plan, fp: dict) -> int:
-    """Training images: the trainable ones less the validation share."""
-    val = plan.values()["val"]
-    return max(1, _trainable(fp) - (int(val) if val >= 1 else int(val * _trainable(fp))))
+    """Training images: the trainable ones less the validation share (as the split counts them)."""
+    return max(1, _trainable(fp) - val_count(_trainable(fp), plan.values()["val"]))
 
 
 def _train_pixels(plan: Plan, fp: dict) -> float:

@@ -50,12 +50,10 @@ def make_split(names: list[str], root: str | Path, test: float = 0.2, val: float
         source = "train.csv / test.csv" if len(given) == 2 else "test.csv (the other images: training)"
     else:
         order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
-        n_test = int(round(test * len(order)))
+        n_test = test_count(len(order), test)
         test_names, trainval = order[:n_test], order[n_test:]
         source = f"random, test fraction {test}"
-    n_val = int(val) if val >= 1 else int(round(val * len(trainval)))
-    if val > 0 and n_val == 0 and len(trainval) >= 2:
-        n_val = 1
+    n_val = val_count(len(trainval), val)
     if n_val == 0:
         raise SegfitError(f"--val {val} leaves no validation images ({len(trainval)} images to split)", root,
                           "the best checkpoint is chosen on validation loss: use e.g. --val 0.2 or --val 1 or more")
@@ -66,6 +64,17 @@ def make_split(names: list[str], root: str | Path, test: float = 0.2, val: float
     val_names = [trainval[i] for i in perm[:n_val]]
     train_names = [trainval[i] for i in perm[n_val:]]
     return {"train": train_names, "val": val_names, "test": list(test_names), "source": source, "seed": seed}
+
+
+def test_count(n: int, test: float) -> int:
+    """Test images a random split of ``n`` holds out (``--test`` fraction)."""
+    return int(round(test * n))
+
+
+def val_count(n: int, val: float) -> int:
+    """Validation images of ``n`` train+val images: a count (>= 1), or a fraction (at least one of two or more)."""
+    count = int(val) if val >= 1 else int(round(val * n))
+    return 1 if val > 0 and count == 0 and n >= 2 else count
 
 
 def _lone_test_list(root: Path, known: set[str]) -> bool:
