@@ -292,3 +292,35 @@ def _sync(dev) -> None:
 
     if dev.type == "cuda":
         torch.cuda.synchronize()
+
+
+def mask_reading(fp: dict) -> dict:
+    """How the fingerprinted masks read: ``{option: (value, reason)}`` for ``classes``, ``mask_mode``,
+    for masks that store classes as spread values or colours ``class_values``, and ``ignore_value``
+    for masks that mark unlabelled pixels."""
+    reading = _reading(fp)
+    if fp.get("void_value") is not None:
+        reading["ignore_value"] = (fp["void_value"], f"the class masks mark some pixels {fp['void_value']} (as Pascal VOC does "
+                                                     "on object borders): unlabelled, in no loss, metric or class fraction")
+    return reading
+
+
+def _reading(fp: dict) -> dict:
+    kind = fp["mask_kind"]
+    binary = {"instance": "instance label maps (one id per object): foreground vs background",
+              "binary_255": "0/255 masks", "binary_01": "0/1 masks"}.get(kind)
+    if binary:
+        return {"classes": (2, binary), "mask_mode": ("binary", binary)}
+    if kind in ("coded", "colour"):
+        values = fp["class_values"]
+        what = "colour masks hold the colours" if kind == "colour" else "masks hold only the values"
+        why = f"the {what} {', '.join(map(str, values))}: classes 0..{len(values) - 1}, in that order"
+        return {"classes": (len(values), why), "mask_mode": ("index", "class masks"),
+                "class_values": (values, why + ("; each class is named and drawn by its colour" if kind == "colour" else ""))}
+    why = f"class-index masks with ids 0..{fp['num_classes'] - 1}"
+    return {"classes": (fp["num_classes"], why), "mask_mode": ("index", "class-index masks")}
+
+
+def reading_options(fp: dict) -> dict:
+    """:func:`mask_reading` as options, without the reasons (``check``, ``show``, ``quantify``)."""
+    return {option: value for option, (value, _) in mask_reading(fp).items()}

@@ -58,15 +58,13 @@ def _data_set_reading(root: Path, class_names: list[str] | None):
     """How a data set's masks read, as ``segfit check`` and ``train`` read them (the plan's reading of the
     data's fingerprint: coded values and colours are classes): a :class:`~segfit.config.DataConfig`, or None
     for instance label maps (each object measured as it is)."""
-    from segfit.fingerprint import fingerprint_data
+    from segfit.fingerprint import fingerprint_data, reading_options
     from segfit.options import data_config
-    from segfit.planner import mask_reading
 
     fp = fingerprint_data(root)
     if fp["mask_kind"] == "instance":
         return None
-    options = {option: value for option, (value, _) in mask_reading(fp).items()}
-    return data_config(root, **options, **({"class_names": class_names} if class_names else {}))
+    return data_config(root, **reading_options(fp), **({"class_names": class_names} if class_names else {}))
 
 
 def read_class_mask(path: Path, instance_maps: bool = False) -> np.ndarray:

@@ -88,14 +88,13 @@ def with_detected_reading(data, options: dict) -> dict:
 def _detected_reading(data, options: dict) -> dict:
     """Classes, mask mode and class values from the data's fingerprint (what the plan would choose);
     nothing when the sample cannot be read (the check itself then reports the problem)."""
-    from segfit.fingerprint import fingerprint_data
-    from segfit.planner import mask_reading
+    from segfit.fingerprint import fingerprint_data, reading_options
 
     try:
         fp = fingerprint_data(data, options.get("images"), options.get("masks"), options.get("mask_suffix") or "_bin")
     except SegfitError:
         return {}
-    return {option: value for option, (value, _) in mask_reading(fp).items()}
+    return reading_options(fp)
 
 
 def check_dataset(cfg: DataConfig) -> CheckReport:
