@@ -325,7 +325,7 @@ def test_repeats_shrink_until_enough_epochs_fit():
     roomy = epochs_for_budget(plan, 600, n_train=8, n_val=2, val_pixels=128**2)
     assert roomy.repeats == 10 and roomy.epochs >= MIN_EPOCHS
     tight = epochs_for_budget(plan, 60, n_train=8, n_val=2, val_pixels=128**2)
-    assert 1 <= tight.repeats < 10 and tight.epochs >= MIN_EPOCHS and "so that" in plan.entries["repeats"]["reason"]
+    assert 1 <= tight.repeats < 10 and tight.epochs >= MIN_EPOCHS and "would leave fewer than" in plan.entries["repeats"]["reason"]
     assert tight.epochs * tight.repeats * 2 * step_s == pytest.approx(tight.seconds, rel=0.3)
     plan.given({"repeats": 10})  # the user's repeats stay
     assert epochs_for_budget(plan, 60, n_train=8, n_val=2, val_pixels=128**2).repeats == 10

@@ -135,8 +135,10 @@ def test_no_validation_images_is_refused_before_training(tmp_path):
     with pytest.raises(SegfitError) as e:
         make_split(NAMES, tmp_path, test=0.2, val=0)
     assert "leaves no validation images" in e.value.what and "--val" in e.value.fix
-    with pytest.raises(SegfitError):
-        make_split(["a"], tmp_path, test=0.0, val=0.2)  # one image: nothing left to validate on
+    for val in (0.2, 1, 0):  # one image: nothing left to validate on, whatever --val says (no --val to blame)
+        with pytest.raises(SegfitError, match="1 labelled image to train on: training needs 2") as e:
+            make_split(["a"], tmp_path, test=0.2, val=val)
+        assert "tiles" in e.value.fix
 
 
 def test_a_lone_test_csv_names_the_test_images(tmp_path):

@@ -85,8 +85,8 @@ def epochs_for_budget(plan, remaining_s: float, n_train: int, n_val: int, val_pi
     while shrinkable and repeats > 1 and fit_s / seconds(repeats)[2] < MIN_EPOCHS:
         repeats -= 1
     if repeats != planned:
-        plan.set("repeats", repeats, plan.entries["repeats"]["reason"] + "; made "
-                 f"{'once' if repeats == 1 else f'{repeats} times'}, so that {MIN_EPOCHS} epochs fit in the budget")
+        plan.set("repeats", repeats, f"each epoch goes over the training images {'once' if repeats == 1 else f'{repeats} times'}: "
+                 f"the {planned} times planned for longer epochs would leave fewer than {MIN_EPOCHS} epochs in the budget")
     batches, train_s, epoch_s = seconds(repeats)
     share = min(1.0, max(MIN_EPOCH_SHARE, (fit_s - epoch_s + train_s) / train_s))
     fit_s = max(fit_s, epoch_s - train_s * (1 - share))  # the TimeBudget callback re-sizes the epochs as timed

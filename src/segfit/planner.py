@@ -152,8 +152,12 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
                      "of the distance map, so a network that sees only part of a large object does not split it")
         area = int(FRAGMENT_SHARE * math.pi * small**2 / 4)
         plan.set("min_object_area", area, f"predicted objects under {area} px (half the 5th-percentile true object, "
-                                          f"{small:.0f} px across) are fragments, not objects (counts, sizes)")
+                                          f"{small:.0f} px across) are fragments, not objects (counts, sizes)" if area else
+                 f"the 5th-percentile true object is {small:.1f} px across: every predicted object counts")
     n = _trainable(fp)
+    if n < 2:
+        plan.notes.append(f"{n} labelled image{'' if n == 1 else 's'} to train on: training needs 2 at least (one to "
+                          "learn from, one to choose the best epoch on): add images, or cut a large one and its mask into tiles")
     val = max(1, min(MAX_VAL_IMAGES, round(0.2 * n)))
     plan.set("val", float(val) if n >= 10 else 0.2,
              f"{val} validation images (a fifth, at most {MAX_VAL_IMAGES}: validation runs every epoch)")
@@ -174,7 +178,7 @@ def scale_bounds(fp: dict, device: str, instances: bool = False) -> tuple[float,
         low = min(1.0, max(MIN_SMALL_OBJECT_PX / small, keep / median))
         why = f"the median object keeps {median * low:.0f} px, the 5th-percentile one {small * low:.0f} px"
     if low < 128 / side:  # a network needs some context
-        low, why = min(1.0, 128 / side), why + "; images keep at least 128 px"
+        low, why = min(1.0, 128 / side), why + ("; images keep at least 128 px" if side > 128 else "")
     return low, max(low, min(1.0, WORKING_SIDE[device] / side)), why
 
 
@@ -193,10 +197,10 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
         train_s = training_seconds(plan.budget_s)
         pixels = _train_pixels(plan, fp)
         fits = math.sqrt(rate * train_s / (PASSES * pixels))
-        if fits < scale:
-            if instances and fits < low:  # a short budget: pixels first, instances at the scale it affords
-                low, _, why_low = scale_bounds(fp, device)
-                why_low += f"; the budget is too short to keep objects at {MIN_INSTANCE_OBJECT_PX:.0f} px for instances"
+        if fits < scale and instances and fits < low:  # a short budget: pixels first, instances at the scale it affords
+            low, _, why_low = scale_bounds(fp, device)
+            why_low += f"; the budget is too short to keep objects at {MIN_INSTANCE_OBJECT_PX:.0f} px for instances"
+        if fits < scale and low < 0.95:  # images that cannot shrink keep their reason
             scale = max(low, fits)
             passes = rate * train_s / (pixels * scale**2)
             reason = (f"{side:.0f} px images shrink to {side * scale:.0f} px: the budget gives about {passes:.0f} passes "

@@ -54,6 +54,10 @@ def make_split(names: list[str], root: str | Path, test: float = 0.2, val: float
         test_names, trainval = order[:n_test], order[n_test:]
         source = f"random, test fraction {test}"
     n_val = val_count(len(trainval), val)
+    if len(trainval) < 2:
+        raise SegfitError(f"{len(trainval)} labelled image{'' if len(trainval) == 1 else 's'} to train on: training needs 2 "
+                          "at least (one to learn from, one to choose the best epoch on)", root,
+                          "add images, or cut a large image and its mask into tiles (e.g. quarters)")
     if n_val == 0:
         raise SegfitError(f"--val {val} leaves no validation images ({len(trainval)} images to split)", root,
                           "the best checkpoint is chosen on validation loss: use e.g. --val 0.2 or --val 1 or more")
