@@ -150,6 +150,10 @@ def test_a_model_that_learned_instances_packages_its_distance_map(instance_packa
     assert output["axes"][1]["channel_names"] == ["foreground", "distance"]
     assert [p["id"] for p in output["postprocessing"]] == ["sigmoid", "ensure_dtype"]
     assert rdf["config"]["segfit"]["tta"] == ["identity", "hflip"] and "instance-segmentation" in rdf["tags"]
+    import zipfile
+
+    with zipfile.ZipFile(package) as archive:  # the README states the seed level segfit predicts with (no calibration here)
+        assert "cores where it exceeds 0.5 over the class map" in archive.read("README.md").decode()
     # TorchScript: the traced U-Net at the test's other sizes too; the ONNX weights are what segfit predicts with below.
     summary = _model_test(package, "torchscript")
     assert summary.status == "passed", [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.errors]

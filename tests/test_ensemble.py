@@ -202,3 +202,4 @@ def test_exported_ensemble_with_tta_matches_the_pytorch_ensemble(ensemble_run, t
     x = torch_ens.prepare(image)[None]
     torch.testing.assert_close(onnx_ens.logits(x), torch_ens.logits(x), atol=2e-3, rtol=2e-3)
     assert (onnx_ens.predict(image) == torch_ens.predict(image)).mean() > 0.999
+    assert (onnx_ens.members, len(onnx_ens.variants)) == (3, 8)  # what the graph averages, as predictions.json says

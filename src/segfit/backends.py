@@ -89,6 +89,11 @@ def _export_record(path: Path, fmt: str) -> dict:
     return meta
 
 
+def _averages(meta: dict) -> tuple[int, tuple[str, ...]]:
+    """The models and test-time variants an exported network averages inside it (its record says)."""
+    return int(meta.get("members") or 1), tuple(meta.get("tta") or ("identity",))
+
+
 def is_torchscript(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a TorchScript export of segfit (its record beside it says so)."""
     from segfit.rundir import read_json_if_any
@@ -106,7 +111,7 @@ class ScriptBackend:
         path = Path(path)
         meta = _export_record(path, "torchscript")
         self.config, self.multiple = RunConfig.from_dict(meta["config"]), int(meta["multiple"])
-        self.record = meta.get("calibration") or {}
+        self.record, self.averages = meta.get("calibration") or {}, _averages(meta)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         try:
             with warnings.catch_warnings():
@@ -130,7 +135,7 @@ class OnnxBackend:
         path = Path(path)
         meta = _export_record(path, "onnx")
         self.config, self.multiple = RunConfig.from_dict(meta["config"]), int(meta["multiple"])
-        self.record = meta.get("calibration") or {}
+        self.record, self.averages = meta.get("calibration") or {}, _averages(meta)
         try:
             import onnxruntime as ort
         except ImportError:

@@ -80,7 +80,13 @@ def write_package(backend, write_network, out: str | os.PathLike, variants=("ide
     sample, image = _sample(config, run_dir)
     image = _fit(image, multiple)
     ensemble = Path(backend.path).parent if getattr(backend, "record", None) else None
+    from segfit.backends import calibration
+    from segfit.objects import SEED_LEVEL
+
+    objects = calibration(backend, "instances") or {}
     facts = {"run": run_dir, "sample": sample, "variants": list(variants), "members": len(getattr(backend, "members", [1])),
+             "seed_level": objects.get("seed_level", SEED_LEVEL), "merge_level": objects.get("merge_level"),
+             "seed_calibrated": "seed_level" in objects,
              "ensemble": ensemble, "source": f"{'ensemble' if ensemble else 'run' if run_dir else 'checkpoint'} "
                                             f"`{(ensemble or run_dir or Path(backend.path)).name}`"}
     with tempfile.TemporaryDirectory(prefix="segfit-bioimageio-") as tmp:

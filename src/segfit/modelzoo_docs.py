@@ -104,9 +104,12 @@ def readme(config, multiple: int, name: str, authors: list[str], citations: list
              "- Class ids: " + (f"{channels[0]} where the probability exceeds 0.5." if m.class_channels == 1 else
                                 "the class channel with the highest value (argmax).")]
     if m.instances:
+        merge = facts.get("merge_level")
         lines.append("- `distance`: each object's normalised distance map (1 at its centre, 0 at its outline, where the "
                      "outline is the background or the next object). segfit grows the objects from the cores where it "
-                     "exceeds 0.5 over the class map by a watershed.")
+                     f"exceeds {facts.get('seed_level', 0.5):g}"
+                     + (" (calibrated on the validation images)" if facts.get("seed_calibrated") else "") + " over the class map by "
+                     "a watershed" + (f", and joins neighbours with no valley below {merge:g} between them." if merge else "."))
     lines += ["", "## Training data", "", *_data(config, facts), "", "## The plan", "", *_plan(config, facts),
               "", "## Validation", "", *_validation(facts), "", "## Use it", "",
               *USAGE.format(multiple=multiple, output="probabilities" if kind else "logits",

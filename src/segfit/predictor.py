@@ -112,13 +112,15 @@ class Predictor:
 
     @property
     def variants(self) -> tuple[str, ...]:
-        """The test-time variants averaged (``("identity",)`` without TTA)."""
-        return tuple(getattr(self.backend, "variants", ("identity",)))
+        """The test-time variants averaged (``("identity",)`` without TTA; an export's own, inside its graph)."""
+        exported = getattr(self.backend, "averages", None)
+        return exported[1] if exported else tuple(getattr(self.backend, "variants", ("identity",)))
 
     @property
     def members(self) -> int:
-        """How many models are averaged."""
-        return len(getattr(self.backend, "members", [self.backend]))
+        """How many models are averaged (an export's own, inside its graph)."""
+        exported = getattr(self.backend, "averages", None)
+        return exported[0] if exported else len(getattr(self.backend, "members", [self.backend]))
 
     @property
     def config(self) -> RunConfig:
