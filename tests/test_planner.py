@@ -275,6 +275,12 @@ def test_learning_warnings():
     assert learning_warnings(np.array([[50, 5], [3, 30]]), ["background", "foreground"]) == []
     scattered = np.array([[80, 1, 9], [5, 40, 0], [20, 0, 1]])  # wood predicted, but almost never where wood is
     assert "hardly finds wood (IoU 0.03)" in learning_warnings(scattered, ["background", "leaves", "wood"])[0]
+    from segfit.config import RunConfig
+
+    tried = RunConfig()  # a planned run that used Dice and class weights under a budget: only what is left is proposed
+    tried.model.name, tried.train.loss, tried.train.class_weights, tried.train.max_time = "unet", "ce+dice", [1.0, 2.0, 9.0], 50.0
+    fix = learning_warnings(scattered, ["background", "leaves", "wood"], tried)[0]
+    assert "a larger --time" in fix and "--loss" not in fix and "--class-weights" not in fix and "notebook" not in fix
 
 
 def test_planned_training_fits_a_toy_budget(particles_dir, tmp_path, monkeypatch):

@@ -168,7 +168,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     if sweep is not None:
         metrics["seed_calibration"] = sweep.best(f"the {len(names)} {split} images" if sweep.images == len(names) else
                                                  f"{sweep.images} of the {len(names)} {split} images (the time budget)")
-    metrics["warnings"] = learning_warnings(total, d.class_names)
+    metrics["warnings"] = learning_warnings(total, d.class_names, predictor.config)
     write_json(out / "metrics.json", metrics)
     write_csv(out / "per_image.csv", per_image)
     write_csv(out / f"{split}_metrics.csv", per_image)
@@ -223,8 +223,11 @@ def _uncertainty_summary(per_image) -> dict:
     uncertainty and with the expected error: does the model know when it is wrong?"""
     err = 1 - per_image["iou"].to_numpy(float)
     u = per_image["mean_uncertainty"].to_numpy(float)
-    return {"mean": float(u.mean()) if len(u) else float("nan"), "spearman_with_error": _spearman(u, err),
+    rho = _spearman(u, err)
+    return {"mean": float(u.mean()) if len(u) else float("nan"), "spearman_with_error": rho,
             "spearman_expected_error": _spearman(per_image["expected_error"].to_numpy(float), err),
+            "spearman": f"over {len(u)} images" if len(u) >= MIN_CORRELATION_IMAGES else
+                        f"none: {len(u)} images, {MIN_CORRELATION_IMAGES} at least give a correlation that means something",
             "error": "1 - the image's IoU", "measure": "mean predictive entropy of the averaged class probabilities / log(classes)",
             "expected_error": "1 - the IoU the model expects of its own mask (its mask scored against its own probabilities)"}
 

@@ -72,17 +72,29 @@ def per_class_table(confusion: np.ndarray, class_names: list[str]) -> dict[str, 
     return {name: {m: float(scores[m][i]) for m in PER_CLASS} for i, name in enumerate(class_names)}
 
 
+def _untried(config) -> list[str]:
+    """The usual fixes of a model that learned little, less those the run used."""
+    if config is None:
+        return ["train longer", "let segfit plan (no --model notebook)", "use --loss ce+dice / --class-weights auto"]
+    t = config.train
+    fixes = ["train longer (a larger --time)" if t.max_time else "train longer (more --epochs)"]
+    fixes += ["let segfit plan (no --model notebook)"] if config.model.name == "notebook" else []
+    fixes += [] if "dice" in t.loss else ["use --loss ce+dice"]
+    fixes += [] if t.class_weights else ["use --class-weights auto"]
+    return fixes
+
+
 HARDLY_LEARNED_IOU = 0.05  # a class the masks contain but the model finds (almost) nowhere
 
 
-def learning_warnings(confusion: np.ndarray, class_names: list[str]) -> list[str]:
+def learning_warnings(confusion: np.ndarray, class_names: list[str], config=None) -> list[str]:
     """Warnings for a model that has learned nothing useful: it predicts one class everywhere, or never
-    predicts a class that the true masks contain. Each says the likely cause and the fix."""
+    predicts a class that the true masks contain. Each says the likely cause and the fixes that the run
+    (``config``, a :class:`~segfit.config.RunConfig`) has not tried already."""
     confusion = np.asarray(confusion)
     predicted, true = confusion.sum(0), confusion.sum(1)
     present = [i for i in range(len(class_names)) if true[i] > 0]
-    fix = ("likely cause: too little training for this data (or a rare class); fix: train longer (a larger --time), "
-           "or let segfit plan (no --model notebook), or use --loss ce+dice / --class-weights auto")
+    fix = "likely cause: too little training for this data (or a rare class); fix: " + " or ".join(_untried(config))
     if len(present) > 1 and int((predicted > 0).sum()) == 1:
         only = class_names[int(np.argmax(predicted))]
         return [f"the model predicts {only} everywhere, though the masks hold {len(present)} classes: {fix}"]
