@@ -46,7 +46,7 @@ def run_demo(out: str | Path = "segfit-demo", epochs: int | None = None, verbose
     say(f"  predictions  {predictions}/  (NAME.png masks, NAME_overlay.png)")
     say(f"  objects      {root / 'objects'}/  (objects.csv, images.csv, size_distribution.png)")
     say(f"  report       {run.run_dir / 'report.html'}  (open it in a browser)")
-    say("Next: segfit train YOUR_DATA --out runs/first --size 128 --channels 1")
+    say("Next: segfit train YOUR_DATA --out runs/first --time 10m   (segfit plans the rest from the data)")
     return {"data": data, "run": run.run_dir, "evaluation": run.run_dir / "eval_test", "predictions": predictions,
             "objects": root / "objects", "report": run.run_dir / "report.html", "metrics": metrics,
             "quantify": objects}
