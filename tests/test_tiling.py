@@ -143,6 +143,8 @@ def test_large_images_are_tiled_automatically(predictor):
     predictor.config.data.crop = 16
     assert predictor.tile_for(60, 60) is None
     assert predictor.tile_for(65, 20) == 32
+    predictor.config.data.crop = None  # trained on whole images of a size it did not record (512 assumed)
+    assert predictor.tile_for(1000, 1000) is None and predictor.tile_for(2000, 2000) == 1024  # not whole above 1024
     predictor.auto_tile = 0
     assert predictor.tile_for(10_000, 10_000) is None
 

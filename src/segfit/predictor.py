@@ -24,7 +24,7 @@ from segfit.data.layouts import find_images
 from segfit.data.preprocess import image_to_tensor, resize_image, working_size
 from segfit.decoding import UNCERTAIN_PIXEL, Prediction, decode, image_uncertainty, instance_png, to_uint8
 from segfit.errors import SegfitError
-from segfit.rundir import output_dir
+from segfit.rundir import output_dir, previous_outputs, remove_stale
 from segfit.novelty import colourfulness, file_colour, image_stats, unusual
 from segfit.objects import label_counts
 
@@ -138,10 +138,11 @@ class Predictor:
 
     def tile_for(self, h: int, w: int) -> int | None:
         """The tile size to use for a prepared ``h x w`` image: ``tile`` when set, else automatic
-        tiles of twice the training size when the image exceeds ``auto_tile`` times it."""
+        tiles of twice the training size when the image exceeds ``auto_tile`` times it, or
+        :data:`MAX_WHOLE_SIDE` (memory: a 2000 px image whole took 1.6 GB more than in tiles)."""
         if self.tile:
             return self.tile if max(h, w) > self.tile else None
-        limit = self.auto_tile * self.training_size
+        limit = min(self.auto_tile * self.training_size, MAX_WHOLE_SIDE)
         return 2 * self.training_size if self.auto_tile and max(h, w) > limit else None
 
     @property
@@ -290,7 +291,7 @@ class Predictor:
         if out.resolve() in input_dirs:
             raise SegfitError("--out is a folder of input images, which predictions could overwrite", out, "choose another --out folder")
         out = self.out = output_dir(out)
-        previous = _previous_outputs(out)
+        previous = previous_outputs(out, PREDICTED_SUFFIXES)
         objects = self.learns_instances if objects is None else objects
         calibrated = self.review_threshold() if uncertainty else None
         known = self.input_range()
@@ -351,10 +352,7 @@ class Predictor:
         if strange:
             record["unusual"] = strange
         write_json(out / "predictions.json", record)
-        kept = {p.name for p in written} | {f"{p.stem}{s}.png" for p in written for s in PREDICTED_SUFFIXES}
-        stale = [p for p in previous if p.name not in kept or not _rewritten(p, objects, uncertainty)]
-        for p in stale:
-            p.unlink(missing_ok=True)
+        stale = remove_stale(previous, written, ("_overlay",) + ("_instances",) * bool(objects) + ("_uncertainty",) * uncertainty)
         if stale:
             print(f"{len(stale)} files of the previous prediction in {out} removed (images not predicted again, "
                   "maps this prediction does not make)")
@@ -381,6 +379,9 @@ class Predictor:
         return record
 
 
+MAX_WHOLE_SIDE = 1024  # larger images are predicted in tiles, whatever the training size
+
+
 def _pixel_hint(image: np.ndarray, colour_model: bool) -> str:
     """What may have gone wrong with an unusual image's pixels: float pixels beyond 1 (read as they are),
     a grey image given to a model of colour images."""
@@ -390,22 +391,6 @@ def _pixel_hint(image: np.ndarray, colour_model: bool) -> str:
     if colour_model and image.ndim == 3 and colourfulness(image) == 0.0:
         return "; it is grey and the model learned colour images"
     return ""
-
-
-def _previous_outputs(out: Path) -> list[Path]:
-    """The files an earlier ``predict`` wrote into ``out`` (a folder segfit made): each image's ``NAME.png``
-    and its maps, found by its overlay, which every prediction writes."""
-    found = []
-    for overlay in out.glob("*_overlay.png"):
-        stem = overlay.name[: -len("_overlay.png")]
-        found += [p for p in (out / f"{stem}.png", *(out / f"{stem}{s}.png" for s in PREDICTED_SUFFIXES)) if p.is_file()]
-    return found
-
-
-def _rewritten(path: Path, objects: bool, uncertainty: bool) -> bool:
-    """Whether this prediction wrote ``path`` again (a map it does not make stays from the earlier one otherwise)."""
-    name = path.name
-    return objects if name.endswith("_instances.png") else uncertainty if name.endswith("_uncertainty.png") else True
 
 
 class _Tiles:

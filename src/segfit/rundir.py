@@ -67,6 +67,26 @@ def output_dir(out: str | os.PathLike, say=print, create: bool = True) -> Path:
     return out
 
 
+def previous_outputs(out: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """The files an earlier ``predict`` wrote into ``out`` (a folder segfit made): each image's ``NAME.png``
+    and its maps (``NAME<suffix>.png``), found by its overlay, which every prediction writes."""
+    found = []
+    for overlay in out.glob("*_overlay.png"):
+        stem = overlay.name[: -len("_overlay.png")]
+        found += [p for p in (out / f"{stem}.png", *(out / f"{stem}{s}.png" for s in suffixes)) if p.is_file()]
+    return found
+
+
+def remove_stale(previous: list[Path], written: list[Path], made: tuple[str, ...]) -> list[Path]:
+    """Remove the earlier prediction's files that this one (masks ``written``, maps ``NAME<made>.png``) did not
+    write again: images not predicted again, maps it does not make. Returns them."""
+    kept = {p.name for p in written} | {f"{p.stem}{s}.png" for p in written for s in made}
+    stale = [p for p in previous if p.name not in kept]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def new_file(path: str | os.PathLike, say=print) -> Path:
     """``path``, or ``NAME-2.ext`` (``-3``, ...) when a file is there already: never overwritten."""
     path = Path(path)
