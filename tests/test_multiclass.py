@@ -206,7 +206,7 @@ def test_multiclass_losses_train_to_a_finite_loss(scenes, tmp_path, loss):
     extra = {"ce": ["--class-weights", "1,2,3", "--classes", "3", "--class-names", ",".join(NAMES)],
              "dice": ["-c", "3"],
              "focal": ["--palette", "vineyard"],
-             "ce+dice": ["--classes", "3", "--class-names", "bg,leaf,wood"]}[loss]
+             "ce+dice": ["--classes", "3", "--class-names", "bg,leaf,wood", "--class-weights", "none"]}[loss]
     run = tmp_path / "run"
     train_cli(scenes, "-o", run, "--loss", loss, "--size", "32", *extra, *TINY)
     h = history(run)
@@ -228,6 +228,7 @@ def test_multiclass_losses_train_to_a_finite_loss(scenes, tmp_path, loss):
         assert ckpt["segfit"]["config"]["data"]["class_names"] == NAMES
     if loss == "ce+dice":
         assert "val_iou_leaf" in h.columns and "train_recall_bg" in h.columns
+        assert cfg["train"]["class_weights"] == "none"  # turned off (the default for 3 classes is auto)
 
 
 @pytest.mark.parametrize("augment", [["--augment", "vineyard", "--crop", "24"], ["--augment", "light"]])

@@ -99,12 +99,12 @@ def scale(text: str) -> float:
 
 
 def float_list_or_auto(text: str):
-    if text == "auto":
-        return "auto"
+    if text.strip().lower() in ("auto", "none"):
+        return text.strip().lower()
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or comma-separated numbers, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected 'auto', 'none' or comma-separated numbers, not {text!r}") from None
 
 
 def mask_value_or_none(text: str) -> int | str:

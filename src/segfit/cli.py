@@ -109,7 +109,7 @@ def _add_train(sub) -> None:
                    help=_h("weight decay", "weight_decay"))
     g.add_argument("--scheduler", choices=tuple(SCHEDULERS), help=_h(_names(SCHEDULERS), "scheduler"))
     g.add_argument("--loss", help=_h(DESCRIPTION, "loss"))
-    g.add_argument("--class-weights", type=argtypes.float_list_or_auto, help="'auto' (inverse pixel frequency) or one value per class")
+    g.add_argument("--class-weights", type=argtypes.float_list_or_auto, help="'auto' (inverse pixel frequency; the default for more than 2 classes), 'none', or one value per class")
     g.add_argument("--head-prior", choices=["auto", "none"],
                    help="'auto': the class logits start at the training split's class pixel fractions (planned); 'none': at zero")
     g.add_argument("--augment", choices=tuple(TRANSFORMS), help=_h(_names(TRANSFORMS), "augment"))

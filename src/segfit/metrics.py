@@ -80,7 +80,7 @@ def _untried(config) -> list[str]:
     fixes = ["train longer (a larger --time)" if t.max_time else "train longer (more --epochs)"]
     fixes += ["let segfit plan (no --model notebook)"] if config.model.name == "notebook" else []
     fixes += [] if "dice" in t.loss else ["use --loss ce+dice"]
-    fixes += [] if t.class_weights else ["use --class-weights auto"]
+    fixes += [] if t.class_weights not in (None, "none") else ["use --class-weights auto"]
     return fixes
 
 

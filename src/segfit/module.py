@@ -31,9 +31,10 @@ class SegmentationModule(pl.LightningModule):
         model_cfg = self.cfg.model if pretrained else ModelConfig(**{**vars(self.cfg.model), "encoder_weights": None})
         self.net = create_model(model_cfg).to(memory_format=torch.channels_last)
         n = self.cfg.data.num_classes
+        weights = None if self.cfg.train.class_weights == "none" else self.cfg.train.class_weights  # --class-weights none
         if pretrained and isinstance(self.cfg.train.head_prior, list):  # a fresh start (a checkpoint brings its own)
-            set_head_prior(self.net, self.cfg.train.head_prior, self.cfg.train.class_weights)
-        self.loss_fn = create_loss(self.cfg.train.loss, n, self.cfg.train.class_weights, self.cfg.data.ignore_value is not None)
+            set_head_prior(self.net, self.cfg.train.head_prior, weights)
+        self.loss_fn = create_loss(self.cfg.train.loss, n, weights, self.cfg.data.ignore_value is not None)
         self.train_metrics, self.val_metrics = SegmentationMetrics(n), SegmentationMetrics(n)
         self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
         self.history: list[dict] = []
