@@ -203,3 +203,12 @@ def test_exported_ensemble_with_tta_matches_the_pytorch_ensemble(ensemble_run, t
     torch.testing.assert_close(onnx_ens.logits(x), torch_ens.logits(x), atol=2e-3, rtol=2e-3)
     assert (onnx_ens.predict(image) == torch_ens.predict(image)).mean() > 0.999
     assert (onnx_ens.members, len(onnx_ens.variants)) == (3, 8)  # what the graph averages, as predictions.json says
+
+
+def test_a_fold_far_below_the_others_is_named():
+    from segfit.folds import _weak_folds
+
+    folds = [{"run": f"fold_{i}", "iou": iou, "epochs": e} for i, (iou, e) in enumerate([(0.88, 13), (0.31, 1), (0.86, 4)])]
+    [warning] = _weak_folds(folds)
+    assert warning.startswith("fold_1 reaches validation IoU 0.310") and "trained 1 epochs" in warning
+    assert _weak_folds([{**f, "iou": 0.8} for f in folds]) == []

@@ -35,7 +35,7 @@ class RunRecorder(pl.Callback):
             return
         earlier = [r["val_loss"] for r in module.history[:-1]]
         mark = "  *best*" if not earlier or row["val_loss"] < min(earlier) else ""
-        of = f"~{self.epochs}" if self.budgeted and row["epoch"] < self.epochs else str(self.epochs)
+        of = f"~{self.epochs}" if self.budgeted else str(self.epochs)  # the budget may still add or drop epochs
         line = (f"epoch {row['epoch']}/{of}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
                 f"val_iou {row['val_iou']:.4f}  mIoU {row['val_miou']:.4f}  {row['seconds']:.1f} s "
                 f"(data {100 * row.get('data_seconds', 0) / max(row['seconds'], 1e-9):.0f} %){mark}")

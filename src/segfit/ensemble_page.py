@@ -56,6 +56,7 @@ def write_report(run_dir: Path, cv: dict, record: dict) -> None:
             f"<p>Review threshold (predict --uncertainty): none: {escape(unc['how'])}.</p>" if unc["threshold"] is None else
             f"<p>Review threshold (predict --uncertainty): {unc.get('measure', 'mean_uncertainty').replace('_', ' ')} "
             f"above {unc['threshold']:.4f}: {escape(unc['how'])}.</p>")
+    note += "".join(f"<p style=\"color:#b3261e\">Warning: {escape(w)}</p>" for w in record.get("warnings", []))
     page = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>segfit ensemble {escape(run_dir.name)}</title>"
             "<style>body{font-family:sans-serif;margin:2em;color:#1d2430}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccd;padding:4px 10px;text-align:right}</style></head><body>"

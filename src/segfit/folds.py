@@ -104,6 +104,9 @@ def write_ensemble(run_dir: Path, members: list[Path], planned=None, say=print) 
               "plan": planned.to_dict() if planned is not None else None, "uncertainty": uncertainty,
               "inputs": merged_range([_member_inputs(m) for m in members]), "instances": _member_seed_level(members),
               "cv_metrics": "cv_metrics.json"}
+    record["warnings"] = _weak_folds(cv["folds"])
+    for warning in record["warnings"]:
+        say(f"segfit: warning: {warning}")
     write_json(run_dir / "cv_metrics.json", cv)
     write_json(run_dir / "ensemble.json", record)
     write_report(run_dir, cv, record)
@@ -112,6 +115,19 @@ def write_ensemble(run_dir: Path, members: list[Path], planned=None, say=print) 
         f"mIoU {pooled['miou']:.4f} over {pooled['images']} images; folds' iou {cv['mean']['iou']:.4f} ± {cv['std']['iou']:.4f}")
     say(f"Wrote {run_dir}/: ensemble.json ({len(members)} members), cv_metrics.json, report.html, fold_0/ .. fold_{len(members) - 1}/")
     return run_dir
+
+
+WEAK_FOLD_IOU = 0.15  # a fold this far below the median fold's validation IoU is named
+
+
+def _weak_folds(folds: list[dict]) -> list[str]:
+    """A fold much worse than the others (too few epochs on a busy machine, say): the ensemble averages it with
+    the same weight, so it is named, with what it trained."""
+    median = float(np.median([f["iou"] for f in folds]))
+    return [f"{f['run']} reaches validation IoU {f['iou']:.3f}, far below the folds' median {median:.3f} (it trained "
+            f"{f.get('epochs')} epochs; the others {', '.join(str(g.get('epochs')) for g in folds if g is not f)}): the "
+            "ensemble averages it with the same weight; train the ensemble again, or predict with its better folds"
+            for f in folds if f["iou"] < median - WEAK_FOLD_IOU]
 
 
 def _member_inputs(member: Path) -> dict | None:
@@ -165,6 +181,7 @@ def cv_metrics(members: list[Path]) -> dict:
         metrics = read_json(member / "eval_val" / "metrics.json")
         summary = read_json(member / "summary.json")
         folds.append({"fold": i, "run": member.name, "images": metrics["images"], "best_epoch": summary["best_epoch"],
+                      "epochs": summary.get("epochs"),
                       **{k: metrics[k] for k in ("iou", "dice", "accuracy", "miou")}})
         frames.append(pd.read_csv(member / "eval_val" / "per_image.csv").assign(fold=i))
         cm = pd.read_csv(member / "eval_val" / "confusion.csv").drop(columns=["true"]).to_numpy(np.int64)
