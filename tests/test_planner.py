@@ -371,3 +371,15 @@ def test_two_classes_given_for_masks_of_three_is_noted():
     assert noted.values()["classes"] == 2  # the user's word wins, and the plan says what it merges
     assert any("--classes 2 reads every mask value above 0 as foreground" in n and "3 classes" in n for n in noted.notes)
     assert not make_plan(fp, CPU, None, {"classes": 3}, calibrate_steps=0).notes
+
+
+def test_a_budget_mostly_spent_before_training_is_said():
+    from segfit.config import RunConfig
+    from segfit.runs import _fit_budget
+
+    said = []
+    _fit_budget(RunConfig(), None, None, {"train": [], "val": []}, 5.0, said.append, 60.0)
+    assert len(said) == 1 and "only 4 s of the 60 s budget are left to train in" in said[0]
+    said.clear()
+    _fit_budget(RunConfig(), None, None, {"train": [], "val": []}, 40.0, said.append, 60.0)
+    assert said == []

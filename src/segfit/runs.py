@@ -43,6 +43,7 @@ class TrainResult:
         return self.run_dir / "checkpoints" / "last.ckpt"
 
 
+SHORT_TRAINING_SHARE = 0.25  # less of the budget left to train in than this: a warning
 FEW_TRAINING_IMAGES = 3  # fewer: a warning that the model will learn the images more than their kind
 
 
@@ -122,7 +123,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     dm = SegmentationDataModule(cfg.data, cfg.train, split=split)
     dm.prepare(verbose)
     if budget and resume is None and "epochs" not in options:
-        _fit_budget(cfg, planned, fingerprint, dm.split, budget - (perf_counter() - start), say)
+        _fit_budget(cfg, planned, fingerprint, dm.split, budget - (perf_counter() - start), say, budget)
     if resume is None:
         _resolve_auto(cfg, dm.summary)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -211,8 +212,9 @@ def _planning(plan, options: dict) -> bool:
     return options.get("model") != "notebook"
 
 
-def _fit_budget(cfg: RunConfig, planned, fingerprint, split: dict, remaining: float, say) -> None:
-    """Epochs (and Lightning's hard stop) that fit the time left after the data pass."""
+def _fit_budget(cfg: RunConfig, planned, fingerprint, split: dict, remaining: float, say, budget: float) -> None:
+    """Epochs (and Lightning's hard stop) that fit the time left after the data pass; a warning when that
+    left little of the budget to train in."""
     n_train, n_val = len(split["train"]), len(split["val"])
     if planned is not None:
         d, scale = fingerprint["data"], cfg.data.scale or 1.0
@@ -224,6 +226,10 @@ def _fit_budget(cfg: RunConfig, planned, fingerprint, split: dict, remaining: fl
         say(f"  epochs  {cfg.train.epochs}  ({planned.entries['epochs']['reason']})")
     else:
         cfg.train.max_time = max(1.0, 0.9 * remaining)
+    if cfg.train.max_time < SHORT_TRAINING_SHARE * budget:
+        say(f"segfit: warning: only {cfg.train.max_time:.0f} s of the {budget:.0f} s budget are left to train in (planning "
+            "and reading the data took the rest: about 25 s, more on a busy machine): the model will be weak; "
+            "give a larger --time")
 
 
 def _record_epochs(run_dir: Path, cfg: RunConfig, planned, epochs: int) -> None:
