@@ -25,9 +25,10 @@ from segfit.data.preprocess import image_to_tensor, resize_image, working_size
 from segfit.decoding import UNCERTAIN_PIXEL, Prediction, decode, image_uncertainty, instance_png, to_uint8
 from segfit.errors import SegfitError
 from segfit.rundir import output_dir, previous_outputs, remove_stale
-from segfit.novelty import colourfulness, file_colour, image_stats, unusual
+from segfit.novelty import file_colour, image_stats, unusual
 from segfit.objects import label_counts
 
+MAX_WHOLE_SIDE = 1024  # larger images are predicted in tiles, whatever the training size
 
 def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike,
             tile: int | None = None, overlap: int = 64, auto_tile: float = 4.0, instances: bool | None = None,
@@ -307,9 +308,10 @@ class Predictor:
                 continue
             # A grey model's view has no colour: measured on the file, before the prediction's peak memory.
             colour = file_colour(path) if uncertainty and known and self.config.data.channels != 3 else None
-            why = unusual(image_stats(image, colour), known) if known else None
+            stats = image_stats(image, colour) if known else None
+            why = unusual(stats, known) if known else None
             if why:  # said whether or not uncertainty is asked: such a prediction can be confidently wrong
-                why += _pixel_hint(image, self.config.data.channels == 3)
+                why += _pixel_hint(image, stats, self.config.data.channels == 3)
                 strange.append({"image": shown, "why": why})
                 print(f"{shown}: {why}")
             result = self.predict_full([image], None, 1, objects, uncertainty)[0]
@@ -379,16 +381,13 @@ class Predictor:
         return record
 
 
-MAX_WHOLE_SIDE = 1024  # larger images are predicted in tiles, whatever the training size
-
-
-def _pixel_hint(image: np.ndarray, colour_model: bool) -> str:
-    """What may have gone wrong with an unusual image's pixels: float pixels beyond 1 (read as they are),
-    a grey image given to a model of colour images."""
+def _pixel_hint(image: np.ndarray, stats: dict, colour_model: bool) -> str:
+    """What may have gone wrong with an unusual image's pixels (``stats``: its :func:`image_stats`): float
+    pixels beyond 1 (read as they are), a grey image given to a model of colour images."""
     if image.dtype.kind == "f" and float(image.max(initial=0.0)) > 1.0:
         return ("; its pixels are floats above 1 and are read as they are (1 is full brightness): save it as an "
                 "8- or 16-bit image like the training images, or scale it to 0..1")
-    if colour_model and image.ndim == 3 and colourfulness(image) == 0.0:
+    if colour_model and stats["colour"] == 0.0:
         return "; it is grey and the model learned colour images"
     return ""
 

@@ -33,21 +33,17 @@ def list_masks(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[Path]]
     data set folder (``images/`` + ``masks/``, one folder per image, split folders), its masks (a folder of
     one mask per object stands for its instance map). Returns the masks and the data set folders among
     the inputs."""
-    from segfit.data.layouts import discover
+    from segfit.data.layouts import held_samples
 
     found, data_sets = [], []
     for item in inputs:
         path = Path(item)
         files = list_inputs([path], MASK_EXTS, PREDICTED_SUFFIXES) if path.is_dir() else None
-        if files == []:  # a folder with no masks of its own: a data set's?
-            try:
-                samples = [s for s in discover(path, require_masks=False).samples if s.mask is not None]
-            except SegfitError:
-                samples = []
-            if samples:
-                found += [s.mask for s in samples]
-                data_sets.append(path)
-                continue
+        masks = [s.mask for s in held_samples(path) or [] if s.mask is not None] if files == [] else []
+        if masks:  # a folder with no masks of its own holds a data set: its masks
+            found += masks
+            data_sets.append(path)
+            continue
         found += files or list_inputs([path], MASK_EXTS, PREDICTED_SUFFIXES, SegfitError(
             "no masks found", fix="give a folder of class-index masks (NAME.png from `segfit predict`), "
                                   "or images with --checkpoint to predict masks first"))
@@ -196,9 +192,10 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     min_area = min_area or 0
 
     object_frames, image_rows = [], []
+    unlabelled = IGNORE_ID if reading is not None else void  # a data set's reading turns its void value into IGNORE_ID
     for path, image in progress(list(zip(masks, image_names)), "quantify"):
         mask = read_class_ids(path, reading)[0] if reading is not None else read_class_mask(path, instance_maps)
-        labelled = None if void is None else mask != (IGNORE_ID if reading is not None else void)
+        labelled = None if void is None else mask != unlabelled
         bad = np.unique(mask[(mask >= len(names)) & (mask != void)]) if not instance_maps and reading is None else []
         if len(bad):
             raise SegfitError(f"mask values {bad[:6].tolist()} are outside the {len(names)} classes ({', '.join(names)})",

@@ -129,14 +129,21 @@ def find_images(inputs: list[str | os.PathLike]) -> list[tuple[Path, str]]:
     found: list[tuple[Path, str]] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir() and not any(p.suffix.lower() in IMAGE_EXTS for p in path.iterdir() if p.is_file()):
-            try:
-                found += [(s.image, s.name) for s in discover(path, require_masks=False).samples]
-                continue
-            except SegfitError:
-                pass  # not a data set either: list_images says no images are there
-        found += [(p, p.stem) for p in list_images([path])]
+        held = held_samples(path) if path.is_dir() and not list_files(path, IMAGE_EXTS) else None
+        if held:
+            found += [(s.image, s.name) for s in held]
+        else:  # not a data set either: list_images says no images are there
+            found += [(p, p.stem) for p in list_images([path])]
     return found
+
+
+def held_samples(folder: Path) -> list[Sample] | None:
+    """The samples of the data set ``folder`` holds (``images/`` + ``masks/``, one folder per image, split
+    folders), masks or not; None when it holds none (``predict`` and ``quantify`` of a data set folder)."""
+    try:
+        return discover(folder, require_masks=False).samples or None
+    except SegfitError:
+        return None
 
 
 def _discover_split(root: Path, parts: dict[str, Path], mask_suffix: str, require_masks: bool) -> Layout:

@@ -35,8 +35,7 @@ def make_split(names: list[str], root: str | Path, test: float = 0.2, val: float
                     "source": "split folders", "seed": seed}
         trainval, test_names = list(folders["train"]), list(folders["test"])
         source = "split folders" + ("" if test_names else " (no test folder: no test images)")
-    elif (root / "train.csv").is_file() and (root / "test.csv").is_file() or _lone_test_list(root, known):
-        given = {f: read_split_file(root / f) for f in ("train.csv", "test.csv") if (root / f).is_file()}
+    elif (given := _split_lists(root, known)) is not None:
         test_names = given["test.csv"]
         trainval = given.get("train.csv") or [n for n in names if n not in set(test_names)]  # test.csv alone: the rest
         for fname, listed in given.items():
@@ -81,16 +80,20 @@ def val_count(n: int, val: float) -> int:
     return 1 if val > 0 and count == 0 and n >= 2 else count
 
 
-def _lone_test_list(root: Path, known: set[str]) -> bool:
-    """A ``test.csv`` without ``train.csv`` that lists images of the data set (not, as some downloads do, images
-    without masks): it names the test images."""
-    if (root / "train.csv").is_file() or not (root / "test.csv").is_file():
-        return False
+def _split_lists(root: Path, known: set[str]) -> dict[str, list[str]] | None:
+    """The split files that define the split, each read once: ``train.csv`` and ``test.csv`` together, or a
+    ``test.csv`` alone that lists images of the data set (not, as some downloads do, images without masks);
+    None otherwise (a lone ``train.csv`` is no split)."""
+    test, train = root / "test.csv", root / "train.csv"
+    if not test.is_file():
+        return None
+    if train.is_file():
+        return {"train.csv": read_split_file(train), "test.csv": read_split_file(test)}
     try:
-        listed = read_split_file(root / "test.csv")
+        listed = read_split_file(test)
     except SegfitError:
-        return False
-    return bool(listed) and all(n in known for n in listed)
+        return None
+    return {"test.csv": listed} if listed and all(n in known for n in listed) else None
 
 
 def select(split: dict, which: str) -> list[str]:
