@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -56,7 +57,8 @@ def test_help_and_argument_errors_do_not_import_torch(tmp_path):
         "             ['train', 'd', '--time', 'soon'], ['train', 'd', '--time', '-5m'], ['plan', 'd', '--time', '0s'],\n"
         "             ['train', 'd', '--lr', '0'], ['train', 'd', '--test', '1.5'], ['train', 'd', '--classes', '1'],\n"
         "             ['train', 'nowhere'], ['train', '--resume', 'nowhere/last.ckpt'], ['predict', 'nowhere', 'x', '--out', 'o'],\n"
-        "             ['evaluate', 'nowhere'], ['export', 'nowhere', '--out', 'm.onnx'], ['quantify', 'nowhere', '--out', 'q']):\n"
+        "             ['evaluate', 'nowhere'], ['export', 'nowhere', '--out', 'm.onnx'], ['quantify', 'nowhere', '--out', 'q'],\n"
+        "             ['train', 'd', '--out', 'afile'], ['check', '~/nowhere-segfit']):\n"
         "    try:\n"
         "        codes.append(main(argv))\n"
         "    except SystemExit as exc:\n"
@@ -66,16 +68,37 @@ def test_help_and_argument_errors_do_not_import_torch(tmp_path):
         "print(codes)\n"
     )
     (tmp_path / "d").mkdir()
+    (tmp_path / "afile").write_text("mine")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == str([0, 0, 0] + [2] * 13)
+    assert proc.stdout.strip().splitlines()[-1] == str([0, 0, 0] + [2] * 15)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("segfit: error:")]
-    assert len(errors) == 13, proc.stderr
+    assert len(errors) == 15, proc.stderr
     for line, words in zip(errors[1:], (["soon", "10m"], ["-5m", "duration"], ["positive", "0s"], ["--lr", "positive"],
                                         ["--test", "fraction"], ["--classes", "background"], ["data folder not found", "nowhere"],
                                         ["not found", "last.ckpt"], ["not found", "nowhere"], ["not found", "nowhere"],
-                                        ["not found", "nowhere"], ["input not found", "nowhere"])):
+                                        ["not found", "nowhere"], ["input not found", "nowhere"],
+                                        ["output path is a file", "afile"], ["not found", str(Path.home() / "nowhere-segfit")])):
         assert all(w in line for w in words), (line, words)
+
+
+def test_file_system_errors_are_user_errors(monkeypatch, capsys):
+    """A read-only or full disk is the user's to fix: one line naming the place, exit 2, not an internal error."""
+    import errno
+
+    from segfit import cli as cli_module
+
+    for code, words in ((errno.EROFS, ["read-only", "locked/run", "--out"]), (errno.ENOSPC, ["space", "locked/run"])):
+        def fail(command, opts, code=code):
+            raise OSError(code, os.strerror(code), "locked/run")
+
+        monkeypatch.setattr(cli_module, "run_command", fail)
+        assert cli_module.main(["train", "d"]) == 2
+        line = capsys.readouterr().err.strip()
+        assert line.startswith("segfit: error: ") and "internal" not in line, line
+        assert all(w in line for w in words), line
+    monkeypatch.setattr(cli_module, "run_command", lambda command, opts: 1 / 0)
+    assert cli_module.main(["train", "d"]) == 1 and "internal error" in capsys.readouterr().err
 
 
 def test_help_lists_the_commands(tmp_path):

@@ -264,3 +264,26 @@ def test_too_few_training_images_are_warned_of(tmp_path, capsys):
     segfit.train(tmp_path / "data", tmp_path / "run", model="notebook", channels=1, epochs=1, batch_size=2, val=1,
                  test=0.25, report=False)
     assert "segfit: warning: only 2 training images" in capsys.readouterr().out
+
+
+def test_rotations_of_one_pixel_wide_images(tmp_path):
+    """A 64 x 1 image rotated by 90 degrees can have a negative stride on an axis of length 1, which numpy calls
+    contiguous and torch refuses: every item still becomes a tensor equal to the rotated arrays."""
+    import albumentations as A
+    import torch
+
+    from segfit.config import DataConfig
+    from segfit.data.datamodule import SegmentationDataset
+    from segfit.data.layouts import Sample
+
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(64, 1)).save(tmp_path / "im.png")
+    Image.fromarray((np.arange(64) % 2).astype(np.uint8).reshape(64, 1)).save(tmp_path / "im_mask.png")
+    rotate = A.Compose([A.HorizontalFlip(p=0.5), A.RandomRotate90(p=1.0)])
+    ds = SegmentationDataset([Sample("im", tmp_path / "im.png", tmp_path / "im_mask.png")], DataConfig(channels=1),
+                             transform=rotate)
+    for seed in range(8):
+        x, y = ds[(0, seed)]
+        assert x.shape[1:] == y.shape and sorted(y.shape) == [1, 64]
+        values = (x.flatten() * 255).round().long()
+        assert sorted(values.tolist()) == list(range(64))
+        assert torch.equal(y.flatten(), values % 2)  # image and mask turned alike

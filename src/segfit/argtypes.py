@@ -1,9 +1,11 @@
 """Value types of the command line's options: each parses one argument or raises argparse's type
-error, which the parser shows as a one-line message."""
+error, which the parser shows as a one-line message; and the checks of the paths a command is given,
+made before its heavy imports."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def val(text: str) -> float:
@@ -118,3 +120,43 @@ def mask_value_or_none(text: str) -> int | str:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"expected a mask value from 1 to 65535 (0 is the background), or 'none', not {text!r}")
     return value
+
+
+# The paths each command reads, checked before the command's (heavy) imports: a typo answers at once.
+PATHS = {"train": (("data", "data folder"), ("resume", "checkpoint or run folder")),
+         "check": (("data", "data folder"),), "plan": (("data", "data folder"),), "show": (("data", "data folder"),),
+         "evaluate": (("run", "checkpoint or run folder"), ("data", "data folder")),
+         "predict": (("checkpoint", "checkpoint or run folder"), ("inputs", "input")),
+         "quantify": (("inputs", "input"), ("checkpoint", "checkpoint or run folder")),
+         "export": (("checkpoint", "checkpoint or run folder"),), "convert-masks": (("src", "mask folder"),)}
+
+
+def check_paths(command: str, opts: dict) -> None:
+    """Paths given quoted keep a ``~`` the shell did not expand: expand it; then each input must exist and
+    a folder to write must not be a file."""
+    from segfit.errors import SegfitError, require
+
+    for key, value in opts.items():
+        if isinstance(value, str) and value.startswith("~"):
+            opts[key] = os.path.expanduser(value)
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            opts[key] = [os.path.expanduser(v) for v in value]
+    for key, what in PATHS.get(command, ()):
+        value = opts.get(key)
+        for path in value if isinstance(value, list) else [value]:
+            if isinstance(path, (str, os.PathLike)):
+                require(path, what)
+    if command in ("train", "evaluate", "predict", "quantify", "demo") and opts.get("out") and os.path.isfile(opts["out"]):
+        raise SegfitError("output path is a file", opts["out"], "give a folder name with --out")
+
+
+def joined_negatives(argv: list[str]) -> list[str]:
+    """``--time -5m`` as ``--time=-5m``: argparse takes ``-5m`` for an option and says "expected one argument";
+    joined, the value reaches its type and gets a message about durations."""
+    out: list[str] = []
+    for item in argv:
+        if out and out[-1] in ("-t", "--time") and item[:1] == "-" and item[1:2].isdigit():
+            out[-1] = f"{out[-1]}={item}" if out[-1].startswith("--") else f"{out[-1]}{item}"
+        else:
+            out.append(item)
+    return out

@@ -325,41 +325,10 @@ def _train_options(opts: dict) -> dict:
     return opts
 
 
-# The paths each command reads, checked before the command's (heavy) imports: a typo answers at once.
-PATHS = {"train": (("data", "data folder"), ("resume", "checkpoint or run folder")),
-         "check": (("data", "data folder"),), "plan": (("data", "data folder"),), "show": (("data", "data folder"),),
-         "evaluate": (("run", "checkpoint or run folder"), ("data", "data folder")),
-         "predict": (("checkpoint", "checkpoint or run folder"), ("inputs", "input")),
-         "quantify": (("inputs", "input"), ("checkpoint", "checkpoint or run folder")),
-         "export": (("checkpoint", "checkpoint or run folder"),), "convert-masks": (("src", "mask folder"),)}
-
-
-def _check_paths(command: str, opts: dict) -> None:
-    from segfit.errors import require
-
-    for key, what in PATHS.get(command, ()):
-        value = opts.get(key)
-        for path in value if isinstance(value, list) else [value]:
-            if isinstance(path, (str, os.PathLike)):
-                require(path, what)
-
-
-def _joined_negatives(argv: list[str]) -> list[str]:
-    """``--time -5m`` as ``--time=-5m``: argparse takes ``-5m`` for an option and says "expected one argument";
-    joined, the value reaches its type and gets a message about durations."""
-    out: list[str] = []
-    for item in argv:
-        if out and out[-1] in ("-t", "--time") and item[:1] == "-" and item[1:2].isdigit():
-            out[-1] = f"{out[-1]}={item}" if out[-1].startswith("--") else f"{out[-1]}{item}"
-        else:
-            out.append(item)
-    return out
-
-
 def run_command(command: str, opts: dict) -> int:
     if command == "train":
         opts = _train_options(opts)
-    _check_paths(command, opts)
+    argtypes.check_paths(command, opts)
     if command == "convert-masks":
         opts["verbose"] = True
     module, name = API[command]
@@ -369,14 +338,14 @@ def run_command(command: str, opts: dict) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
-    args = parser.parse_args(_joined_negatives(sys.argv[1:] if argv is None else [str(a) for a in argv]))
+    args = parser.parse_args(argtypes.joined_negatives(sys.argv[1:] if argv is None else [str(a) for a in argv]))
     if not args.command:
         parser.print_help()
         return 0
     opts = vars(args)
     command, debug = opts.pop("command"), opts.pop("debug", False)
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    from segfit.errors import Interrupted, SegfitError
+    from segfit.errors import Interrupted, SegfitError, from_os_error
 
     try:
         return run_command(command, opts)
@@ -396,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an internal error: say so, keep the traceback behind --debug
         if debug:
             raise
+        if (user_error := from_os_error(exc)) is not None:
+            sys.stderr.write(f"segfit: error: {user_error.line()}\n")
+            return 2
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         sys.stderr.write(f"segfit: error: internal error ({type(exc).__name__}: {detail}): "
                          f"rerun with --debug for the traceback and report it\n")

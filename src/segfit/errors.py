@@ -29,3 +29,18 @@ def require(path: str | os.PathLike, what: str) -> None:
 
 class Interrupted(Exception):
     """Training stopped by Ctrl-C or SIGTERM; the message says how to resume."""
+
+
+def from_os_error(exc: BaseException) -> SegfitError | None:
+    """The user's error that an ``OSError`` of the file system is (a folder without write permission, a
+    read-only or full disk), or ``None`` for another exception: reported as a one-line message, not as an
+    internal error."""
+    import errno
+
+    if not isinstance(exc, OSError) or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
+                                                          errno.EDQUOT):
+        return None
+    what = (exc.strerror or "cannot write").lower()
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return SegfitError(what, exc.filename, "free some space, or write to another disk (--out)")
+    return SegfitError(what, exc.filename, "check the permissions of that place, or write elsewhere (--out)")

@@ -13,7 +13,7 @@ from segfit.config import DataConfig, TrainConfig
 from segfit.data.cache import PairCache
 from segfit.data.formats import IGNORE_ID
 from segfit.data.layouts import Layout, Sample, discover
-from segfit.data.preprocess import image_to_tensor, load_pair, split_target
+from segfit.data.preprocess import image_to_tensor, load_pair, numpy_to_tensor, split_target
 from segfit.data.split import make_split
 from segfit.data.transforms import create_transforms
 from segfit.errors import SegfitError
@@ -52,8 +52,8 @@ class SegmentationDataset(Dataset):
             if image.ndim == 2:
                 image = image[..., None]
         ids, distance = split_target(mask)
-        x, y = image_to_tensor(image, self.cfg.mean, self.cfg.std), torch.from_numpy(np.ascontiguousarray(ids)).long()
-        return (x, y) if distance is None else (x, y, torch.from_numpy(np.ascontiguousarray(distance)))
+        x, y = image_to_tensor(image, self.cfg.mean, self.cfg.std), numpy_to_tensor(ids).long()
+        return (x, y) if distance is None else (x, y, numpy_to_tensor(distance))
 
 
 class EpochSampler(Sampler):

@@ -42,6 +42,14 @@ def resize_mask(mask: np.ndarray, size: int | tuple[int, int] | None) -> np.ndar
     return mask[rows[:, None], cols[None, :]]
 
 
+def numpy_to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """``torch.from_numpy`` of any array: a contiguous copy when needed. ``np.ascontiguousarray`` keeps a flipped
+    axis of length 1 (numpy calls it contiguous whatever its stride) and torch refuses negative strides."""
+    if not arr.flags.c_contiguous or any(s < 0 for s in arr.strides):
+        arr = arr.copy()
+    return torch.from_numpy(arr) if arr.flags.writeable else torch.tensor(arr)
+
+
 def image_to_tensor(image: np.ndarray, mean=None, std=None) -> torch.Tensor:
     """``H x W x C`` array (uint8, uint16 or float) -> ``C x H x W`` float32 in [0, 1], then normalised."""
     if image.dtype == np.uint8:
@@ -50,8 +58,7 @@ def image_to_tensor(image: np.ndarray, mean=None, std=None) -> torch.Tensor:
         scale = 1 / 65535.0
     else:
         scale = 1.0
-    arr = np.ascontiguousarray(image.transpose(2, 0, 1))
-    t = (torch.from_numpy(arr) if arr.flags.writeable else torch.tensor(arr)).float()
+    t = numpy_to_tensor(image.transpose(2, 0, 1)).float()
     if scale != 1.0:  # integer input: .float() made a new tensor, scaled in place
         t.mul_(scale)
     if mean is not None:
