@@ -389,3 +389,21 @@ def test_a_data_set_reads_its_masks_as_check_and_train_do(tmp_path):
         instances.append(m)
     summary = quantify([_data_set(tmp_path / "inst", instances)], tmp_path / "qi", verbose=False)
     assert summary["instance_maps"] and summary["classes"]["foreground"]["objects"] == 9
+
+
+def test_a_flat_data_set_measures_its_masks_not_its_images(tmp_path):
+    """NAME.tif + NAME_bin.png in one folder: the images are not masks (they were read as instance maps
+    of a few hundred values, counting thousands of objects)."""
+    import tifffile
+
+    rng = np.random.default_rng(1)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(3):
+        tifffile.imwrite(flat / f"s{i}.tif", rng.integers(0, 60000, (48, 48), dtype=np.uint16))
+        m = np.zeros((48, 48), np.uint16)
+        m[10:30, 10:20], m[10:30, 20:30], m[35:45, 35:45] = 1, 2, 3
+        _save(flat / f"s{i}_bin.png", m)
+    summary = quantify([flat], tmp_path / "q", verbose=False)
+    assert summary["images"] == 3 and summary["instance_maps"]
+    assert summary["classes"]["foreground"]["objects"] == 9

@@ -39,8 +39,8 @@ def list_masks(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[Path]]
     for item in inputs:
         path = Path(item)
         files = list_inputs([path], MASK_EXTS, PREDICTED_SUFFIXES) if path.is_dir() else None
-        masks = [s.mask for s in held_samples(path) or [] if s.mask is not None] if files == [] else []
-        if masks:  # a folder with no masks of its own holds a data set: its masks
+        masks = [s.mask for s in held_samples(path) or [] if s.mask is not None] if files is not None else []
+        if masks:  # a folder of image/mask pairs (NAME.tif + NAME_bin.png; images/ + masks/): its masks
             found += masks
             data_sets.append(path)
             continue
