@@ -287,3 +287,24 @@ def test_rotations_of_one_pixel_wide_images(tmp_path):
         values = (x.flatten() * 255).round().long()
         assert sorted(values.tolist()) == list(range(64))
         assert torch.equal(y.flatten(), values % 2)  # image and mask turned alike
+
+
+def test_overwrite_replaces_a_run_but_never_the_users_files(trained_run, tmp_path):
+    """--overwrite deletes what segfit wrote into a run folder; a folder that also holds the user's own files
+    (notes, an analysis) is refused, naming them, and nothing is deleted."""
+    import shutil
+
+    from segfit.rundir import make_run_dir
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "NOTES.txt").write_text("my notes")
+    (run / "my_analysis").mkdir()
+    (run / "my_analysis" / "fig.csv").write_text("a,b\n")
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    with pytest.raises(SegfitError, match=r"did not write \(NOTES.txt, my_analysis/\)"):
+        make_run_dir(run, overwrite=True)
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    (run / "NOTES.txt").unlink()
+    shutil.rmtree(run / "my_analysis")
+    assert make_run_dir(run, overwrite=True, say=lambda *a: None) == run and not any(run.iterdir())

@@ -29,6 +29,10 @@ def make_run_dir(out: str | os.PathLike | None, overwrite: bool = False, say=pri
             if not ((out / "config.json").is_file() or (out / "ensemble.json").is_file()):
                 raise SegfitError("--overwrite only replaces a segfit run folder, and this one holds other files", out,
                                   "choose another --out")
+            if others := foreign_entries(out):
+                raise SegfitError(f"--overwrite would delete files segfit did not write ({', '.join(others[:3])}"
+                                  + (", ..." if len(others) > 3 else "") + ")", out, "move them out of the run folder first, "
+                                  "or choose another --out")
             shutil.rmtree(out)
         else:
             n = 2
@@ -40,6 +44,21 @@ def make_run_dir(out: str | os.PathLike | None, overwrite: bool = False, say=pri
             out = Path(f"{out}-{n}")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+# What a run folder (or an ensemble's) holds of segfit's making: --overwrite deletes these only.
+RUN_ENTRIES = {"config.json", "split.json", "plan.json", "fingerprint.json", "environment.json", "data.json",
+               "summary.json", "history.csv", "curves.png", "metrics.png", "checkpoints", "logs", "report.html",
+               "outputs.json", "ensemble.json", "cv_metrics.json"}
+RUN_PATTERNS = ("eval_", "fold_")
+
+
+def foreign_entries(run: Path) -> list[str]:
+    """The entries of the run folder ``run`` that segfit did not write there (a user's notes, analyses): the
+    names not in :data:`RUN_ENTRIES`, not ``eval_*``/``fold_*`` folders, not output folders segfit made."""
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in run.iterdir()
+                  if p.name not in RUN_ENTRIES and not (p.is_dir() and p.name.startswith(RUN_PATTERNS))
+                  and not (p / OUTPUT_MARK).is_file())
 
 
 OUTPUT_MARK = ".segfit"  # in every folder of outputs segfit makes: it may write there again
