@@ -170,6 +170,8 @@ def batch(tmp_path_factory, particles_dir):
     Image.fromarray(np.zeros((20, 32), np.uint16)).save(data / "segmaps" / f"{a_training_image(data)}.png")
 
     case("show", "show", particles_dir, "--index", "3", "--out", root / "show" / "pair.png")
+    case("show_kept", "show", particles_dir, "--out", root / "show_kept" / "mine.png")
+    (root / "show_kept" / "mine.png").write_text("the user's own file")
     case("summary", "summary", "--model", "notebook", "--size", "128", "--channels", "1")
 
     train_args = ["train", root / "train" / "data", "--out", root / "train" / "runs" / "a", "--channels", "1",
@@ -252,6 +254,9 @@ def test_show_writes_a_picture(batch):
     with Image.open(target) as im:
         assert im.format == "PNG" and im.size[0] > im.size[1] > 100
     assert sorted(p.name for p in folder.iterdir()) == ["pair.png"]
+    folder, proc = batch["show_kept"]  # a file already there is the user's: kept, the picture goes beside it
+    assert proc.returncode == 0 and "writing to" in proc.stdout and str(folder / "mine-2.png") in proc.stdout
+    assert (folder / "mine.png").read_text() == "the user's own file" and (folder / "mine-2.png").is_file()
 
 
 def test_summary_of_the_notebook_model(batch):

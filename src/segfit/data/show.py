@@ -15,7 +15,8 @@ def show(data: str | os.PathLike, index: int = 0, out: str | os.PathLike | None 
     Args:
         data: data set folder.
         index: which image.
-        out: PNG file to write (default ``NAME_show.png`` in the current folder).
+        out: PNG file to write (default ``NAME_show.png`` in the current folder); an existing file is kept and
+            ``NAME-2.png`` written instead.
         verbose: print where the file went.
         **options: the data options of ``train`` (``channels``, ``size``, ``mask_mode``, ``classes`` ...).
 
@@ -26,6 +27,7 @@ def show(data: str | os.PathLike, index: int = 0, out: str | os.PathLike | None 
     from segfit.data.layouts import discover
     from segfit.data.preprocess import load_pair
     from segfit.options import data_config
+    from segfit.rundir import new_file
     from segfit.viz import plot_pair
 
     cfg = data_config(data, **with_detected_reading(data, options))  # the masks read as check and train read them
@@ -34,7 +36,7 @@ def show(data: str | os.PathLike, index: int = 0, out: str | os.PathLike | None 
         raise SegfitError(f"--index {index} is out of range", data, f"use 0 to {len(samples) - 1}")
     sample = samples[index]
     image, mask = load_pair(sample, cfg)
-    path = Path(out or f"{sample.name}_show.png")
+    path = new_file(out or f"{sample.name}_show.png", print if verbose else lambda _: None)  # never overwritten
     plot_pair(image, mask, f"{sample.name} ({image.shape[1]}x{image.shape[0]})", cfg.class_names, cfg.class_colors, path)
     if verbose:
         print(f"Wrote {path}")
