@@ -307,6 +307,17 @@ def test_missing_palette_and_source_are_one_line_errors(tmp_path):
 # Never overwrite without --force; --dry-run writes nothing
 
 
+def test_annotations_are_never_converted_over_themselves(tmp_path):
+    """Into the source folder with an empty suffix each mask would replace its annotation: refused even with
+    --force, and nothing written."""
+    rgb, _ = crafted()
+    save_rgb(tmp_path / "ann" / "a.png", rgb)
+    before = snapshot(tmp_path / "ann")
+    with pytest.raises(SegfitError, match="replace its own colour annotation"):
+        convert_masks(tmp_path / "ann", tmp_path / "ann", load_palette("vineyard"), suffix="", force=True)
+    assert snapshot(tmp_path / "ann") == before
+
+
 def test_existing_target_needs_force(tmp_path):
     rgb, expected = crafted()
     save_rgb(tmp_path / "src" / "a.png", rgb)

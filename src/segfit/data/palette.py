@@ -205,6 +205,10 @@ def _convert(src: Path, dst: Path, palette: Palette, suffix: str, dry_run: bool,
     if not files:
         raise SegfitError("no colour masks (.png, .jpg, .bmp, .tif) found", src, "check the folder")
     targets = [dst / f"{p.stem}{suffix}.png" for p in files]
+    sources = {p.resolve() for p in files}
+    if clash := next((t for t in targets if t.resolve() in sources), None):  # even --force: the annotations would be lost
+        raise SegfitError("a converted mask would replace its own colour annotation", clash,
+                          "write to another folder, or keep a --suffix such as _bin")
     if not force and not dry_run:
         existing = [t for t in targets if t.exists()]
         if existing:
