@@ -87,6 +87,26 @@ def test_report_command_rebuilds_and_evaluate_adds_a_test_section(run_copy, tmp_
     assert res[2].returncode == 2 and "not a run folder" in res[2].stderr and "Traceback" not in res[2].stderr
 
 
+def test_a_newer_best_checkpoint_is_scored_again_and_older_test_figures_are_marked(run_copy):
+    """After a resumed training replaced best.ckpt, `segfit report` re-scores the validation images and marks the
+    test section it cannot redo (it showed an interrupted run's first epoch as if current)."""
+    import os
+    import time
+
+    from segfit.runs import report
+
+    assert (run_copy / "eval_test" / "metrics.json").is_file()  # from the test above
+    report(run_copy, verbose=False)
+    assert "earlier best checkpoint" not in (run_copy / "report.html").read_text()
+    best = run_copy / "checkpoints" / "best.ckpt"
+    later = time.time() + 5
+    os.utime(best, (later, later))  # as a resumed run's new best
+    report(run_copy, verbose=False)
+    assert (run_copy / "eval_val" / "metrics.json").stat().st_mtime >= later - 5  # re-scored
+    page = (run_copy / "report.html").read_text()
+    assert page.count("earlier best checkpoint") == 1 and f"segfit evaluate {run_copy} --split test" in page
+
+
 def test_gallery_orders_validation_images_best_to_worst(tmp_path, particles_dir):
     import segfit
     from segfit.report_page import build_report

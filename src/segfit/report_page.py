@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from segfit.io import write_text
-from segfit.rundir import outputs, read_json_if_any, require_run_dir
+from segfit.rundir import outputs, read_json_if_any, require_run_dir, scored_before_best
 from segfit.viz import FN_COLOR, FP_COLOR
 
 
@@ -63,7 +63,8 @@ def build_report(run_dir: str | os.PathLike, gallery_size: int = 4) -> Path:
             metrics = read_json_if_any(folder / "metrics.json") or {}
             split = str(metrics.get("split", "test"))
             title = f"{split.capitalize()} set" + ("" if folder.name == f"eval_{split}" else f" ({folder.name})")
-            parts.append(_evaluation_section(folder, names, title))
+            stale = scored_before_best(folder, run_dir) and Path(str(metrics.get("checkpoint", ""))).name == "best.ckpt"
+            parts.append(_evaluation_section(folder, names, title, stale_in=run_dir if stale else None))
     for folder in outputs(run_dir, "quantifications"):
         if (folder / "quantify.json").is_file():
             parts.append(_quantify_section(folder))
@@ -167,14 +168,19 @@ def _training_section(run_dir: Path, history, summary: dict, names: list[str]) -
     return "".join(out)
 
 
-def _evaluation_section(folder: Path, names: list[str], title: str, grid: bool = True) -> str:
+def _evaluation_section(folder: Path, names: list[str], title: str, grid: bool = True,
+                        stale_in: Path | None = None) -> str:
     import pandas as pd
 
     metrics = read_json_if_any(folder / "metrics.json") or {}
     resolution = metrics.get("resolution")
     res = f"{resolution}×{resolution}" if isinstance(resolution, int) else "original resolution"
     out = [f"<h2>{_e(title)}</h2><p class=\"sub\">{metrics.get('images', '?')} images at {res} · "
-           f"{_e(folder.name)}/ · threshold {_e(metrics.get('threshold', ''))}</p><div class=\"cards\">"]
+           f"{_e(folder.name)}/ · threshold {_e(metrics.get('threshold', ''))}</p>"]
+    if stale_in:  # evaluated before a resumed training in that run made a newer best checkpoint
+        out.append(f"<p class=\"warn\">These figures score an earlier best checkpoint: training went on since. "
+                   f"Score the current one with: segfit evaluate {_e(stale_in)} --split {_e(metrics.get('split', 'test'))}</p>")
+    out.append("<div class=\"cards\">")
     for key, label in (("iou", "IoU (mean over images)"), ("dice", "Dice"), ("accuracy", "pixel accuracy"), ("miou", "mean class IoU")):
         out.append(f"<div class=\"card\"><b>{_e(_f(metrics.get(key)))}</b><span>{label}</span></div>")
     out.append("</div>")

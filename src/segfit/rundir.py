@@ -192,3 +192,10 @@ def outputs(run_dir: str | os.PathLike, kind: str) -> list[Path]:
     run_dir = Path(run_dir)
     entries = (read_json_if_any(run_dir / "outputs.json") or {}).get(kind, [])
     return [Path(e) if Path(e).is_absolute() else run_dir / e for e in entries]
+
+
+def scored_before_best(folder: str | os.PathLike, run_dir: str | os.PathLike) -> bool:
+    """Whether the evaluation in ``folder`` scored the run's best checkpoint before training (resumed) replaced
+    it: its ``metrics.json`` is older than ``checkpoints/best.ckpt``."""
+    metrics, best = Path(folder) / "metrics.json", Path(run_dir) / "checkpoints" / "best.ckpt"
+    return metrics.is_file() and best.is_file() and metrics.stat().st_mtime < best.stat().st_mtime

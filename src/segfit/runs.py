@@ -21,6 +21,7 @@ from segfit.rundir import (
     require_run_dir,
     resolve_checkpoint,
     run_dir_of,
+    scored_before_best,
 )
 
 
@@ -278,7 +279,8 @@ def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, 
     run_dir = require_run_dir(run)
     cfg = RunConfig.from_dict(read_json(run_dir / "config.json"))
     split = read_json(run_dir / "split.json") if (run_dir / "split.json").is_file() else {}
-    if split.get("val") and (refresh or not (run_dir / "eval_val" / "metrics.json").is_file()):
+    if split.get("val") and (refresh or not (run_dir / "eval_val" / "metrics.json").is_file()
+                             or scored_before_best(run_dir / "eval_val", run_dir)):  # a resumed run's newer best
         from segfit.evaluation import evaluate
 
         if not (run_dir / "checkpoints" / "best.ckpt").is_file():
