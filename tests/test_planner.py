@@ -275,6 +275,11 @@ def test_learning_warnings():
     assert learning_warnings(np.array([[50, 5], [3, 30]]), ["background", "foreground"]) == []
     scattered = np.array([[80, 1, 9], [5, 40, 0], [20, 0, 1]])  # wood predicted, but almost never where wood is
     assert "hardly finds wood (IoU 0.03)" in learning_warnings(scattered, ["background", "leaves", "wood"])[0]
+    # every class found somewhere, yet worse than calling all background (78 % of the pixels; accuracy 0.50)
+    confused = np.array([[39, 20, 19], [5, 6, 0], [6, 0, 5]])
+    line = learning_warnings(confused, ["background", "leaves", "wood"])[0]
+    assert "pixel accuracy 0.50 is below the 0.78 of predicting background everywhere" in line
+    assert learning_warnings(np.array([[90, 3], [3, 4]]), ["background", "foreground"]) == []  # 0.94 vs 0.93: fine
     from segfit.config import RunConfig
 
     tried = RunConfig()  # a planned run that used Dice and class weights under a budget: only what is left is proposed

@@ -85,6 +85,7 @@ def _untried(config) -> list[str]:
 
 
 HARDLY_LEARNED_IOU = 0.05  # a class the masks contain but the model finds (almost) nowhere
+WORSE_THAN_CONSTANT = 0.05  # pixel accuracy this far below predicting the commonest class everywhere
 
 
 def learning_warnings(confusion: np.ndarray, class_names: list[str], config=None) -> list[str]:
@@ -104,4 +105,10 @@ def learning_warnings(confusion: np.ndarray, class_names: list[str], config=None
     hits = np.diag(confusion)
     iou = hits / np.maximum(predicted + true - hits, 1)
     poor = [f"{class_names[i]} (IoU {iou[i]:.2f})" for i in present if iou[i] < HARDLY_LEARNED_IOU]
-    return [f"the model hardly finds {', '.join(poor)}, which the masks contain: {fix}"] if poor else []
+    if poor:
+        return [f"the model hardly finds {', '.join(poor)}, which the masks contain: {fix}"]
+    accuracy, common = hits.sum() / max(true.sum(), 1), int(np.argmax(true))
+    if len(present) > 1 and accuracy < true[common] / true.sum() - WORSE_THAN_CONSTANT:
+        return [f"pixel accuracy {accuracy:.2f} is below the {true[common] / true.sum():.2f} of predicting "
+                f"{class_names[common]} everywhere: the model mixes the classes up; {fix}"]
+    return []
