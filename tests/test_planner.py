@@ -82,6 +82,8 @@ def test_a_tight_budget_trades_resolution_and_network_size_for_passes_over_the_d
     train_pixels = (80 - v["val"]) * 1024**2
     assert v["scale"] == pytest.approx(min(1.0, (4e5 * training_seconds(300) / (PASSES * train_pixels)) ** 0.5), abs=2e-3)
     assert 10 / 60 <= v["scale"] < 1.0 and "passes" in tight.entries["scale"]["reason"]
+    kept = f"the median object keeps {60 * v['scale']:.0f} px, the 5th-percentile one {20 * v['scale']:.0f} px"
+    assert kept in tight.entries["scale"]["reason"]  # at the scale chosen, not at the smallest allowed
     hopeless = make_plan(fp, CPU, 20, {})  # hopeless budget: the objects still keep their pixels
     assert hopeless.values()["scale"] == pytest.approx(10 / 60, abs=1e-3)
     assert big not in hopeless.calibration  # even the small network cannot pass often enough: the larger is not timed

@@ -168,18 +168,28 @@ def scale_bounds(fp: dict, device: str, instances: bool = False) -> tuple[float,
     working at (images beyond :data:`WORKING_SIDE` shrink, when the objects allow); never above 1.
     Learning instances, the median object keeps :data:`MIN_INSTANCE_OBJECT_PX`."""
     side = max(fp["height"]["median"], fp["width"]["median"])
-    objects = [o for o in fp["objects"].values() if o.get("diameter_p05")]
-    if not objects:
+    small, median = _object_diameters(fp)
+    if not small:
         low, why = 0.0, "no objects to keep"
     else:
-        small = min(o["diameter_p05"] for o in objects)
-        median = min(o["diameter_median"] for o in objects)
         keep = MIN_INSTANCE_OBJECT_PX if instances else MIN_MEDIAN_OBJECT_PX
         low = min(1.0, max(MIN_SMALL_OBJECT_PX / small, keep / median))
-        why = f"the median object keeps {median * low:.0f} px, the 5th-percentile one {small * low:.0f} px"
+        why = _objects_kept(fp, low)
     if low < 128 / side:  # a network needs some context
         low, why = min(1.0, 128 / side), why + ("; images keep at least 128 px" if side > 128 else "")
     return low, max(low, min(1.0, WORKING_SIDE[device] / side)), why
+
+
+def _object_diameters(fp: dict) -> tuple[float, float]:
+    """The smallest class's 5th-percentile and median object diameters (0, 0 without objects)."""
+    objects = [o for o in fp["objects"].values() if o.get("diameter_p05")]
+    return ((min(o["diameter_p05"] for o in objects), min(o["diameter_median"] for o in objects)) if objects
+            else (0.0, 0.0))
+
+
+def _objects_kept(fp: dict, scale: float) -> str:
+    small, median = _object_diameters(fp)
+    return f"the median object keeps {median * scale:.0f} px, the 5th-percentile one {small * scale:.0f} px"
 
 
 def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | None) -> None:
@@ -197,14 +207,17 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
         train_s = training_seconds(plan.budget_s)
         pixels = _train_pixels(plan, fp)
         fits = math.sqrt(rate * train_s / (PASSES * pixels))
-        if fits < scale and instances and fits < low:  # a short budget: pixels first, instances at the scale it affords
+        short = fits < scale and instances and fits < low  # a short budget: pixels first, instances at the scale it affords
+        if short:
             low, _, why_low = scale_bounds(fp, device)
-            why_low += f"; the budget is too short to keep objects at {MIN_INSTANCE_OBJECT_PX:.0f} px for instances"
         if fits < scale and low < 0.95:  # images that cannot shrink keep their reason
             scale = max(low, fits)
             passes = rate * train_s / (pixels * scale**2)
+            kept = why_low if scale == low else _objects_kept(fp, scale) if _object_diameters(fp)[0] else ""
+            if short and _object_diameters(fp)[1] * scale < MIN_INSTANCE_OBJECT_PX:
+                kept += f"; the budget is too short to keep objects at {MIN_INSTANCE_OBJECT_PX:.0f} px for instances"
             reason = (f"{side:.0f} px images shrink to {side * scale:.0f} px: the budget gives about {passes:.0f} passes "
-                      f"over the training pixels at this scale on this machine; " + why_low)
+                      f"over the training pixels at this scale on this machine" + (f"; {kept}" if kept else ""))
     scale = 1.0 if scale >= 0.95 else round(scale, 3)
     plan.set("scale", scale, f"original resolution ({reason}); never upscale" if scale == 1.0 else reason)
     scale = plan.values()["scale"]
