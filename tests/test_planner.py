@@ -144,6 +144,8 @@ def test_channels_loss_weights_and_augmentation_follow_the_data():
     assert grey["channels"] == 1 and grey["augment"] == "light" and grey["loss"] == "bce+dice"
     photo = _plan(_fp(channels=3, kind="index", fractions=(0.6, 0.39, 0.01)))
     assert photo["channels"] == 3 and photo["augment"] == "photo"
+    stained = _plan(_fp(channels=3))  # colour micrographs of objects numbered one by one (stained cells, particles)
+    assert stained["channels"] == 3 and stained["augment"] == "light"
     assert photo["loss"] == "ce+dice" and photo["class_weights"] == "auto" and photo["classes"] == 3
     assert grey["head_prior"] == "auto" and _plan(_fp(), {"head_prior": "none"})["head_prior"] == "none"
     sparse = _plan(_fp(fractions=(0.95, 0.05)))

@@ -249,10 +249,12 @@ def _training_rules(plan: Plan, fp: dict, machine: dict, device: str) -> None:
         plan.set("class_weights", "auto", "inverse-frequency class weights for the rarest classes")
     plan.set("head_prior", "auto", "the class logits start at the classes' pixel fractions (the training split's), "
              "so the first steps learn the objects rather than that most pixels are background")
-    photo = fp["channels"] == 3
+    objects = fp["mask_kind"] == "instance"  # objects numbered one by one (particles, cells): seen from any side
+    photo = fp["channels"] == 3 and not objects
     plan.set("augment", "photo" if photo else "light",
              "photos: horizontal flips and colour jitter (up is up)" if photo else
-             "micrographs: flips, 90-degree rotations and mild contrast changes (orientation carries no meaning)")
+             ("objects numbered one by one" if objects else "micrographs")
+             + ": flips, 90-degree rotations and mild contrast changes (orientation carries no meaning)")
     bf16 = (machine.get("gpu") or {}).get("bf16") if device == "gpu" else machine.get("cpu_bf16")
     plan.set("precision", "bf16-mixed" if bf16 else "32",
              f"native bf16 on this {device.upper()}" if bf16 else f"no native bf16 on this {device.upper()}: 32-bit")
