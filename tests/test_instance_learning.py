@@ -89,6 +89,9 @@ def test_instances_png_round_trips_and_quantify_and_evaluate_use_the_models_obje
                               model_instances=False, out=tmp_path / "posthoc")
     assert posthoc["instances"]["predicted_objects"] == "components"
     assert posthoc["instances"]["count_pred"] < inst["count_pred"]  # components merge the pairs
+    watershed = segfit.evaluate(run, split="test", instances=True, overlays=False, verbose=False, report=False,
+                                split_touching=True, out=tmp_path / "watershed")  # asked for: not ignored
+    assert watershed["instances"]["predicted_objects"] != "the model's instances"
     page = (run / "report.html").read_text()
     assert "AP50" in page and "true vs predicted" in page
 

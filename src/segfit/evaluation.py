@@ -44,8 +44,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         seed: picks the images shown in ``grid.png``.
         overlays: write ``overlays/NAME.png`` (image and class colours blended at alpha 0.5).
         instances: also score objects (:mod:`segfit.instances`): predicted objects (the model's own
-            instances when it learned them; else connected components, or a watershed split with
-            ``split_touching``, ``min_area`` pixels at least, peaks ``min_distance`` apart) matched to
+            instances when it learned them, unless ``split_touching``; else connected components, or a
+            watershed split with ``split_touching``, ``min_area`` pixels at least, peaks ``min_distance`` apart) matched to
             true ones at IoU >= 0.5. The truth is the mask's own ids when it is an instance map (EMPS),
             else its connected components. Writes ``sizes.png`` (true vs predicted diameters).
         pixel_size, unit: the size of one pixel: diameters are also given in ``unit``.
@@ -102,7 +102,9 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     total = np.zeros((k, k), dtype=np.int64)
     if pixel_size is not None and not (pixel_size > 0):
         raise SegfitError(f"--pixel-size must be a number above 0, not {pixel_size}", fix="give e.g. --pixel-size 2.5 --unit nm")
-    learned = instances and model_instances and predictor.learns_instances
+    learned = instances and model_instances and predictor.learns_instances and not split_touching
+    if instances and split_touching and predictor.learns_instances:  # asked for: the post-hoc split, to compare
+        say("--split-touching: objects from a watershed of the class map, not the model's own instances")
     min_area = predictor.config.model.min_object_area if min_area is None else min_area  # fragments are not objects
     sweep = SeedSweep(min_area, deadline=deadline) if calibrate_seeds and predictor.learns_instances else None
     if learned:  # the model's own objects drop what the user calls fragments
