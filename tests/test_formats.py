@@ -324,6 +324,32 @@ def test_read_image_jpg(tmp_path):
     assert abs(float(grey.mean()) - expected) <= 3
 
 
+def test_photos_are_read_upright_as_viewers_show_them(tmp_path):
+    """A phone's JPEG stores its pixels sideways with an EXIF orientation (6: turn 90 degrees clockwise): read, it is
+    the picture viewers and annotation tools show, its size read from the header agrees, and `check` says so and
+    accepts a mask drawn on that view."""
+    from segfit.data.check import check
+    from segfit.data.datamodule import _image_size
+
+    shown = np.zeros((40, 24, 3), np.uint8)  # upright: 40 rows, 24 columns, a bright block at the top left
+    shown[2:12, 2:10] = 250
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for i in range(2):
+        stored = np.ascontiguousarray(np.rot90(shown, 1))  # as the camera stored it
+        Image.fromarray(stored).save(tmp_path / "images" / f"p{i}.jpg", exif=exif.tobytes(), quality=98)
+        Image.fromarray(((shown[..., 0] > 128) * 255).astype(np.uint8)).save(tmp_path / "masks" / f"p{i}.png")
+    rgb = read_image(tmp_path / "images" / "p0.jpg", 3)
+    assert rgb.shape == (40, 24, 3) and np.abs(rgb.astype(int) - shown).mean() < 3
+    assert _image_size(tmp_path / "images" / "p0.jpg") == (40, 24)
+    report = check(tmp_path, verbose=False)
+    assert report.ok and report.turned == 2, report.lines()
+    assert any("EXIF orientation" in line for line in report.lines())
+    assert "Masks read as: 0/255 masks" in report.lines()  # check says how it read the masks
+
+
 def test_read_image_tiff_grey_and_rgb(tmp_path):
     g = (np.arange(20, dtype=np.uint16) * 1000).reshape(4, 5)
     tifffile.imwrite(tmp_path / "g.tif", g)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from segfit.config import DataConfig
-from segfit.data.formats import IGNORE_ID, MASK_EXTS, is_colour_coded, list_files, read_image, read_mask, to_class_ids
+from segfit.data.formats import (IGNORE_ID, MASK_EXTS, file_orientation, is_colour_coded, list_files, read_image, read_mask,
+                                 to_class_ids)
 from segfit.data.layouts import discover
 from segfit.errors import SegfitError
 
@@ -30,6 +31,8 @@ class CheckReport:
     class_names: list[str] = field(default_factory=list)
     unlabelled: int = 0  # pixels holding the --ignore-value
     ignore_value: int | None = None
+    reading: str = ""  # how the masks were read (instance maps, 0/255, class values), when detected
+    turned: int = 0  # images with an EXIF orientation (read as viewers show them)
 
     @property
     def ok(self) -> bool:
@@ -37,6 +40,7 @@ class CheckReport:
 
     def lines(self) -> list[str]:
         out = [f"Data: {self.layout}", f"Pairs: {self.pairs} images with masks"]
+        out += [f"Masks read as: {self.reading}"] if self.reading else []
         for label, paths, fix in (("images without a mask", self.images_without_mask, "add the mask or remove the image"),
                                   ("masks without an image", self.masks_without_image, "ignored by training")):
             if paths:
@@ -47,6 +51,9 @@ class CheckReport:
             more = f" and {len(self.sizes) - 4} more" if len(self.sizes) > 4 else ""
             out.append(f"Image sizes (HxW): {top}{more}")
             out.append("Channels in the files: " + ", ".join(f"{c} ({n})" for c, n in sorted(self.channels.items())))
+        if self.turned:
+            out.append(f"{self.turned} images carry an EXIF orientation: they are read turned as viewers show them, "
+                       "and their masks must match that view")
         if self.class_pixels is not None and self.class_pixels.sum():
             total = self.class_pixels.sum()
             out.append("Class pixels: " + ", ".join(f"{name} {100 * n / total:.2f} %"
@@ -70,31 +77,35 @@ def check(data: str | os.PathLike, verbose: bool = True, **options) -> CheckRepo
     """
     from segfit.options import data_config
 
-    report = check_dataset(data_config(data, **with_detected_reading(data, options)))
+    reasons: list[str] = []
+    report = check_dataset(data_config(data, **with_detected_reading(data, options, reasons)))
+    report.reading = "; ".join(dict.fromkeys(reasons))
     if verbose:
         print("\n".join(report.lines()))
     return report
 
 
-def with_detected_reading(data, options: dict) -> dict:
+def with_detected_reading(data, options: dict, reasons: list[str] | None = None) -> dict:
     """The data options given (None dropped) and, when they say nothing of the classes, how the masks read as
-    `segfit train` would read them (``check``, ``show``)."""
+    `segfit train` would read them (``check``, ``show``); the reasons of that reading go into ``reasons``."""
     options = {k: v for k, v in options.items() if v is not None}
     if not {"classes", "num_classes", "class_values", "mask_mode", "palette", "class_names"} & set(options):
-        options.update(_detected_reading(data, options))
+        options.update(_detected_reading(data, options, [] if reasons is None else reasons))
     return options
 
 
-def _detected_reading(data, options: dict) -> dict:
+def _detected_reading(data, options: dict, reasons: list[str]) -> dict:
     """Classes, mask mode and class values from the data's fingerprint (what the plan would choose);
     nothing when the sample cannot be read (the check itself then reports the problem)."""
-    from segfit.fingerprint import fingerprint_data, reading_options
+    from segfit.fingerprint import fingerprint_data, mask_reading
 
     try:
         fp = fingerprint_data(data, options.get("images"), options.get("masks"), options.get("mask_suffix") or "_bin")
     except SegfitError:
         return {}
-    return reading_options(fp)
+    reading = mask_reading(fp)
+    reasons += [why for _, why in reading.values()]
+    return {option: value for option, (value, _) in reading.items()}
 
 
 def check_dataset(cfg: DataConfig) -> CheckReport:
@@ -118,9 +129,14 @@ def check_dataset(cfg: DataConfig) -> CheckReport:
             mask = read_mask(s.mask, colour=is_colour_coded(cfg.class_values))
             report.sizes[raw_image.shape[:2]] += 1
             report.channels[image_channels] += 1
+            turned = file_orientation(s.image) != 1
+            report.turned += turned
             if mask.shape != raw_image.shape[:2]:
+                fix = ("its image is turned by its EXIF orientation, as viewers show it: draw the mask on the image as "
+                       "viewers show it" if turned and mask.shape == raw_image.shape[1::-1]
+                       else "masks must have the size of their image")
                 raise SegfitError(f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is "
-                                  f"{raw_image.shape[0]}x{raw_image.shape[1]}", s.mask, "masks must have the size of their image")
+                                  f"{raw_image.shape[0]}x{raw_image.shape[1]}", s.mask, fix)
             ids = to_class_ids(mask, cfg.mask_mode, cfg.num_classes, s.mask, cfg.class_values, cfg.ignore_value)  # the readers' own rules
         except SegfitError as exc:
             report.problems.append(exc)

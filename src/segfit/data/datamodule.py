@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segfit.config import DataConfig, TrainConfig
 from segfit.data.cache import PairCache
-from segfit.data.formats import IGNORE_ID
+from segfit.data.formats import IGNORE_ID, orientation
 from segfit.data.layouts import Layout, Sample, discover
 from segfit.data.preprocess import image_to_tensor, load_pair, numpy_to_tensor, split_target
 from segfit.data.split import make_split
@@ -202,6 +202,7 @@ def _image_size(path) -> tuple[int, int] | None:
         from PIL import Image
 
         with Image.open(path) as im:
-            return im.size[1], im.size[0]
+            turned = orientation(im) in (5, 6, 7, 8)  # read upright: width and height swap
+            return (im.size[0], im.size[1]) if turned else (im.size[1], im.size[0])
     except Exception:
         return None

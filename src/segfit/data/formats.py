@@ -91,7 +91,8 @@ def list_inputs(inputs: list[str | os.PathLike], exts: tuple[str, ...], skip: tu
 
 
 def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
-    """Read an image as ``H x W x channels`` in its own dtype (uint8, uint16 or float32)."""
+    """Read an image as ``H x W x channels`` in its own dtype (uint8, uint16 or float32), upright as viewers
+    show it (a photo's EXIF orientation applied)."""
     path = Path(path)
     suffix = path.suffix.lower()
     _check_nonempty(path, "image")
@@ -105,6 +106,7 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
 
             with Image.open(path) as im:
                 im.load()
+                im = upright(im)
                 mode = "L" if channels == 1 else "RGB"
                 if im.mode != mode and im.mode in ("RGB", "L", "P", "RGBA", "LA", "CMYK", "YCbCr", "1"):
                     im = im.convert(mode)
@@ -116,6 +118,40 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     if arr.size == 0:
         raise SegfitError("cannot read image (no pixel data)", path, "replace or remove the file")
     return to_channels(arr, channels, path)
+
+
+EXIF_ORIENTATION = 0x0112  # 1: as stored; 2-8: mirrored and/or turned (cameras and phones write it)
+
+
+def orientation(im) -> int:
+    """A Pillow image's EXIF orientation (1 when it has none)."""
+    try:
+        return int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except Exception:
+        return 1
+
+
+def file_orientation(path: str | os.PathLike) -> int:
+    """The EXIF orientation of an image file, from its header (1 when it has none or is not a photo format)."""
+    if Path(path).suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"):
+        return 1
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return orientation(im)
+    except Exception:
+        return 1
+
+
+def upright(im):
+    """A Pillow image as viewers show it (and as annotation tools and OpenCV read it): turned by its EXIF
+    orientation; the image itself when it has none."""
+    if orientation(im) == 1:
+        return im
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(im)
 
 
 def _pixels(im, rows_pixels: int = 1 << 22) -> np.ndarray:
@@ -217,6 +253,7 @@ def read_mask(path: str | os.PathLike, colour: bool = False) -> np.ndarray:
 
             with Image.open(path) as im:
                 im.load()
+                im = upright(im)
                 arr = np.asarray(im.convert("L") if im.mode == "1" else im)
     except Exception as exc:
         raise SegfitError(f"cannot read mask ({type(exc).__name__}: {exc})", path, "replace or remove the file") from None
