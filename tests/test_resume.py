@@ -45,7 +45,7 @@ def check_continued(run: Path, before: pd.DataFrame, epochs: int) -> pd.DataFram
     return after
 
 
-def test_resume_from_checkpoint_run_folder_and_model_option(scenes, tmp_path):
+def test_resume_from_checkpoint_run_folder_and_model_option(scenes, tmp_path, capsys):
     run = tmp_path / "run"
     segfit_train(scenes, run, classes=3, class_names=["background", "leaves", "wood"], size=32, epochs=2,
                  batch_size=4, preload=True, verbose=False)
@@ -60,6 +60,8 @@ def test_resume_from_checkpoint_run_folder_and_model_option(scenes, tmp_path):
     train_cli("-r", "-m", run / "checkpoints" / "last.ckpt", "--epochs", "6")
     h6 = check_continued(run, h5, 6)
     config = (run / "config.json").read_text()
+    assert cli(["train", "--resume", str(run), "--epochs", "8", "--out", str(tmp_path / "other")]) == 2  # not elsewhere
+    assert "goes on in its own folder" in capsys.readouterr().err and not (tmp_path / "other").exists()
     assert cli(["train", "--resume", str(run)]) == 2  # all its epochs done: said, and nothing changes
     assert (run / "config.json").read_text() == config and history(run).equals(h6)
 
@@ -109,3 +111,9 @@ def test_resume_without_a_checkpoint_is_an_error(tmp_path, capsys):
     assert cli(["train", "-r"]) == 2
     assert "--resume" in capsys.readouterr().err
     assert cli(["train", "--resume", str(tmp_path / "missing.ckpt")]) == 2
+    stopped = tmp_path / "stopped"  # stopped before its first epoch ended: no checkpoint to go on from
+    (stopped / "checkpoints").mkdir(parents=True)
+    (stopped / "config.json").write_text("{}")
+    capsys.readouterr()
+    assert cli(["train", "--resume", str(stopped)]) == 2
+    assert "stopped before its first epoch ended" in capsys.readouterr().err

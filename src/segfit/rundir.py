@@ -132,6 +132,9 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
     path = Path(path)
     if path.is_dir():
         candidate = path / "checkpoints" / f"{which}.ckpt"
+        if not candidate.is_file() and (path / "config.json").is_file() and not any((path / "checkpoints").glob("*.ckpt")):
+            raise SegfitError("the run has no checkpoint: it stopped before its first epoch ended", path,
+                              "train it again (segfit train DATA --out ...)")
         if not candidate.is_file():
             raise SegfitError(f"run folder has no checkpoints/{which}.ckpt", path, "give a finished run folder or a .ckpt file")
         return candidate

@@ -187,7 +187,11 @@ def _resumed(resume, data, out, options: dict, say):
     stored = load_checkpoint(ckpt_path)
     cfg, ignored = resume_config(stored["segfit"]["config"], data, **options)
     cfg.train.max_time = None  # a time budget was the first session's
-    run_dir = Path(out) if out else run_dir_of(ckpt_path)
+    own = run_dir_of(ckpt_path)
+    if out and own is not None and Path(out).resolve() != own.resolve():
+        raise SegfitError("a resumed run goes on in its own folder", own,
+                          "drop --out (to keep the run as it is, copy its folder and resume the copy)")
+    run_dir = own or (Path(out) if out else None)
     if run_dir is None:
         raise SegfitError("cannot tell which run folder this checkpoint belongs to", ckpt_path, "give the run folder with --out")
     split = read_json(run_dir / "split.json")
@@ -284,8 +288,8 @@ def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, 
         from segfit.evaluation import evaluate
 
         if not (run_dir / "checkpoints" / "best.ckpt").is_file():
-            raise SegfitError("the run has no best checkpoint yet", run_dir / "checkpoints",
-                              "train it first (segfit train --resume RUN)")
+            raise SegfitError("the run has no checkpoint: it stopped before its first epoch ended", run_dir,
+                              "train it again (segfit train DATA --out ...)")
         if verbose:
             print(f"Report: scoring the best checkpoint on the {len(split['val'])} validation images"
                   if intro else "Evaluating the best checkpoint on the validation split for the report")
