@@ -109,6 +109,11 @@ def test_help_lists_the_commands(tmp_path):
     bare = cli(cwd=tmp_path)  # no command: the help, exit 0
     assert bare.returncode == 0 and "COMMAND" in bare.stdout
     assert cli("--version", cwd=tmp_path).stdout.startswith("segfit ")
+    train_help = " ".join(cli("train", "--help", cwd=tmp_path).stdout.split()).split("options:", 1)[1]  # past the usage
+    for option in ("--encoder ENCODER smp encoder name", "--optimizer", "--augment", "--batch-size"):  # the plan's to fill
+        rest = train_help.split(option, 1)[1]
+        assert "(default: planned;" in rest[: rest.index(")") + 1], option
+    assert "--no-preload" in train_help and "--no-plan" in train_help
 
 
 @pytest.mark.parametrize("args,words", [

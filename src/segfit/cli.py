@@ -38,6 +38,10 @@ def _default(option: str):
 
 
 def _h(text: str, option: str) -> str:
+    from segfit.planner import PLANNED
+
+    if option in PLANNED:  # what a plain `segfit train DATA` gets comes from the plan
+        return f"{text} (default: planned; {_default(option)} with --no-plan)"
     return f"{text} (default {_default(option)})"
 
 
@@ -83,11 +87,14 @@ def _add_train(sub) -> None:
     g.add_argument("--test", type=argtypes.fraction, help=_h("held-out test fraction when DATA has no test.csv", "test"))
     g.add_argument("--val", type=argtypes.val, help=_h("validation fraction (< 1) or count (>= 1) of the rest", "val"))
     g.add_argument("--seed", type=int, help=_h("seed for the split and the initialisation", "seed"))
-    g.add_argument("-p", "--preload", "--pré-load", "--pre-load", dest="preload", action="store_true",
-                   help="keep decoded images in memory")
+    g.add_argument("-p", "--preload", "--pré-load", "--pre-load", dest="preload", action="store_const", const=True,
+                   help="keep decoded images in memory (default: planned, when memory allows)")
+    g.add_argument("--no-preload", dest="preload", action="store_const", const=False,
+                   help="decode the images again at every epoch (less memory)")
     g = p.add_argument_group("model")
     g.add_argument("-m", "--model", help=f"{_names(MODELS)}; a .ckpt path resumes from that checkpoint "
-                                         f"(default {_default('model')}: the seed notebook's network)")
+                                         f"(default: planned, an smp U-Net; {_default('model')} with --no-plan: the seed "
+                                         "notebook's network)")
     g.add_argument("--encoder", help=_h("smp encoder name", "encoder"))
     g.add_argument("--encoder-weights", help="local file of encoder weights (state dict), or 'imagenet' from the local cache")
     g.add_argument("--encoder-depth", type=argtypes.positive_int, help=_h("encoder stages", "encoder_depth"))
