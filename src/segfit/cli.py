@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_command(command, opts)
     except Interrupted as exc:
         sys.stderr.write(f"segfit: {exc}\n")
-        return 130
+        return exc.code
     except BrokenPipeError:
         return 0
     except SegfitError as exc:

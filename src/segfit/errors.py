@@ -28,7 +28,12 @@ def require(path: str | os.PathLike, what: str) -> None:
 
 
 class Interrupted(Exception):
-    """Training stopped by Ctrl-C or SIGTERM; the message says how to resume."""
+    """Training stopped by Ctrl-C or SIGTERM; the message says how to resume; ``code`` is the exit status
+    (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, code: int = 130):
+        super().__init__(message)
+        self.code = code
 
 
 def from_os_error(exc: BaseException) -> SegfitError | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     root = Path(data) if data is not None else Path(d.root)
     if data is None and not root.exists():
         raise SegfitError("the data folder this run was trained on is not there any more", root,
-                          f"give its new place: segfit evaluate {run} DATA")
+                          f"give its new place: segfit evaluate {shlex.quote(str(run))} DATA")
     layout = discover(root, d.images, d.masks, d.mask_suffix)
     by_name = {s.name: s for s in layout.samples}
     names, source = _names(run_dir, root, Path(d.root), split, list(by_name))

@@ -11,6 +11,7 @@ network needs). ``Predictor.from_checkpoint("model.onnx")`` runs it with onnxrun
 from __future__ import annotations
 
 import os
+import shlex
 import warnings
 from pathlib import Path
 
@@ -55,11 +56,11 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, format: str = 
                       variants=variants, author=author, license=license)
         if verbose:
             print(f"Wrote {out} (bioimage.io model: rdf.yaml, TorchScript and ONNX weights, test tensors, cover, README); "
-                  f"open it in Fiji (deepImageJ), ilastik or napari, or: segfit predict {out} IMAGES --out DIR")
+                  f"open it in Fiji (deepImageJ), ilastik or napari, or: segfit predict {shlex.quote(str(out))} IMAGES --out DIR")
         return out
     _write(net, backend.multiple, config, members, variants, out, format, calibrated)
     if verbose:
-        print(f"Wrote {out} and {out}.json (preprocessing, classes); predict with: segfit predict {out} IMAGES --out DIR")
+        print(f"Wrote {out} and {out}.json (preprocessing, classes); predict with: segfit predict {shlex.quote(str(out))} IMAGES --out DIR")
     return out
 
 

@@ -15,6 +15,7 @@ import html
 import json
 import math
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ def update_report(run_dir: str | os.PathLike) -> Path | None:
     try:
         return build_report(run_dir)
     except Exception as exc:  # noqa: BLE001 (the page is a view; the figures are already saved)
-        print(f"Note: report.html was not updated ({type(exc).__name__}: {exc}); rebuild it with: segfit report {run_dir}")
+        print(f"Note: report.html was not updated ({type(exc).__name__}: {exc}); rebuild it with: segfit report {shlex.quote(str(run_dir))}")
         return None
 
 
@@ -179,7 +180,7 @@ def _evaluation_section(folder: Path, names: list[str], title: str, grid: bool =
            f"{_e(folder.name)}/ · threshold {_e(metrics.get('threshold', ''))}</p>"]
     if stale_in:  # evaluated before a resumed training in that run made a newer best checkpoint
         out.append(f"<p class=\"warn\">These figures score an earlier best checkpoint: training went on since. "
-                   f"Score the current one with: segfit evaluate {_e(stale_in)} --split {_e(metrics.get('split', 'test'))}</p>")
+                   f"Score the current one with: segfit evaluate {_e(shlex.quote(str(stale_in)))} --split {_e(metrics.get('split', 'test'))}</p>")
     out.append("<div class=\"cards\">")
     for key, label in (("iou", "IoU (mean over images)"), ("dice", "Dice"), ("accuracy", "pixel accuracy"), ("miou", "mean class IoU")):
         out.append(f"<div class=\"card\"><b>{_e(_f(metrics.get(key)))}</b><span>{label}</span></div>")

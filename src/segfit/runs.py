@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
@@ -328,6 +329,9 @@ def _env_rank() -> int:
     return 0
 
 
+_STOPPED_BY: dict[str, int] = {}  # the signal that stopped training, when it was SIGTERM (exit 143, not Ctrl-C's 130)
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
     """SIGTERM (a scheduler stopping the job, ``kill``) stops training like Ctrl-C does."""
@@ -339,6 +343,7 @@ def _sigterm_as_interrupt():
         return
 
     def handler(signum, frame):
+        _STOPPED_BY["signal"] = signum
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -351,12 +356,13 @@ def _sigterm_as_interrupt():
 def _interrupted(run_dir: Path, rows: list[dict], cfg: RunConfig, counts: dict, seconds: float, say) -> None:
     from segfit.errors import Interrupted
 
+    code = 128 + _STOPPED_BY.pop("signal", 2)  # 130 for Ctrl-C, 143 for SIGTERM, as shells report them
     if not rows:
-        raise Interrupted(f"training interrupted before its first epoch ended; nothing to resume ({run_dir})")
+        raise Interrupted(f"training interrupted before its first epoch ended; nothing to resume ({run_dir})", code)
     finish_run(run_dir, rows, cfg, counts, seconds, say)
     done = rows[-1]["epoch"]
     raise Interrupted(f"training interrupted during epoch {done + 1}; checkpoints/last.ckpt holds epoch {done}. "
-                      f"Resume with: segfit train --resume {run_dir}")
+                      f"Resume with: segfit train --resume {shlex.quote(str(run_dir))}", code)
 
 
 def finish_run(run_dir: Path, rows: list[dict], cfg: RunConfig, counts: dict, seconds: float, say) -> TrainResult:
