@@ -92,6 +92,10 @@ def test_predictor_returns_masks_at_the_original_size(run32, odd_image):
     assert set(np.unique(mask)) == {0, 1}
     # grey input gives the same answer as its RGB version for a grayscale model
     assert np.array_equal(predictor.predict(rgb[..., 0]), mask)
+    assert np.array_equal(predictor.predict(odd_image), mask) and np.array_equal(predictor.predict(str(odd_image)), mask)
+    with pytest.raises(SegfitError, match=r"shape \(0, 0\)"):
+        predictor.predict(np.zeros((0, 0)))
+    assert repr(predictor).startswith("Predictor(") and "background, foreground" in repr(predictor)
     # the documented procedure: prepare at 32x32, resize the logits back bilinearly, threshold at 0
     import torch.nn.functional as F
 

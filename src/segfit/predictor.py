@@ -91,6 +91,11 @@ class Predictor:
         auto_tile: tile images larger than this many times the training size (0: never).
     """
 
+    def __repr__(self) -> str:
+        m, d = self.config.model, self.config.data
+        return (f"Predictor({m.name} {m.encoder if m.name != 'notebook' else ''}, classes {', '.join(d.class_names)}, "
+                f"{d.channels} channel(s){', instances' if self.learns_instances else ''}, {type(self.backend).__name__})")
+
     def __init__(self, backend, tile: int | None = None, overlap: int = 64, auto_tile: float = 4.0, tta: bool = False):
         if tta:
             from segfit.ensemble import averaged
@@ -159,6 +164,15 @@ class Predictor:
         d = self.config.data
         return image_to_tensor(self._resized(image), d.mean, d.std)
 
+    def _array(self, image) -> np.ndarray:
+        """An image given as an array (grey, RGB, RGBA, any dtype; a PIL image) or as the path of an image file."""
+        if isinstance(image, (str, os.PathLike)):
+            return read_image(image, self.config.data.channels)
+        image = np.asarray(image)
+        if image.ndim not in (2, 3) or 0 in image.shape[:2]:
+            raise SegfitError(f"image has shape {image.shape}", fix="give an H x W or H x W x C array of pixels, or an image file's path")
+        return image
+
     def _resized(self, image: np.ndarray) -> np.ndarray:
         """``H x W x C`` array in the training channels and resolution, not yet normalised."""
         d = self.config.data
@@ -201,7 +215,8 @@ class Predictor:
         """A :class:`Prediction` per image: class ids, and on request the objects, the uncertainty map
         (the predictive entropy of the averaged class probabilities, 0 certain .. 1 a 50/50 split) and the
         predicted distance map (models that learn instances)."""
-        out_sizes = out_sizes or [tuple(np.asarray(im).shape[:2]) for im in images]
+        images = [self._array(im) for im in images]
+        out_sizes = out_sizes or [im.shape[:2] for im in images]
         results: list[Prediction | None] = [None] * len(images)
         resized = [self._resized(im) for im in images]
         order = sorted(range(len(images)), key=lambda i: tuple(resized[i].shape))
@@ -238,8 +253,8 @@ class Predictor:
                       keep_distance=keep_distance, seed_level=self.seed_level, merge_level=self.merge_level,
                       min_object_area=self.config.model.min_object_area)
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """Class ids (uint8, ``H x W``) for one image at its original size."""
+    def predict(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
+        """Class ids (uint8, ``H x W``) for one image (an array or an image file) at its original size."""
         return self.predict_many([image])[0]
 
     def review_threshold(self) -> dict | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -33,8 +33,8 @@ class TrainResult:
     run_dir: Path
     best_epoch: int
     best: dict[str, float]
-    history: Any  # pandas.DataFrame
-    config: RunConfig
+    history: Any = field(repr=False)  # pandas.DataFrame
+    config: RunConfig = field(repr=False)
 
     @property
     def best_checkpoint(self) -> Path:
