@@ -139,7 +139,8 @@ def test_channels_default_is_one_rule():
     parser = cli._build_parser()
     for command in ("train", "summary", "check", "show"):
         action = next(a for a in parser._subparsers._group_actions[0].choices[command]._actions if a.dest == "channels")
-        assert f"(default {DataConfig.channels})" in action.help
+        default = f"(default: planned; {DataConfig.channels} with --no-plan)" if command == "train" else f"(default {DataConfig.channels})"
+        assert default in action.help, (command, action.help)
     assert DataConfig.channels == ModelConfig.in_channels
 
 

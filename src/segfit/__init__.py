@@ -29,7 +29,7 @@ _LAZY = {
     "predict": ("segfit.predictor", "predict"),
     "quantify": ("segfit.quantification", "quantify"),
     "check": ("segfit.data.check", "check"),
-    "plan": ("segfit.planner", "plan"),
+    "plan": ("segfit.planning", "plan"),
     "export": ("segfit.exporter", "export"),
     "report": ("segfit.runs", "report"),
     "convert_masks": ("segfit.data.palette", "convert_masks"),

@@ -37,10 +37,10 @@ def _default(option: str):
     return getattr(getattr(RunConfig(), section), name)
 
 
-def _h(text: str, option: str) -> str:
+def _h(text: str, option: str, planned: bool = False) -> str:
     from segfit.planner import PLANNED
 
-    if option in PLANNED:  # what a plain `segfit train DATA` gets comes from the plan
+    if planned and option in PLANNED:  # what a plain `segfit train DATA` gets comes from the plan
         return f"{text} (default: planned; {_default(option)} with --no-plan)"
     return f"{text} (default {_default(option)})"
 
@@ -49,16 +49,16 @@ def _names(table) -> str:
     return ", ".join(table)
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
+def _add_data_args(p: argparse.ArgumentParser, planned: bool = False) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--images", help="image folder inside DATA (default: images/ if present, else a flat folder)")
     g.add_argument("--masks", help="mask folder inside DATA (default: segmaps/, masks/, labels/ or label/)")
-    g.add_argument("--mask-suffix", help=_h("masks are NAME<suffix>.png (tried first; _mask, _label, _gt, ... next)", "mask_suffix"))
-    g.add_argument("--channels", type=int, choices=(1, 3), help=_h("1 = grayscale, 3 = RGB", "channels"))
+    g.add_argument("--mask-suffix", help=_h("masks are NAME<suffix>.png (tried first; _mask, _label, _gt, ... next)", "mask_suffix", planned))
+    g.add_argument("--channels", type=int, choices=(1, 3), help=_h("1 = grayscale, 3 = RGB", "channels", planned))
     g.add_argument("--size", type=argtypes.positive_int, help="resize images to SIZE x SIZE (nearest for masks)")
     g.add_argument("--mask-mode", choices=("auto", "binary", "index"),
                    help="binary: value > 0 is foreground; index: values are class ids (default: binary for 2 classes)")
-    g.add_argument("-c", "--classes", type=argtypes.classes, help=_h("number of classes, background included", "classes"))
+    g.add_argument("-c", "--classes", type=argtypes.classes, help=_h("number of classes, background included", "classes", planned))
     g.add_argument("--class-names", help="comma-separated class names, background first")
     g.add_argument("--class-values", help="class masks storing class i as the i-th of these values, e.g. 0,128,255 "
                                           "(default: detected; values 0..N-1 are the classes)")
@@ -82,11 +82,11 @@ def _add_train(sub) -> None:
     p.add_argument("-o", "--out", "--output", dest="out", help="run folder (default Training_<date>)")
     p.add_argument("-n", "--name", help="run name: the run folder becomes OUT/NAME")
     _add_plan_args(p)
-    _add_data_args(p)
+    _add_data_args(p, planned=True)
     g = p.add_argument_group("split")
-    g.add_argument("--test", type=argtypes.fraction, help=_h("held-out test fraction when DATA has no test.csv", "test"))
-    g.add_argument("--val", type=argtypes.val, help=_h("validation fraction (< 1) or count (>= 1) of the rest", "val"))
-    g.add_argument("--seed", type=int, help=_h("seed for the split and the initialisation", "seed"))
+    g.add_argument("--test", type=argtypes.fraction, help=_h("held-out test fraction when DATA has no test.csv", "test", True))
+    g.add_argument("--val", type=argtypes.val, help=_h("validation fraction (< 1) or count (>= 1) of the rest", "val", True))
+    g.add_argument("--seed", type=int, help=_h("seed for the split and the initialisation", "seed", True))
     g.add_argument("-p", "--preload", "--pré-load", "--pre-load", dest="preload", action="store_const", const=True,
                    help="keep decoded images in memory (default: planned, when memory allows)")
     g.add_argument("--no-preload", dest="preload", action="store_const", const=False,
@@ -95,9 +95,9 @@ def _add_train(sub) -> None:
     g.add_argument("-m", "--model", help=f"{_names(MODELS)}; a .ckpt path resumes from that checkpoint "
                                          f"(default: planned, an smp U-Net; {_default('model')} with --no-plan: the seed "
                                          "notebook's network)")
-    g.add_argument("--encoder", help=_h("smp encoder name", "encoder"))
+    g.add_argument("--encoder", help=_h("smp encoder name", "encoder", True))
     g.add_argument("--encoder-weights", help="local file of encoder weights (state dict), or 'imagenet' from the local cache")
-    g.add_argument("--encoder-depth", type=argtypes.positive_int, help=_h("encoder stages", "encoder_depth"))
+    g.add_argument("--encoder-depth", type=argtypes.positive_int, help=_h("encoder stages", "encoder_depth", True))
     g.add_argument("--decoder-channels", type=argtypes.int_list, help="e.g. 256,128,64,32,16")
     g.add_argument("--instances", action=argparse.BooleanOptionalAction,
                    help="learn where one object ends and the next begins (a distance map beside the classes; "
@@ -107,19 +107,19 @@ def _add_train(sub) -> None:
     g.add_argument("--min-object-area", type=argtypes.non_negative_int,
                    help="predicted objects smaller than this many pixels are fragments (default: planned)")
     g = p.add_argument_group("training")
-    g.add_argument("-e", "--epochs", type=argtypes.positive_int, help=_h("epochs; with --resume: the run's own", "epochs"))
+    g.add_argument("-e", "--epochs", type=argtypes.positive_int, help=_h("epochs; with --resume: the run's own", "epochs", True))
     g.add_argument("-bs", "--batch-size", "--batch_size", dest="batch_size", type=argtypes.positive_int,
-                   help=_h("images per batch", "batch_size"))
-    g.add_argument("-lr", "--lr", "--learning_rate", "--learning-rate", dest="lr", type=argtypes.positive_float, help=_h("learning rate", "lr"))
-    g.add_argument("--optimizer", choices=tuple(OPTIMIZERS), help=_h(_names(OPTIMIZERS), "optimizer"))
+                   help=_h("images per batch", "batch_size", True))
+    g.add_argument("-lr", "--lr", "--learning_rate", "--learning-rate", dest="lr", type=argtypes.positive_float, help=_h("learning rate", "lr", True))
+    g.add_argument("--optimizer", choices=tuple(OPTIMIZERS), help=_h(_names(OPTIMIZERS), "optimizer", True))
     g.add_argument("-wd", "--weight-decay", "--weight_decay", dest="weight_decay", type=argtypes.non_negative_float,
-                   help=_h("weight decay", "weight_decay"))
-    g.add_argument("--scheduler", choices=tuple(SCHEDULERS), help=_h(_names(SCHEDULERS), "scheduler"))
-    g.add_argument("--loss", help=_h(DESCRIPTION, "loss"))
+                   help=_h("weight decay", "weight_decay", True))
+    g.add_argument("--scheduler", choices=tuple(SCHEDULERS), help=_h(_names(SCHEDULERS), "scheduler", True))
+    g.add_argument("--loss", help=_h(DESCRIPTION, "loss", True))
     g.add_argument("--class-weights", type=argtypes.float_list_or_auto, help="'auto' (inverse pixel frequency; the default for more than 2 classes), 'none', or one value per class")
     g.add_argument("--head-prior", choices=["auto", "none"],
                    help="'auto': the class logits start at the training split's class pixel fractions (planned); 'none': at zero")
-    g.add_argument("--augment", choices=tuple(TRANSFORMS), help=_h(_names(TRANSFORMS), "augment"))
+    g.add_argument("--augment", choices=tuple(TRANSFORMS), help=_h(_names(TRANSFORMS), "augment", True))
     g.add_argument("--crop", type=argtypes.positive_int, help="random training crops of CROP x CROP")
     g.add_argument("--scale", type=argtypes.scale, help="work at this fraction of the images' size, e.g. 0.5 (default: planned)")
     g.add_argument("--mean", type=argtypes.float_list, help="per-channel normalisation mean of [0, 1] pixels (default: planned)")
@@ -127,7 +127,7 @@ def _add_train(sub) -> None:
     g.add_argument("--repeats", type=argtypes.positive_int,
                    help="each epoch goes over the training images this many times, with new crops and augmentations "
                         "(default: planned: enough for 25 steps an epoch)")
-    g.add_argument("--workers", type=argtypes.non_negative_int, help=_h("data loading processes", "workers"))
+    g.add_argument("--workers", type=argtypes.non_negative_int, help=_h("data loading processes", "workers", True))
     g.add_argument("-s", "--save-every", "--save", dest="save_every", type=argtypes.non_negative_int, help="keep epoch_N.ckpt every N epochs")
     g.add_argument("--folds", type=argtypes.positive_int,
                    help="K-fold cross-validation: one run per fold in RUN/fold_i/ and their ensemble (RUN/ensemble.json, "
@@ -135,15 +135,15 @@ def _add_train(sub) -> None:
     g.add_argument("-r", "--resume", nargs="?", const=True, help="continue from a checkpoint or run folder (RUN/checkpoints/last.ckpt)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run folder instead of making a new one")
     g = p.add_argument_group("hardware (passed to Lightning)")
-    g.add_argument("--accelerator", help=_h("auto, cpu or gpu", "accelerator"))
-    g.add_argument("--devices", help=_h("number of devices, or auto", "devices"))
-    g.add_argument("--num-nodes", type=argtypes.positive_int, help=_h("machines", "num_nodes"))
-    g.add_argument("--strategy", help=_h("auto or ddp", "strategy"))
-    g.add_argument("--precision", choices=("32", "16-mixed", "bf16-mixed"), help=_h("numeric precision", "precision"))
+    g.add_argument("--accelerator", help=_h("auto, cpu or gpu", "accelerator", True))
+    g.add_argument("--devices", help=_h("number of devices, or auto", "devices", True))
+    g.add_argument("--num-nodes", type=argtypes.positive_int, help=_h("machines", "num_nodes", True))
+    g.add_argument("--strategy", help=_h("auto or ddp", "strategy", True))
+    g.add_argument("--precision", choices=("32", "16-mixed", "bf16-mixed"), help=_h("numeric precision", "precision", True))
     g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible on CPU)")
     g = p.add_argument_group("records")
     g.add_argument("--logger", choices=tuple(LOGGERS),
-                   help=_h("Lightning logger writing to RUN/logs/; history.csv is always written", "logger"))
+                   help=_h("Lightning logger writing to RUN/logs/; history.csv is always written", "logger", True))
     g.add_argument("--no-report", dest="report", action="store_false",
                    help="skip the validation pass and report.html after training")
 
@@ -307,7 +307,7 @@ def _version() -> str:
 # ---------------------------------------------------------------------------------------------
 # Commands: the API function each one calls, with the options the user typed.
 
-API = {"train": ("segfit.runs", "train"), "check": ("segfit.data.check", "check"), "plan": ("segfit.planner", "plan"),
+API = {"train": ("segfit.runs", "train"), "check": ("segfit.data.check", "check"), "plan": ("segfit.planning", "plan"),
        "evaluate": ("segfit.evaluation", "evaluate"), "predict": ("segfit.predictor", "predict"),
        "quantify": ("segfit.quantification", "quantify"), "report": ("segfit.runs", "report"),
        "convert-masks": ("segfit.data.palette", "convert_masks"), "export": ("segfit.exporter", "export"),

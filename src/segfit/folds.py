@@ -49,7 +49,7 @@ def train_folds(train, data, out, folds: int, *, planning: bool, time=None, plan
     from segfit.data.split import make_split
     from segfit.io import write_json
     from segfit.options import build_config
-    from segfit.planner import plan_for
+    from segfit.planning import plan_for
     from segfit.rundir import make_run_dir
 
     start = perf_counter()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from segfit.budget import DEFAULT_BUDGET, parse_duration, training_seconds
+from segfit.budget import training_seconds
 from segfit.config import DataConfig, ModelConfig
 from segfit.data.split import test_count, val_count
 from segfit.fingerprint import calibrate, mask_reading
@@ -180,6 +180,20 @@ def scale_bounds(fp: dict, device: str, instances: bool = False) -> tuple[float,
     return low, max(low, min(1.0, WORKING_SIDE[device] / side)), why
 
 
+def _stride_multiple(plan: Plan, fp: dict, scale: float, low: float) -> float:
+    """Whole images of one size shrink to a multiple of the network's stride (down, unless the objects need
+    more): the network pads them to one, and 168 px computed as 192 px was 30 % more work for nothing."""
+    h, w = fp["height"], fp["width"]
+    side = max(h["max"], w["max"])
+    if h["min"] != h["max"] or w["min"] != w["max"] or side * scale > 1.25 * PATCH[plan.device]:
+        return scale  # crops: their size is a multiple already
+    v = plan.values()
+    m = stride(ModelConfig(name=v.get("model", "unet"), encoder_depth=v.get("encoder_depth", 5)))
+    down, up = math.floor(side * scale / m) * m, math.ceil(side * scale / m) * m
+    size = down if down >= side * low and down > 0 else up
+    return scale if size >= 0.95 * side else round(size / side, 4)
+
+
 def _object_diameters(fp: dict) -> tuple[float, float]:
     """The smallest class's 5th-percentile and median object diameters (0, 0 without objects)."""
     objects = [o for o in fp["objects"].values() if o.get("diameter_p05")]
@@ -199,10 +213,7 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
     side = max(fp["height"]["median"], fp["width"]["median"])
     instances = bool(plan.values().get("instances"))
     low, scale, why_low = scale_bounds(fp, device, instances)
-    if scale == 1.0:
-        reason = "the images are small enough" if side <= WORKING_SIDE[device] else why_low + " only at full size"
-    else:
-        reason = f"{side:.0f} px images shrink to {side * scale:.0f} px" + ("; " + why_low if scale == low else "")
+    passes, short = None, False  # passes over the training pixels at full size, when the budget sets the scale
     if rate and plan.budget_s and "scale" not in user:
         train_s = training_seconds(plan.budget_s)
         pixels = _train_pixels(plan, fp)
@@ -211,14 +222,23 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
         if short:
             low, _, why_low = scale_bounds(fp, device)
         if fits < scale and low < 0.95:  # images that cannot shrink keep their reason
-            scale = max(low, fits)
-            passes = rate * train_s / (pixels * scale**2)
-            kept = why_low if scale == low else _objects_kept(fp, scale) if _object_diameters(fp)[0] else ""
-            if short and _object_diameters(fp)[1] * scale < MIN_INSTANCE_OBJECT_PX:
-                kept += f"; the budget is too short to keep objects at {MIN_INSTANCE_OBJECT_PX:.0f} px for instances"
-            reason = (f"{side:.0f} px images shrink to {side * scale:.0f} px: the budget gives about {passes:.0f} passes "
-                      f"over the training pixels at this scale on this machine" + (f"; {kept}" if kept else ""))
+            scale, passes = max(low, fits), rate * train_s / pixels
+    at_low = scale == low
     scale = 1.0 if scale >= 0.95 else round(scale, 3)
+    padded = ""
+    if scale < 1.0 and "scale" not in user and (whole := _stride_multiple(plan, fp, scale, low)) != scale:
+        scale, padded = whole, " (a multiple of the network's stride, which would pad them to one)"
+    kept = (_objects_kept(fp, scale) if _object_diameters(fp)[0] else "") if not at_low or padded else why_low
+    if scale == 1.0:
+        reason = "the images are small enough" if side <= WORKING_SIDE[device] else why_low + " only at full size"
+    elif passes is None:
+        reason = f"{side:.0f} px images shrink to {side * scale:.0f} px{padded}" + (f"; {kept}" if at_low and kept else "")
+    else:
+        if short and _object_diameters(fp)[1] * scale < MIN_INSTANCE_OBJECT_PX:
+            kept += f"; the budget is too short to keep objects at {MIN_INSTANCE_OBJECT_PX:.0f} px for instances"
+        reason = (f"{side:.0f} px images shrink to {side * scale:.0f} px{padded}: the budget gives about "
+                  f"{passes / scale**2:.0f} passes over the training pixels at this scale on this machine"
+                  + (f"; {kept}" if kept else ""))
     plan.set("scale", scale, f"original resolution ({reason}); never upscale" if scale == 1.0 else reason)
     scale = plan.values()["scale"]
     lo = min(fp["height"]["min"], fp["width"]["min"]) * scale
@@ -361,52 +381,3 @@ def _n_train(plan: Plan, fp: dict) -> int:
 def _train_pixels(plan: Plan, fp: dict) -> float:
     """Pixels of the training images at their original size (median image)."""
     return _n_train(plan, fp) * fp["height"]["median"] * fp["width"]["median"]
-
-
-def plan_for(data, budget_s: float | None, user: dict, calibrate_steps: int = 3) -> tuple[Plan, dict]:
-    """Fingerprint ``data`` and this machine, then plan: the :class:`Plan` and ``{"data", "machine"}``."""
-    from segfit.fingerprint import fingerprint_data, fingerprint_machine
-
-    fp = fingerprint_data(data, user.get("images"), user.get("masks"), user.get("mask_suffix") or "_bin")
-    machine = fingerprint_machine()
-    planned = make_plan(fp, machine, budget_s, user, calibrate_steps)
-    if fp["sampled"] < fp["images"]:
-        planned.notes.append(f"fingerprint from a sample of {fp['sampled']} of the {fp['images']} images")
-    return planned, {"data": fp, "machine": machine}
-
-
-def plan(data, time: str | float | None = None, out=None, verbose: bool = True, **options) -> Plan:
-    """Fingerprint a data set and this machine and plan training, without training (``segfit plan``).
-
-    Args:
-        data: data set folder.
-        time: the time budget (``90s``, ``10m``, ``1h`` or seconds; default 10m unless ``epochs`` is given).
-        out: write the plan and the fingerprint to this JSON file.
-        verbose: print the plan as a table, one reason per choice.
-        **options: training options the user fixes (they win over the plan), as for :func:`segfit.train`.
-
-    Returns:
-        The :class:`Plan`.
-    """
-    from segfit.io import write_json
-
-    options = {k: v for k, v in options.items() if v is not None}
-    budget = parse_duration(time) if time is not None else (None if "epochs" in options else DEFAULT_BUDGET)
-    planned, fingerprint = plan_for(data, budget, options)
-    if verbose:
-        d, m = fingerprint["data"], fingerprint["machine"]
-        print(f"Data: {d['layout']}; {d['mask_kind']} masks, {d['num_classes']} classes, median size "
-              f"{d['height']['median']:.0f}x{d['width']['median']:.0f}")
-        print(f"Machine: {m['cores']} cores, bf16 {'yes' if m['cpu_bf16'] else 'no'}, GPU "
-              f"{m['gpu']['name'] if m['gpu'] else 'none'}" + (f"; budget {budget:.0f} s" if budget else ""))
-        print("\n".join(planned.lines()))
-        if budget and "epochs" not in planned.entries:
-            print("epochs: sized when training starts, from the calibration above and the time the data pass takes")
-    if out is not None:
-        from segfit.rundir import new_file
-
-        out = new_file(out, print if verbose else lambda _: None)
-        write_json(out, {"plan": planned.to_dict(), "fingerprint": fingerprint})
-        if verbose:
-            print(f"Wrote {out}")
-    return planned

@@ -15,7 +15,7 @@ from segfit.config import RunConfig
 from segfit.errors import SegfitError
 from segfit.io import write_json
 from segfit.options import build_config, resolve, resume_config
-from segfit.planner import plan_for
+from segfit.planning import plan_for
 from segfit.rundir import (
     make_run_dir,
     read_json,
