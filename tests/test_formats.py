@@ -364,6 +364,11 @@ def test_read_image_tiff_grey_and_rgb(tmp_path):
     assert grey[0, 0, 0] == RED_LUMA
     assert grey[0, 1, 0] == GREEN_LUMA
     assert grey[1, 0, 0] == round(0.299 * 10 + 0.587 * 20 + 0.114 * 30)
+    from segfit.data.check import _file_channels  # check names TIFF files as it names PNG files
+
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    assert _file_channels(tmp_path / "c.tiff") == _file_channels(tmp_path / "c.png") == "RGB"
+    assert _file_channels(tmp_path / "g.tif") == "grey 16-bit"
 
 
 def test_read_image_tiff_channels_first(tmp_path):

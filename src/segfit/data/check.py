@@ -153,8 +153,10 @@ def _file_channels(path: Path) -> str:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            shape = tif.pages[0].shape
-        return "grey" if len(shape) == 2 else f"{min(shape)} channels"
+            page = tif.pages[0]
+            shape, bits = page.shape, page.dtype.itemsize * 8
+        depth = "" if bits == 8 else f" {bits}-bit"  # named as Pillow's modes are, for the same table
+        return f"grey{depth}" if len(shape) == 2 else {3: "RGB", 4: "RGBA"}.get(min(shape), f"{min(shape)} channels") + depth
     from PIL import Image
 
     with Image.open(path) as im:
