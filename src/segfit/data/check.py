@@ -156,7 +156,10 @@ def _file_channels(path: Path) -> str:
             page = tif.pages[0]
             shape, bits = page.shape, page.dtype.itemsize * 8
         depth = "" if bits == 8 else f" {bits}-bit"  # named as Pillow's modes are, for the same table
-        return f"grey{depth}" if len(shape) == 2 else {3: "RGB", 4: "RGBA"}.get(min(shape), f"{min(shape)} channels") + depth
+        if len(shape) == 2:
+            return f"grey{depth}"
+        channels = shape[-1] if shape[-1] in (3, 4) else shape[0] if shape[0] in (3, 4) else min(shape)  # last or first axis
+        return {3: "RGB", 4: "RGBA"}.get(channels, f"{channels} channels") + depth
     from PIL import Image
 
     with Image.open(path) as im:
