@@ -50,6 +50,28 @@ def test_fingerprint_and_plan_read_spread_values_as_classes(coded_scenes):
     assert given.entries["class_values"] == {"value": [0, 255, 128], "source": "user", "reason": "given by the user"}
 
 
+def test_masks_without_a_zero_make_no_empty_class(coded_scenes, tmp_path):
+    """Trimaps coded 1/2/3 (Oxford pets): three classes named by their values, not four with an empty
+    'background' 0 that scores IoU 1 everywhere; the user's names still win."""
+    from segfit.data.check import check
+
+    trimaps = tmp_path / "pets"
+    (trimaps / "masks").mkdir(parents=True)
+    (trimaps / "images").mkdir()
+    for path in sorted(coded_scenes.glob("*_bin.png"))[:6]:
+        codes = np.asarray(Image.open(path))
+        Image.fromarray((np.searchsorted(VALUES, codes) + 1).astype(np.uint8)).save(trimaps / "masks" / f"{path.stem[:-4]}.png")
+        Image.open(coded_scenes / f"{path.stem[:-4]}.jpg").save(trimaps / "images" / f"{path.stem[:-4]}.jpg")
+    fp = fingerprint_data(trimaps)
+    assert fp["mask_kind"] == "coded" and fp["class_values"] == [1, 2, 3]
+    v = make_plan(fp, {"cores": 2, "cpu_bf16": False, "gpu": None}, None, {}, calibrate_steps=0).values()
+    assert v["classes"] == 3 and v["class_names"] == ["value1", "value2", "value3"]
+    named = make_plan(fp, {"cores": 2, "cpu_bf16": False, "gpu": None}, None, {"class_names": "pet,bg,border"}, 0)
+    assert named.entries["class_names"]["source"] == "user"
+    report = check(trimaps, verbose=False)
+    assert report.ok and report.class_names == ["value1", "value2", "value3"] and report.class_pixels.min() > 0
+
+
 def test_class_values_options_are_checked(coded_scenes):
     from segfit.options import build_config
 

@@ -151,8 +151,8 @@ def _mask_kind(masks: list[np.ndarray]) -> tuple[str, int]:
         return "binary_01", 2
     if many or int(values.max()) > 255 or any(m.dtype.itemsize >= 2 for m in masks) or _object_ids(masks):
         return "instance", 2  # 16-bit label maps hold object ids (class ids fit in 8 bits)
-    if int(values.max()) + 1 > 2 * len(values):  # most of 0..max unused: codes, not class ids
-        return "coded", len(values)
+    if int(values.max()) + 1 > 2 * len(values) or values.min() > 0:  # most of 0..max unused, or no 0 anywhere
+        return "coded", len(values)  # (Oxford pets' trimaps 1/2/3): codes, not class ids, and no class left empty
     return "index", int(values.max()) + 1
 
 
@@ -315,8 +315,11 @@ def _reading(fp: dict) -> dict:
         values = fp["class_values"]
         what = "colour masks hold the colours" if kind == "colour" else "masks hold only the values"
         why = f"the {what} {', '.join(map(str, values))}: classes 0..{len(values) - 1}, in that order"
-        return {"classes": (len(values), why), "mask_mode": ("index", "class masks"),
-                "class_values": (values, why + ("; each class is named and drawn by its colour" if kind == "colour" else ""))}
+        reading = {"classes": (len(values), why), "mask_mode": ("index", "class masks"),
+                   "class_values": (values, why + ("; each class is named and drawn by its colour" if kind == "colour" else ""))}
+        if kind == "coded" and min(values) > 0:  # no value 0: nothing says which class is the background
+            reading["class_names"] = ([f"value{v}" for v in values], "no mask holds 0: each class is named by its value")
+        return reading
     why = f"class-index masks with ids 0..{fp['num_classes'] - 1}"
     return {"classes": (fp["num_classes"], why), "mask_mode": ("index", "class-index masks")}
 

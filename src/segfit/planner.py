@@ -44,7 +44,7 @@ CANDIDATES = {
 # the choice (a 16-bit grey set, 60 s on 2 cores: the same plan chose depth 5 once, test IoU 0.75, and
 # depth 3 the next time, 0.94-0.96).
 LARGER_MARGIN = 1.25
-PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "class_values", "class_colors", "ignore_value", "mean", "std", "val", "preload", "model", "encoder",
+PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "class_values", "class_names", "class_colors", "ignore_value", "mean", "std", "val", "preload", "model", "encoder",
            "encoder_depth", "decoder_channels", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "loss",
            "class_weights", "head_prior", "augment", "precision", "workers", "repeats", "epochs", "instances", "instance_radius", "min_object_area")
 

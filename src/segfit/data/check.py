@@ -79,7 +79,8 @@ def check(data: str | os.PathLike, verbose: bool = True, **options) -> CheckRepo
 
     reasons: list[str] = []
     report = check_dataset(data_config(data, **with_detected_reading(data, options, reasons)))
-    report.reading = "; ".join(dict.fromkeys(reasons))
+    distinct = [r for r in dict.fromkeys(reasons) if not any(o != r and o.startswith(r) for o in reasons)]
+    report.reading = "; ".join(distinct)  # each reason once (the classes' is the start of the class values')
     if verbose:
         print("\n".join(report.lines()))
     return report
