@@ -272,3 +272,73 @@ def test_images_in_subfolders_are_pointed_to(tmp_path):
     with pytest.raises(SegfitError, match="its subfolders batch1, batch2 hold some") as e:
         discover(tmp_path / "data")
     assert "--images batch1" in e.value.fix
+
+
+# ---------------------------------------------------------------------------------------------
+# Public data sets as their downloads are laid out (in miniature)
+
+
+def test_masks_in_a_sibling_folder_named_after_the_images(tmp_path):
+    """Carvana's train/ + train_masks/ (NAME_mask.gif), CamVid's train/ + train_labels/ (NAME_L.png) and val/ +
+    val_labels/: each split folder's masks are beside it; a test/ without masks is left out."""
+    for n in "abc":
+        _png(tmp_path / "carvana" / "train" / f"{n}.png", 100)
+        _png(tmp_path / "carvana" / "train_masks" / f"{n}_mask.png", 1)
+        _png(tmp_path / "camvid" / "train" / f"{n}.png", 100)
+        _png(tmp_path / "camvid" / "train_labels" / f"{n}_L.png", 1)
+    _png(tmp_path / "carvana" / "test" / "t.png", 100)
+    _pairs(tmp_path / "camvid", "xy", images="val", masks="val_labels", mask_name="{}_L.png")
+    carvana = discover(tmp_path / "carvana")
+    assert [(s.name, s.mask.name) for s in carvana.samples] == [("a", "a_mask.png"), ("b", "b_mask.png"), ("c", "c_mask.png")]
+    assert "train_masks/" in carvana.description and "test/ has no masks" in carvana.description
+    camvid = discover(tmp_path / "camvid")
+    assert camvid.split["train"] == ["a", "b", "c"] and camvid.split["val"] == ["x", "y"]
+    assert all(s.mask.name == f"{s.name}_L.png" for s in camvid.samples)
+    _pairs(tmp_path / "photos", "pq", images="shots", masks="shots_masks")  # any folder name, masks beside it
+    assert [s.name for s in discover(tmp_path / "photos").samples] == ["p", "q"]
+
+
+def test_the_mask_folder_is_the_one_holding_masks(tmp_path):
+    """Pascal VOC: Annotations/ holds XML (detection), SegmentationClass/ the masks; most JPEGImages/ have no mask
+    (detection only): the labelled ones are the data set, and the others are said to be left out."""
+    voc = tmp_path / "VOC2012"
+    for i in range(7):
+        _png(voc / "JPEGImages" / f"im{i}.png", 100)
+        (voc / "Annotations").mkdir(parents=True, exist_ok=True)
+        (voc / "Annotations" / f"im{i}.xml").write_text("<annotation/>")
+    for i in range(3):
+        _png(voc / "SegmentationClass" / f"im{i}.png", 1)
+    layout = discover(voc)
+    assert [s.name for s in layout.samples] == ["im0", "im1", "im2"]
+    assert "SegmentationClass/" in layout.description and "4 images without a mask left out" in layout.description
+    _png(voc / "SegmentationClass" / "im3.png", 1)
+    _png(voc / "SegmentationClass" / "im4.png", 1)  # most have masks now: the two without are the user's to fix
+    with pytest.raises(SegfitError, match="image has no mask"):
+        discover(voc)
+
+
+def test_drive_and_ade20k_layouts(tmp_path):
+    """DRIVE: training/images/21_training.tif with its vessels in 1st_manual/21_manual1.gif, beside mask/ (the
+    field of view, not the truth). ADE20K: images/training/ + annotations/training/ (and validation/)."""
+    drive = tmp_path / "DRIVE"
+    for which, n in (("training", 21), ("training", 22), ("test", 1)):
+        _png(drive / which / "images" / f"{n:02d}_{which}.png", 100)
+        _png(drive / which / "1st_manual" / f"{n:02d}_manual1.png", 1)
+        _png(drive / which / "mask" / f"{n:02d}_{which}_mask.png", 1)
+    layout = discover(drive)
+    assert {s.name: s.mask.parent.name for s in layout.samples} == {"21_training": "1st_manual", "22_training": "1st_manual",
+                                                                   "01_test": "1st_manual"}
+    assert layout.split["test"] == ["01_test"]
+    ade = tmp_path / "ADE"
+    _pairs(ade, "ab", images="images/training", masks="annotations/training")
+    _pairs(ade, "c", images="images/validation", masks="annotations/validation")
+    layout = discover(ade)
+    assert layout.split["train"] == ["a", "b"] and layout.split["val"] == ["c"]
+
+
+def test_a_download_wrapper_folder_is_pointed_through(tmp_path):
+    _pairs(tmp_path / "kvasir" / "Kvasir-SEG", "abc")
+    with pytest.raises(SegfitError, match="one folder down") as err:
+        discover(tmp_path / "kvasir")
+    assert "Kvasir-SEG" in str(err.value)
+    assert len(discover(tmp_path / "kvasir" / "Kvasir-SEG").samples) == 3

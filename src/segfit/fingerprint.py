@@ -28,12 +28,15 @@ _INSTANCE_VALUES = 24  # more distinct non-zero values than this in one mask: an
 
 
 def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: str | None = None,
-                     mask_suffix: str = "_bin", sample: int = SAMPLE, seed: int = 0) -> dict:
-    """Describe the images and masks of a data set (see the module's docstring)."""
+                     mask_suffix: str = "_bin", sample: int = SAMPLE, seed: int = 0, require_masks: bool = True) -> dict:
+    """Describe the images and masks of a data set (see the module's docstring); ``require_masks=False``:
+    of the images that have masks (``check`` names the others)."""
     from segfit.objects import equivalent_diameter, label_objects
 
-    layout = discover(root, images, masks, mask_suffix)
-    samples = layout.samples
+    layout = discover(root, images, masks, mask_suffix, require_masks=require_masks)
+    samples = [s for s in layout.samples if s.mask is not None]
+    if not samples:
+        raise SegfitError("no image has a mask", root, "check the data folder (segfit check says what it found)")
     chosen = sorted(random.Random(seed).sample(range(len(samples)), sample)) if len(samples) > sample else range(len(samples))
     heights, widths, files, dtypes, greys, raw_masks, pixels = [], [], {}, set(), [], [], []
     colour = False

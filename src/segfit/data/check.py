@@ -101,7 +101,8 @@ def _detected_reading(data, options: dict, reasons: list[str]) -> dict:
     from segfit.fingerprint import fingerprint_data, mask_reading
 
     try:
-        fp = fingerprint_data(data, options.get("images"), options.get("masks"), options.get("mask_suffix") or "_bin")
+        fp = fingerprint_data(data, options.get("images"), options.get("masks"), options.get("mask_suffix") or "_bin",
+                              require_masks=False)
     except SegfitError:
         return {}
     reading = mask_reading(fp)

@@ -25,13 +25,15 @@ from segfit.data.formats import IMAGE_EXTS, LOSSY_MASK_EXTS, MASK_EXTS, MASK_SUF
 from segfit.errors import SegfitError, require
 
 IMAGE_FOLDERS = ("images", "imgs", "image", "img", "inputs", "input", "raw", "jpegimages")  # jpegimages: Pascal VOC
-MASK_FOLDERS = ("segmaps", "masks", "labels", "label", "mask", "gt", "groundtruth", "ground_truth", "annotations",
-                "annotation", "segmentations", "segmentation", "targets", "target", "segmentationclass")
+MASK_FOLDERS = ("segmaps", "masks", "labels", "label", "1st_manual", "mask", "gt", "groundtruth", "ground_truth",
+                "annotations", "annotation", "segmentations", "segmentation", "targets", "target", "segmentationclass")
+# X_masks/ (X_labels/, ...) beside X/ holds X's masks (Carvana's train/ + train_masks/, CamVid's train/ + train_labels/).
+SIBLING_MASKS = ("_masks", "_mask", "_labels", "_label", "_gt", "_annotations", "_seg", "_segmentation")
 SPLIT_FOLDERS = {"train": ("train", "training", "trainval"), "val": ("val", "valid", "validation"),
                  "test": ("test", "testing")}
 MASK_PREFIXES = ("mask_", "label_", "gt_", "seg_")
 # Images may carry a suffix or prefix of their own, their masks another (Cellpose: 000_img.png + 000_masks.png).
-IMAGE_SUFFIXES = ("_img", "_image", "_im", "_raw", "_input", "-img", "-image")
+IMAGE_SUFFIXES = ("_img", "_image", "_im", "_raw", "_input", "-img", "-image", "_leftImg8bit", "_training", "_test")
 IMAGE_PREFIXES = ("img_", "image_", "im_", "raw_")
 
 
@@ -74,15 +76,18 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         raise SegfitError("data path is not a folder", root, "give the folder that holds the images")
     if images is None and masks is None and _child(root, IMAGE_FOLDERS) is None and not list_files(root, IMAGE_EXTS):
         parts = {which: _child(root, names) for which, names in SPLIT_FOLDERS.items()}
+        inner = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
+        if parts["train"] is None and len(inner) == 1 and _data_set_like(inner[0]):  # a download's wrapper folder
+            raise SegfitError("the data set is one folder down", inner[0], "give that folder as the data folder")
         if parts["train"] is not None:
             return _discover_split(root, {k: v for k, v in parts.items() if v is not None}, mask_suffix, require_masks)
         per_image = _discover_per_image(root, require_masks)
         if per_image is not None:
             return per_image
     suffixes = tuple(dict.fromkeys((mask_suffix, *MASK_SUFFIXES) if mask_suffix else MASK_SUFFIXES))
-    image_dir = _pick(root, images, IMAGE_FOLDERS, "--images")
+    image_dir = _pick(root, images, IMAGE_FOLDERS, "--images") or (_with_sibling_masks(root) if masks is None else None)
     if image_dir is not None:
-        mask_dir = _pick(root, masks, MASK_FOLDERS, "--masks")
+        mask_dir = _pick(root, masks, MASK_FOLDERS, "--masks") if masks is not None else _mask_folder(root, image_dir)
         if mask_dir is None and require_masks:
             raise SegfitError(f"no mask folder beside {image_dir.name}/", root,
                               f"add a masks/ folder (or {', '.join(MASK_FOLDERS[:3])}/), or name it with --masks")
@@ -102,16 +107,25 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         mask_files = _one_mask_each(mask_list.items())
         found = {_naming(b, p.stem, p.suffix.lower()) for p, b in mask_list.items()}
         where = f"a flat folder of {next(iter(found)) if len(found) == 1 else f'NAME.ext + NAME{mask_suffix}.png'}"
+    if not image_files and image_dir is not None and mask_dir is not None:  # images/training/ + annotations/training/
+        parts = {which: d for which, names in SPLIT_FOLDERS.items() if (d := _child(image_dir, names)) is not None}
+        masks_of = {which: d for which, names in SPLIT_FOLDERS.items() if (d := _child(mask_dir, names)) is not None}
+        if "train" in parts and "train" in masks_of:
+            return _discover_split(root, parts, mask_suffix, require_masks, masks_of)
     if not image_files:
         folder = image_dir or root
         nested = sorted(d.name for d in folder.iterdir() if d.is_dir() and list_files(d, IMAGE_EXTS))
         if nested:  # images one level down: say where, since segfit reads one folder of images
             raise SegfitError(f"no images directly in this folder; its subfolders {', '.join(nested[:3])}"
                               + (" ..." if len(nested) > 3 else "") + " hold some", folder,
-                              f"give one with --images {nested[0]}, or gather the images (and masks) in one folder")
+                              f"give one with --images {_rel(folder / nested[0], root)}, or gather the images (and masks) "
+                              "in one folder")
         raise SegfitError("no images found", folder,
                           f"put {'/'.join(e[1:] for e in IMAGE_EXTS)} files there, or name the folder with --images")
-    samples = []
+    samples, unlabelled = [], sum(stem not in mask_files for stem in image_files)
+    if image_dir and require_masks and len(image_files) > unlabelled > len(image_files) / 2:  # most unlabelled (VOC's
+        image_files = {k: v for k, v in image_files.items() if k in mask_files}  # detection images): the labelled ones
+        where += f"; {unlabelled} images without a mask left out"
     for stem, path in sorted(image_files.items()):
         mask = mask_files.get(stem)
         if mask is None and require_masks:
@@ -146,14 +160,18 @@ def held_samples(folder: Path) -> list[Sample] | None:
         return None
 
 
-def _discover_split(root: Path, parts: dict[str, Path], mask_suffix: str, require_masks: bool) -> Layout:
-    """``train/`` (``val/``, ``test/``) folders, each a data set of its own: the folders are the split.
-    A name found in an earlier folder is prefixed with the later folder's name."""
+def _discover_split(root: Path, parts: dict[str, Path], mask_suffix: str, require_masks: bool,
+                    masks_of: dict[str, Path] | None = None) -> Layout:
+    """``train/`` (``val/``, ``test/``) folders, each a data set of its own: the folders are the split
+    (``masks_of``: each part's mask folder, as ``images/training/`` + ``annotations/training/``). A name found
+    in an earlier folder is prefixed with the later folder's name."""
     samples: list[Sample] = []
     split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     said, seen = [], set()
     for which, folder in parts.items():
-        layout = discover(folder, mask_suffix=mask_suffix, require_masks=require_masks and which == "train")
+        masks = (masks_of or {}).get(which) or _sibling_masks(folder)  # train/ + train_masks/, or train/images/ + masks/
+        layout = discover(root, _rel(folder, root), _rel(masks, root), mask_suffix, require_masks and which == "train") if masks \
+            else discover(folder, mask_suffix=mask_suffix, require_masks=require_masks and which == "train")
         labelled = [s for s in layout.samples if s.mask is not None]
         if which != "train" and not labelled:  # images to predict on: not part of the split
             said.append(f"{folder.name}/ has no masks: left out (predict on it with segfit predict)")
@@ -211,6 +229,39 @@ def _child(root: Path, names: tuple[str, ...]) -> Path | None:
     """The first of ``names`` that is a folder in ``root`` (any case)."""
     folders = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
     return next((folders[n] for n in names if n in folders), None)
+
+
+def _mask_folder(root: Path, image_dir: Path) -> Path | None:
+    """The masks of ``image_dir``: ``IMAGE_DIR_masks/`` beside it, else the first mask folder of ``root``
+    that holds mask files (Pascal VOC's ``Annotations/`` holds XML, its masks are in ``SegmentationClass/``)."""
+    sibling = _sibling_masks(image_dir)
+    if sibling is not None:
+        return sibling
+    folders = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
+    present = [folders[n] for n in MASK_FOLDERS if n in folders]
+    return next((d for d in present if list_files(d, MASK_EXTS + LOSSY_MASK_EXTS)), present[0] if present else None)
+
+
+def _data_set_like(folder: Path) -> bool:
+    """Whether ``folder`` holds a data set's folders (images/, split folders) or folders of them."""
+    images = _child(folder, IMAGE_FOLDERS)
+    if images is not None:  # one image there: a folder of one image's files (Data Science Bowl), not a wrapper
+        return len(list_files(images, IMAGE_EXTS)) != 1
+    splits = tuple(n for group in SPLIT_FOLDERS.values() for n in group)
+    subs = [p for p in folder.iterdir() if p.is_dir()]
+    return any(p.name.lower() in splits for p in subs) or any(_child(p, IMAGE_FOLDERS + splits) for p in subs[:3])
+
+
+def _with_sibling_masks(root: Path) -> Path | None:
+    """A folder of ``root`` that has ``X_masks/`` (:data:`SIBLING_MASKS`) beside it: an image folder."""
+    return next((d for d in sorted(root.iterdir()) if d.is_dir() and _sibling_masks(d) is not None
+                 and list_files(d, IMAGE_EXTS)), None)
+
+
+def _sibling_masks(folder: Path) -> Path | None:
+    """``X_masks/`` (:data:`SIBLING_MASKS`) beside ``X/``, if there is one."""
+    siblings = {p.name.lower(): p for p in folder.parent.iterdir() if p.is_dir()}
+    return next((siblings[n] for n in (folder.name.lower() + s for s in SIBLING_MASKS) if n in siblings), None)
 
 
 def _pick(root: Path, given: str | None, candidates: tuple[str, ...], flag: str) -> Path | None:
