@@ -403,6 +403,9 @@ def test_read_image_rejects_3d_stack(tmp_path):
     with pytest.raises(SegfitError) as e:
         read_image(tmp_path / "stack.tif", 1)
     assert "stack.tif" in str(e.value)
+    tifffile.imwrite(tmp_path / "volume.tif", np.zeros((12, 16, 16), np.uint8))  # ISBI 2012's train-volume.tif
+    with pytest.raises(SegfitError, match=r"stack of 12 planes \(12x16x16\).*one file per page"):
+        read_image(tmp_path / "volume.tif", 1)
 
 
 @pytest.mark.parametrize("reader", [lambda p: read_image(p, 3), read_mask], ids=["image", "mask"])
@@ -481,7 +484,7 @@ def test_read_mask_npy_bool_and_negative(tmp_path):
     with pytest.raises(SegfitError, match="negative"):
         read_mask(tmp_path / "neg.npy")
     np.save(tmp_path / "vol.npy", np.zeros((2, 3, 5), np.uint8))
-    with pytest.raises(SegfitError, match="expected H x W"):
+    with pytest.raises(SegfitError, match=r"stack of 2 planes \(2x3x5\).*one 2-D mask per image"):
         read_mask(tmp_path / "vol.npy")
 
 

@@ -342,3 +342,18 @@ def test_a_download_wrapper_folder_is_pointed_through(tmp_path):
         discover(tmp_path / "kvasir")
     assert "Kvasir-SEG" in str(err.value)
     assert len(discover(tmp_path / "kvasir" / "Kvasir-SEG").samples) == 3
+
+
+def test_json_annotations_are_named_as_unread(tmp_path):
+    """COCO's images/ + annotations/instances.json (polygons): no mask image, and the error says why and what to do."""
+    for n in "ab":
+        _png(tmp_path / "coco" / "images" / f"{n}.png", 100)
+    (tmp_path / "coco" / "annotations").mkdir()
+    (tmp_path / "coco" / "annotations" / "instances_default.json").write_text('{"images": [], "annotations": []}')
+    with pytest.raises(SegfitError, match=r"annotations/instances_default.json holds annotations segfit does not read"):
+        discover(tmp_path / "coco")
+    (tmp_path / "flat").mkdir()
+    _png(tmp_path / "flat" / "a.png", 100)
+    (tmp_path / "flat" / "_annotations.coco.json").write_text("{}")  # Roboflow's export: beside the images
+    with pytest.raises(SegfitError, match=r"_annotations.coco.json holds annotations"):
+        discover(tmp_path / "flat")

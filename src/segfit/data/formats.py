@@ -180,6 +180,9 @@ def to_channels(arr: np.ndarray, channels: int, path: Path | None = None) -> np.
         arr = np.moveaxis(arr, 0, -1)  # TIFF stored channels-first
     if arr.ndim == 2:
         arr = arr[..., None]
+    if arr.ndim == 3 and arr.shape[-1] > 4:  # a multi-page TIFF (ISBI 2012's train-volume.tif): planes, not channels
+        raise SegfitError(f"image is a stack of {min(arr.shape)} planes ({'x'.join(map(str, arr.shape))})", path,
+                          "save each plane as an image of its own (a multi-page TIFF: one file per page)")
     if arr.ndim != 3:
         raise SegfitError(f"image has shape {arr.shape}, expected H x W or H x W x C", path, "save it as a 2-D image")
     c = arr.shape[-1]
@@ -315,6 +318,9 @@ def as_label_map(arr: np.ndarray, path: Path | None = None) -> np.ndarray:
         arr = colour[..., 0]
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
+    if arr.ndim == 3:
+        raise SegfitError(f"mask is a stack of {min(arr.shape)} planes ({'x'.join(map(str, arr.shape))})", path,
+                          "save one 2-D mask per image (a multi-page TIFF: one file per page)")
     if arr.ndim != 2:
         raise SegfitError(f"mask has shape {arr.shape}, expected H x W", path, "save masks as 2-D label images")
     if arr.dtype == bool:

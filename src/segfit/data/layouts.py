@@ -98,6 +98,7 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         if any(p.suffix.lower() in LOSSY_MASK_EXTS for p in mask_files.values()):
             where += " (JPEG masks are lossy: read as foreground where above half their maximum)"
     else:
+        mask_dir = None
         if masks is not None:
             raise SegfitError("--masks needs an image folder", root, "name it with --images")
         files = list_files(root, IMAGE_EXTS + MASK_EXTS)
@@ -130,6 +131,10 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         mask = mask_files.get(stem)
         if mask is None and require_masks:
             hint = f"{mask_dir.name}/{stem}.png" if image_dir is not None and mask_dir else f"{stem}{mask_suffix}.png"
+            if (notes := _annotation_file(root, mask_dir)) is not None and not mask_files:
+                raise SegfitError("image has no mask", path, f"{_rel(notes, root)} holds annotations segfit does not read "
+                                  "(COCO polygons, XML): draw them into one mask image per image first "
+                                  "(e.g. pycocotools' annToMask)")
             raise SegfitError("image has no mask", path, f"add {hint} or remove the image")
         samples.append(Sample(stem, path, mask))
     n_masks = sum(s.mask is not None for s in samples)
@@ -240,6 +245,16 @@ def _mask_folder(root: Path, image_dir: Path) -> Path | None:
     folders = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
     present = [folders[n] for n in MASK_FOLDERS if n in folders]
     return next((d for d in present if list_files(d, MASK_EXTS + LOSSY_MASK_EXTS)), present[0] if present else None)
+
+
+def _annotation_file(root: Path, mask_dir: Path | None) -> Path | None:
+    """A JSON or XML annotation file (COCO, CVAT, Pascal VOC's boxes) in the mask folder or the data folder."""
+    for folder in (mask_dir, root, root / "annotations"):
+        if folder is not None and folder.is_dir():
+            found = next((p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".json", ".xml")), None)
+            if found is not None:
+                return found
+    return None
 
 
 def _data_set_like(folder: Path) -> bool:
