@@ -404,3 +404,23 @@ def test_jpeg_annotations_convert(tmp_path):
     report = convert_masks(tmp_path / "src", tmp_path / "dst", load_palette("vineyard"))
     ids = read_ids(tmp_path / "dst" / "a_bin.png")
     assert report["files"] == 1 and (ids[:, 28:] == 1).all() and (ids[:, :20] == 0).all()
+
+
+def test_colour_tables_that_data_sets_ship_are_palettes(tmp_path):
+    """CamVid's class_dict.csv and CVAT's labelmap.txt name the classes and their colours; colour masks are read
+    in the palette's order (not the colours' sorted order), so each name goes with its own colour."""
+    from segfit.options import build_config
+
+    (tmp_path / "class_dict.csv").write_text("name,r,g,b\nSky,128,128,128\nCar,64,0,128\n")
+    camvid = load_palette(tmp_path / "class_dict.csv")
+    assert camvid.names == ["Sky", "Car"] and [list(c) for c in camvid.colors] == [[128, 128, 128], [64, 0, 128]]
+    (tmp_path / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\ncell:250,50,83::\n"
+                                           "debris:51,221,255::\n")
+    cvat = load_palette(tmp_path / "labelmap.txt")
+    assert cvat.names == ["background", "cell", "debris"]
+    rgb = np.array([[(0, 0, 0), (250, 50, 83), (51, 221, 255)]], np.uint8)
+    assert cvat.convert(rgb)[0].tolist() == [[0, 1, 2]]
+    detected = ["#000000", "#33ddff", "#fa3253"]  # as the plan reads colour masks: sorted
+    cfg = build_config(None, palette=str(tmp_path / "labelmap.txt"), class_values=detected, classes=3)
+    assert cfg.data.class_names == ["background", "cell", "debris"]
+    assert cfg.data.class_values == ["#000000", "#fa3253", "#33ddff"]  # cell is #fa3253, debris #33ddff

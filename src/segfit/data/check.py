@@ -90,8 +90,11 @@ def with_detected_reading(data, options: dict, reasons: list[str] | None = None)
     """The data options given (None dropped) and, when they say nothing of the classes, how the masks read as
     `segfit train` would read them (``check``, ``show``); the reasons of that reading go into ``reasons``."""
     options = {k: v for k, v in options.items() if v is not None}
-    if not {"classes", "num_classes", "class_values", "mask_mode", "palette", "class_names"} & set(options):
-        options.update(_detected_reading(data, options, [] if reasons is None else reasons))
+    if not {"classes", "num_classes", "class_values", "mask_mode", "class_names"} & set(options):
+        detected = _detected_reading(data, options, [] if reasons is None else reasons)
+        if "palette" in options:  # the palette names the classes (and orders colour masks' colours)
+            detected.pop("class_names", None)
+        options.update(detected)
     return options
 
 

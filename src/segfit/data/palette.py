@@ -123,8 +123,26 @@ def _rule(class_index: int, r) -> Rule:
     return Rule(class_index, int(r.get("precedence", 100)), where, rgb, int(r.get("tolerance", 0)))
 
 
+def _colour_table(text: str) -> dict:
+    """A palette from a table of names and colours that data sets ship: CamVid's ``class_dict.csv``
+    (``name,r,g,b``) or CVAT's ``labelmap.txt`` (``name:r,g,b::``); each colour matches its class exactly."""
+    classes = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, rest = line.partition(":") if ":" in line else line.partition(",")
+        numbers = rest.split(":")[0].replace(",", " ").split()
+        if len(numbers) < 3 or not all(n.isdigit() for n in numbers[:3]):
+            continue  # a header (name,r,g,b)
+        rgb = [int(n) for n in numbers[:3]]
+        classes.append({"name": name.strip(), "color": rgb, "rules": [{"rgb": rgb}]})
+    return {"classes": classes}
+
+
 def load_palette(spec: str | os.PathLike | dict) -> Palette:
-    """A palette from a preset name (``vineyard``), a YAML/JSON file, or a dict."""
+    """A palette from a preset name (``vineyard``), a YAML/JSON file, a table of names and colours (CamVid's
+    ``class_dict.csv``, CVAT's ``labelmap.txt``), or a dict."""
     if isinstance(spec, dict):
         data, where = spec, "palette"
     elif str(spec) in PRESETS:
@@ -137,6 +155,8 @@ def load_palette(spec: str | os.PathLike | dict) -> Palette:
             text = path.read_text()
             if path.suffix.lower() == ".json":
                 data = json.loads(text)
+            elif path.suffix.lower() in (".csv", ".txt"):  # CamVid's class_dict.csv, CVAT's labelmap.txt
+                data = _colour_table(text)
             else:
                 import yaml
 
