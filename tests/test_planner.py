@@ -396,3 +396,23 @@ def test_a_budget_mostly_spent_before_training_is_said():
     said.clear()
     _fit_budget(RunConfig(), None, None, {"train": [], "val": []}, 40.0, said.append, 60.0)
     assert said == []
+
+
+def test_the_budget_never_adds_to_the_users_epochs(tmp_path, monkeypatch):
+    """--epochs with --time: the time budget may shorten the epochs, never go beyond them (a fast machine
+    that fits 100 epochs of the budget still trains the 5 asked for); without --epochs it sizes them freely."""
+    from types import SimpleNamespace
+
+    from segfit.callbacks import RunRecorder, TimeBudget
+
+    def epochs_after_one(most):
+        clock = iter([0.0, 1.0])  # train start, end of epoch 1: a second an epoch, 100 s of budget
+        monkeypatch.setattr("segfit.callbacks.time.perf_counter", lambda: next(clock))
+        budget = TimeBudget(100.0, RunRecorder(tmp_path, 5, verbose=False), most)
+        trainer = SimpleNamespace(current_epoch=0, fit_loop=SimpleNamespace(max_epochs=5), lr_scheduler_configs=[])
+        module = SimpleNamespace(cfg=SimpleNamespace(train=SimpleNamespace(epochs=5)))
+        budget.on_train_start(trainer, module)
+        budget.on_train_epoch_end(trainer, module)
+        return trainer.fit_loop.max_epochs
+
+    assert epochs_after_one(None) == 100 and epochs_after_one(5) == 5

@@ -53,8 +53,8 @@ class TimeBudget(pl.Callback):
     when the time is up (Lightning's ``max_time`` is the hard stop). Deciding at the end of an epoch, a
     plan that was too short (a calibration slowed by another job) grows as well as shrinks."""
 
-    def __init__(self, seconds: float, recorder: RunRecorder):
-        self.seconds, self.recorder, self.start, self.first_end = seconds, recorder, None, None
+    def __init__(self, seconds: float, recorder: RunRecorder, most: int | None = None):
+        self.seconds, self.recorder, self.most, self.start, self.first_end = seconds, recorder, most, None, None
         recorder.budgeted = True
 
     def on_train_start(self, trainer: pl.Trainer, module) -> None:
@@ -70,7 +70,7 @@ class TimeBudget(pl.Callback):
             self.first_end = now
         first = self.first_end - self.start
         per_epoch = first if done == 1 else (now - self.first_end) / (done - 1)
-        epochs = max(done, min(int((self.seconds - first) / max(per_epoch, 1e-6)) + 1, 1000))
+        epochs = max(done, min(int((self.seconds - first) / max(per_epoch, 1e-6)) + 1, self.most or 1000))
         if epochs == trainer.fit_loop.max_epochs:
             return
         trainer.fit_loop.max_epochs = epochs

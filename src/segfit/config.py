@@ -103,6 +103,7 @@ class TrainConfig:
     logger: str = "csv"  # csv | tensorboard | none: Lightning's logger, writing under RUN/logs/version_N/
     report: bool = True  # after training: evaluate the validation split and write report.html
     max_time: float | None = None  # seconds: training stops there (the time budget's hard limit)
+    most_epochs: int | None = None  # --epochs given with --time: the budget may shorten them, never add to them
     repeats: int = 1  # each epoch goes over the training images this many times (new order, crops, augmentations)
     epoch_batches: int = 0  # training batches an epoch takes (0: all; fewer under a budget shorter than one epoch)
 

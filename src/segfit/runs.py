@@ -124,7 +124,8 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
             cfg = resolve(config) if config is not None else build_config(data, **options)
     dm = SegmentationDataModule(cfg.data, cfg.train, split=split)
     dm.prepare(verbose)
-    if budget and resume is None and "epochs" not in options:
+    if budget and resume is None:  # with --epochs too: at most that many, fewer when the budget ends first
+        cfg.train.most_epochs = cfg.train.epochs if "epochs" in options else None
         _fit_budget(cfg, planned, fingerprint, dm.split, budget - (perf_counter() - start), say, budget)
     if resume is None:
         _resolve_auto(cfg, dm.summary)
@@ -229,7 +230,12 @@ def _fit_budget(cfg: RunConfig, planned, fingerprint, split: dict, remaining: fl
         if fit.repeats != cfg.train.repeats:
             say(f"  repeats {fit.repeats}  ({planned.entries['repeats']['reason']})")
         cfg.train.epochs, cfg.train.max_time, cfg.train.epoch_batches, cfg.train.repeats = fit
-        say(f"  epochs  {cfg.train.epochs}  ({planned.entries['epochs']['reason']})")
+        if cfg.train.most_epochs:
+            cfg.train.epochs = min(cfg.train.most_epochs, fit.epochs)
+            say(f"  epochs  {cfg.train.epochs}  (--epochs {cfg.train.most_epochs} within --time {budget:.0f} s: about "
+                f"{fit.epochs} epochs fit, and training stops when the time is up)")
+        else:
+            say(f"  epochs  {cfg.train.epochs}  ({planned.entries['epochs']['reason']})")
     else:
         cfg.train.max_time = max(1.0, 0.9 * remaining)
     if cfg.train.max_time < SHORT_TRAINING_SHARE * budget:
