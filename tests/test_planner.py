@@ -416,3 +416,15 @@ def test_the_budget_never_adds_to_the_users_epochs(tmp_path, monkeypatch):
         return trainer.fit_loop.max_epochs
 
     assert epochs_after_one(None) == 100 and epochs_after_one(5) == 5
+
+
+def test_precision_auto_is_the_plans_choice():
+    """--precision auto asks for what the plan picks (bf16-mixed on native bf16, else 32); --no-plan resolves it
+    the same way on this machine."""
+    from segfit.fingerprint import fingerprint_machine, native_precision
+
+    bf16 = {**CPU, "cpu_bf16": True}
+    assert make_plan(_fp(), bf16, None, {"precision": "auto"}, 0).entries["precision"]["value"] == "bf16-mixed"
+    plain = make_plan(_fp(), CPU, None, {"precision": "auto"}, 0).entries["precision"]
+    assert plain["value"] == "32" and plain["source"] == "plan"
+    assert native_precision("cpu") == ("bf16-mixed" if fingerprint_machine()["cpu_bf16"] else "32")

@@ -139,7 +139,8 @@ def _add_train(sub) -> None:
     g.add_argument("--devices", help=_h("number of devices, or auto", "devices", True))
     g.add_argument("--num-nodes", type=argtypes.positive_int, help=_h("machines", "num_nodes", True))
     g.add_argument("--strategy", help=_h("auto or ddp", "strategy", True))
-    g.add_argument("--precision", choices=("32", "16-mixed", "bf16-mixed"), help=_h("numeric precision", "precision", True))
+    g.add_argument("--precision", choices=("auto", "32", "16-mixed", "bf16-mixed"),
+                   help=_h("numeric precision; auto: bf16-mixed where the device has native bf16, else 32", "precision", True))
     g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible on CPU)")
     g = p.add_argument_group("records")
     g.add_argument("--logger", choices=tuple(LOGGERS),

@@ -122,6 +122,14 @@ def fingerprint_machine() -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
+def native_precision(accelerator: str = "auto") -> str:
+    """``--precision auto``: ``bf16-mixed`` where the device that trains has native bf16 (a GPU from Ampere on;
+    a CPU with AVX-512 BF16 or AMX), else ``32``."""
+    m = fingerprint_machine()
+    gpu = m["gpu"] is not None and accelerator in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if (m["gpu"]["bf16"] if gpu else m["cpu_bf16"]) else "32"
+
+
 def _unit(pixels: np.ndarray) -> np.ndarray:
     """Pixel values in [0, 1] as the network sees them (uint8 / 255, uint16 / 65535)."""
     if pixels.dtype == np.uint8:

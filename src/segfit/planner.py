@@ -67,7 +67,7 @@ class Plan:
 
     def given(self, user: dict) -> None:
         for key, value in user.items():
-            if key in PLANNED:
+            if key in PLANNED and (key, value) != ("precision", "auto"):  # --precision auto: the plan's choice
                 self.entries[key] = {"value": value, "source": "user", "reason": "given by the user"}
 
     def values(self) -> dict:

@@ -256,8 +256,8 @@ def _record_epochs(run_dir: Path, cfg: RunConfig, planned, epochs: int) -> None:
 
 def _resolve_auto(cfg: RunConfig, summary: dict) -> None:
     """What ``auto`` stands for, from the pixel counts of the data pass just made (no second pass over
-    the masks): inverse-frequency class weights (``auto``, and the default with more than two classes)
-    and the head prior (the training split's class fractions)."""
+    the masks): inverse-frequency class weights (``auto``, and the default with more than two classes),
+    the head prior (the training split's class fractions) and the precision (native bf16 or 32)."""
     import numpy as np
 
     from segfit.losses import inverse_frequency_weights
@@ -267,6 +267,10 @@ def _resolve_auto(cfg: RunConfig, summary: dict) -> None:
         cfg.train.class_weights = inverse_frequency_weights(pixels)
     if cfg.train.head_prior == "auto" and pixels.sum() > 0:
         cfg.train.head_prior = [round(float(p), 6) for p in pixels / pixels.sum()]
+    if cfg.train.precision == "auto":  # (the plan decides it when it plans; --no-plan: here, the same way)
+        from segfit.fingerprint import native_precision
+
+        cfg.train.precision = native_precision(cfg.train.accelerator)
 
 
 def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, intro: bool = False,
