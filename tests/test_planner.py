@@ -172,8 +172,9 @@ def test_an_explicit_option_always_wins():
     for key, value in user.items():
         assert plan.entries[key] == {"value": value, "source": "user", "reason": "given by the user"}
     assert "encoder_depth" not in plan.entries  # the user chose the network: the plan adds no part of another
-    sized = _plan(_fp(side=2048, d05=6.0), {"size": 128})
-    assert "scale" not in sized and "crop" not in sized
+    sized = make_plan(_fp(side=2048, d05=6.0), CPU, None, {"size": 128, "seed": 3, "save_every": 2}, 0).entries
+    assert "scale" not in sized and "crop" not in sized  # --size replaces them, and the plan says whose it is
+    assert all(sized[k]["source"] == "user" for k in ("size", "seed", "save_every"))
 
 
 def test_the_plan_is_written_and_reloaded_identically(tmp_path):

@@ -44,6 +44,7 @@ CANDIDATES = {
 # the choice (a 16-bit grey set, 60 s on 2 cores: the same plan chose depth 5 once, test IoU 0.75, and
 # depth 3 the next time, 0.94-0.96).
 LARGER_MARGIN = 1.25
+# The options the plan chooses (a plain `segfit train DATA` gets these from it; see `segfit train --help`).
 PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "class_values", "class_names", "class_colors", "ignore_value", "mean", "std", "val", "preload", "model", "encoder",
            "encoder_depth", "decoder_channels", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "loss",
            "class_weights", "head_prior", "augment", "precision", "workers", "repeats", "epochs", "instances", "instance_radius", "min_object_area")
@@ -66,8 +67,8 @@ class Plan:
             self.entries[option] = {"value": value, "source": "plan", "reason": reason}
 
     def given(self, user: dict) -> None:
-        for key, value in user.items():
-            if key in PLANNED and (key, value) != ("precision", "auto"):  # --precision auto: the plan's choice
+        for key, value in user.items():  # every option given, planned or not (--size instead of scale and crops)
+            if (key, value) != ("precision", "auto"):  # --precision auto: the plan's choice
                 self.entries[key] = {"value": value, "source": "user", "reason": "given by the user"}
 
     def values(self) -> dict:
