@@ -429,3 +429,22 @@ def test_precision_auto_is_the_plans_choice():
     plain = make_plan(_fp(), CPU, None, {"precision": "auto"}, 0).entries["precision"]
     assert plain["value"] == "32" and plain["source"] == "plan"
     assert native_precision("cpu") == ("bf16-mixed" if fingerprint_machine()["cpu_bf16"] else "32")
+
+
+def test_the_network_the_user_fixed_is_the_one_timed(monkeypatch):
+    """--encoder resnet34 (or --encoder-depth 3) under a budget: the calibration times that network, and the reasons
+    name it (resnet18's speed sized the epochs of a resnet34 run)."""
+    import segfit.planner as planner
+
+    timed = []
+
+    def fake(cand, channels, classes, patch, batch, precision, device, steps=3):
+        timed.append(cand)
+        return {"step_s": 0.1, "patch": patch, "batch": batch, "train_px_s": 1e6, "val_px_s": 4e6}
+    monkeypatch.setattr(planner, "calibrate", fake)
+    plan = make_plan(_fp(side=256, images=40), CPU, 300, {"encoder": "resnet34"})
+    assert timed and all(c[1] == "resnet34" for c in timed)
+    assert "resnet34" in plan.entries["model"]["reason"] and "resnet18" not in plan.entries["model"]["reason"]
+    timed.clear()
+    shallow = make_plan(_fp(side=256, images=40), CPU, 300, {"encoder_depth": 3}).values()
+    assert all(c[2] == 3 and len(c[3]) == 3 for c in timed) and len(shallow["decoder_channels"]) == 3

@@ -296,7 +296,12 @@ def _network_rule(plan: Plan, fp: dict, user: dict, device: str, calibrate_steps
     v = plan.values()
     if "model" in user:
         return None
-    candidates = CANDIDATES[device]
+    candidates = []  # what the user fixed of the network is timed as given
+    for arch, encoder, depth, decoder in CANDIDATES[device]:
+        depth = user.get("encoder_depth", depth)
+        decoder = list(user.get("decoder_channels") or (decoder + [decoder[-1]] * depth)[:depth])
+        if (cand := (arch, user.get("encoder", encoder), depth, decoder)) not in candidates:
+            candidates.append(cand)
     chosen, timing = candidates[0], None
     if plan.budget_s is None or calibrate_steps <= 0:
         reason = "the default network for this device (epochs fixed, no calibration)"
@@ -328,7 +333,7 @@ def _network_rule(plan: Plan, fp: dict, user: dict, device: str, calibrate_steps
 
 def _batch_rule(plan: Plan, fp: dict, user: dict, device: str, gpu_mem: float) -> None:
     v = plan.values()
-    patch = v.get("crop") or user.get("size") or int(max(fp["height"]["median"], fp["width"]["median"]) * (v.get("scale") or 1.0))
+    patch = v.get("crop") or user.get("size") or round(max(fp["height"]["median"], fp["width"]["median"]) * (v.get("scale") or 1.0))
     if device == "cpu":  # about 4 patches of 128 px: many small steps learn more in a budget than a few large ones
         batch = max(4, min(16, CPU_STEP_PIXELS // max(patch, 32) ** 2))
     else:  # 16 patches of 512 px per 8 GB of GPU memory
@@ -354,8 +359,11 @@ def _batch_rule(plan: Plan, fp: dict, user: dict, device: str, gpu_mem: float) -
         if depth < v["encoder_depth"]:
             old, decoder = v["decoder_channels"], v["decoder_channels"][:depth]
             reason = plan.entries["encoder_depth"]["reason"].replace(f"decoder {old[0]}..{old[-1]}", f"decoder {decoder[0]}..{decoder[-1]}")
+            before = plan.entries["encoder_depth"]["reason"]
             plan.set("encoder_depth", depth, reason + f"; depth {depth} for {patch} px patches")
-            plan.set("decoder_channels", decoder, plan.entries["encoder_depth"]["reason"])
+            for key in ("model", "encoder", "decoder_channels"):  # the network's reasons name this network
+                if key == "decoder_channels" or plan.entries.get(key, {}).get("reason") == before:
+                    plan.set(key, decoder if key == "decoder_channels" else v[key], plan.entries["encoder_depth"]["reason"])
 
 
 def _depth_for(patch: int) -> int:
