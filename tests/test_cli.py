@@ -101,6 +101,16 @@ def test_file_system_errors_are_user_errors(monkeypatch, capsys):
     assert cli_module.main(["train", "d"]) == 1 and "internal error" in capsys.readouterr().err
 
 
+def test_seed_spellings_of_the_training_flags():
+    """The field project's underscores and the hyphens both parse, to the same options."""
+    from segfit.cli import _build_parser
+
+    parse = _build_parser().parse_args
+    seed = vars(parse(["train", "d", "--batch_size", "4", "--weight_decay", "0.01", "--save_every", "2", "--learning_rate", "1e-3"]))
+    plain = vars(parse(["train", "d", "--batch-size", "4", "--weight-decay", "0.01", "--save-every", "2", "--lr", "1e-3"]))
+    assert seed == plain and seed["save_every"] == 2 and seed["batch_size"] == 4
+
+
 def test_help_lists_the_commands(tmp_path):
     proc = cli("--help", cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr == ""
@@ -125,6 +135,7 @@ def test_help_lists_the_commands(tmp_path):
     (["evaluate", "run", "--split", "everything"], ["--split"]),
     (["predict", "model.ckpt", "in.png"], ["--out"]),
     (["fly"], ["fly"]),
+    (["plan", "data", "--bogus", "x"], ["--bogus", "segfit plan --help"]),  # the command's own help lists its flags
 ])
 def test_argument_errors(tmp_path, args, words):
     assert_user_error(cli(*args, cwd=tmp_path), *words)

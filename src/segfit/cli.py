@@ -128,7 +128,7 @@ def _add_train(sub) -> None:
                    help="each epoch goes over the training images this many times, with new crops and augmentations "
                         "(default: planned: enough for 25 steps an epoch)")
     g.add_argument("--workers", type=argtypes.non_negative_int, help=_h("data loading processes", "workers", True))
-    g.add_argument("-s", "--save-every", "--save", dest="save_every", type=argtypes.non_negative_int, help="keep epoch_N.ckpt every N epochs")
+    g.add_argument("-s", "--save-every", "--save_every", "--save", dest="save_every", type=argtypes.non_negative_int, help="keep epoch_N.ckpt every N epochs")
     g.add_argument("--folds", type=argtypes.positive_int,
                    help="K-fold cross-validation: one run per fold in RUN/fold_i/ and their ensemble (RUN/ensemble.json, "
                         "cv_metrics.json); the test split stays untouched and --time covers all folds (default 1)")
@@ -188,7 +188,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--auto-tile", type=argtypes.non_negative_float, help="tile images larger than this many times the training size (default 4; 0: never)")
     p.add_argument("--instances", action=argparse.BooleanOptionalAction,
                    help="write NAME_instances.png (16-bit, one integer per object) and outline objects on the overlay "
-                        "(default: when the model learned instances; otherwise the connected parts of each class)")
+                        "(default: when the model learned instances; --instances for another model: the connected "
+                        "parts of each class)")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average the flips and 90-degree rotations that keep this data's labels")
     p.add_argument("--uncertainty", action="store_true",
@@ -346,7 +347,10 @@ def run_command(command: str, opts: dict) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
-    args = parser.parse_args(argtypes.joined_negatives(sys.argv[1:] if argv is None else [str(a) for a in argv]))
+    args, extra = parser.parse_known_args(argtypes.joined_negatives(sys.argv[1:] if argv is None else [str(a) for a in argv]))
+    if extra:  # said by the command's own parser: its --help lists what it takes
+        commands = parser._subparsers._group_actions[0].choices if args.command else {}
+        commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not args.command:
         parser.print_help()
         return 0
