@@ -289,6 +289,12 @@ def test_learning_warnings():
     line = learning_warnings(confused, ["background", "leaves", "wood"])[0]
     assert "pixel accuracy 0.50 is below the 0.78 of predicting background everywhere" in line
     assert learning_warnings(np.array([[90, 3], [3, 4]]), ["background", "foreground"]) == []  # 0.94 vs 0.93: fine
+    from segfit.metrics import history_warnings  # a run without its report: from history.csv's best row
+
+    row = {"val_iou_background": 0.9, "val_iou_leaves": 0.01, "val_iou_wood": 0.0}
+    names = ["background", "leaves", "wood"]
+    assert "hardly finds leaves (IoU 0.01)" in history_warnings(row, names, [True, True, False])[0]  # no wood there
+    assert history_warnings({**row, "val_iou_leaves": 0.5}, names, [True, True, False]) == []
     from segfit.config import RunConfig
 
     tried = RunConfig()  # a planned run that used Dice and class weights under a budget: only what is left is proposed

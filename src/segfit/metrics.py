@@ -112,3 +112,12 @@ def learning_warnings(confusion: np.ndarray, class_names: list[str], config=None
         return [f"pixel accuracy {accuracy:.2f} is below the {true[common] / true.sum():.2f} of predicting "
                 f"{class_names[common]} everywhere: the model mixes the classes up; {fix}"]
     return []
+
+
+def history_warnings(best: dict, class_names: list[str], present: list[bool], config=None) -> list[str]:
+    """:func:`learning_warnings` from the best epoch's row of ``history.csv`` alone (a run without its report's
+    evaluation): the classes the validation masks contain (``present``) that the model hardly finds there."""
+    poor = [f"{name} (IoU {best[f'val_iou_{name}']:.2f})" for name, here in zip(class_names, present)
+            if here and best.get(f"val_iou_{name}", 1.0) < HARDLY_LEARNED_IOU]
+    fix = "likely cause: too little training for this data (or a rare class); fix: " + " or ".join(_untried(config))
+    return [f"the model hardly finds {', '.join(poor)} on the validation images, which contain it: {fix}"] if poor else []

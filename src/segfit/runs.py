@@ -399,8 +399,15 @@ def finish_run(run_dir: Path, rows: list[dict], cfg: RunConfig, counts: dict, se
         "seconds_per_epoch": round(float(history["seconds"].mean()), 3),
         "checkpoints": {"best": "checkpoints/best.ckpt", "last": "checkpoints/last.ckpt"},
     }
+    if not cfg.train.report and (run_dir / "data.json").is_file():  # else the report's evaluation says it, exactly
+        from segfit.metrics import history_warnings
+
+        present = [f > 0 for f in read_json(run_dir / "data.json")["splits"]["val"]["class_fractions"]]
+        summary["warnings"] = history_warnings(best_row.to_dict(), cfg.data.class_names, present, cfg)
     write_json(run_dir / "summary.json", summary)
     say(f"Best epoch: {best_epoch} of {summary['epochs']} (val_loss {best['val_loss']:.4f}, val_iou {best['val_iou']:.4f}, "
         f"val_dice {best['val_dice']:.4f}, val_accuracy {best['val_accuracy']:.4f})")
     say(f"Wrote {run_dir}/: checkpoints/best.ckpt, checkpoints/last.ckpt, history.csv, curves.png, metrics.png, summary.json")
+    for line in summary.get("warnings", []):
+        say(f"segfit: warning: {line}")
     return TrainResult(run_dir, best_epoch, best, history, cfg)
