@@ -365,12 +365,13 @@ def test_the_teaching_path_does_not_plan(particles_dir, tmp_path):
 
 
 def test_plan_command(particles_dir, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "segfit", "plan", str(particles_dir), "--time", "2m",
-                           "--out", str(tmp_path / "plan.json")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "segfit", "plan", str(particles_dir), "--time", "2m", "--encoder",
+                           "resnet34", "--out", str(tmp_path / "plan.json")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "channels" in proc.stdout and "RGB files hold grey pixels" in proc.stdout
     saved = json.loads((tmp_path / "plan.json").read_text())
     assert saved["plan"]["budget_s"] == 120 and saved["fingerprint"]["data"]["images"] == 12
+    assert saved["plan"]["entries"]["encoder"]["source"] == "user"  # plan takes train's flags: the same plan
     bad = subprocess.run([sys.executable, "-m", "segfit", "plan", str(particles_dir), "--time", "soon"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--time" in bad.stderr

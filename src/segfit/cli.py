@@ -222,6 +222,10 @@ def _add_object_args(g, what: str) -> None:
                         "min_object_area in its plan; 0 for masks)")
 
 
+PLAN_FLAGS = ("model", "encoder", "encoder_depth", "decoder_channels", "instances", "epochs", "batch_size", "lr", "loss",
+              "augment", "crop", "scale", "precision", "val", "test")
+
+
 def _add_tools(sub) -> None:
     from segfit.exporter import FORMATS
 
@@ -235,6 +239,10 @@ def _add_tools(sub) -> None:
     p.add_argument("-t", "--time", type=argtypes.duration, help="time budget: 90s, 10m, 1h or seconds (default 10m)")
     p.add_argument("--out", help="write the plan and the fingerprint to this JSON file")
     _add_data_args(p)
+    g = p.add_argument_group("what you fix, as for train (the plan fills the rest)")
+    for action in sub.choices["train"]._actions:  # the same flags, defined once (train's)
+        if action.dest in PLAN_FLAGS:
+            g._add_action(action)
 
     p = _command(sub, "report", "(re)build RUN/report.html: config, data, curves, metrics, galleries, environment")
     p.add_argument("run", metavar="RUN", help="run folder")
