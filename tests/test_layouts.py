@@ -357,3 +357,19 @@ def test_json_annotations_are_named_as_unread(tmp_path):
     (tmp_path / "flat" / "_annotations.coco.json").write_text("{}")  # Roboflow's export: beside the images
     with pytest.raises(SegfitError, match=r"_annotations.coco.json holds annotations"):
         discover(tmp_path / "flat")
+
+
+def test_masks_one_folder_down_and_images_deeper_are_found_or_named(tmp_path):
+    """Oxford pets: images/ + annotations/trimaps/ (beside annotations/xmls/): the masks are found. Cityscapes:
+    leftImg8bit/train/CITY/ holds the images: the error names that folder."""
+    pets = tmp_path / "pets"
+    _pairs(pets, "ab", masks="annotations/trimaps")
+    (pets / "annotations" / "xmls").mkdir()
+    (pets / "annotations" / "xmls" / "a.xml").write_text("<annotation/>")
+    layout = discover(pets)
+    assert [s.mask.parent.name for s in layout.samples] == ["trimaps", "trimaps"]
+    city = tmp_path / "cityscapes"
+    _png(city / "gtFine" / "train" / "aachen" / "a_gtFine_color.png", 1)
+    _png(city / "leftImg8bit" / "train" / "aachen" / "a_leftImg8bit.png", 100)
+    with pytest.raises(SegfitError, match=r"leftImg8bit/train/aachen/ holds some"):
+        discover(city)

@@ -121,7 +121,11 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
                               + (" ..." if len(nested) > 3 else "") + " hold some", folder,
                               f"give one with --images {_rel(folder / nested[0], root)}, or gather the images (and masks) "
                               "in one folder")
-        raise SegfitError("no images found", folder,
+        below = sorted((d for d in folder.rglob("*") if d.is_dir() and len(d.relative_to(folder).parts) <= 3),
+                       key=lambda d: ("im" not in str(d.relative_to(folder)).lower(), str(d)))  # leftImg8bit/ before gtFine/
+        deeper = next((d for d in below if list_files(d, IMAGE_EXTS)), None)
+        raise SegfitError("no images found", folder, f"{_rel(deeper, folder)}/ holds some: give its data set folder, or "
+                          "gather the images (and masks) in one folder" if deeper else
                           f"put {'/'.join(e[1:] for e in IMAGE_EXTS)} files there, or name the folder with --images")
     samples, unlabelled = [], sum(stem not in mask_files for stem in image_files)
     if image_dir and require_masks and len(image_files) > unlabelled > len(image_files) / 2:  # most unlabelled (VOC's
@@ -244,6 +248,8 @@ def _mask_folder(root: Path, image_dir: Path) -> Path | None:
         return sibling
     folders = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
     present = [folders[n] for n in MASK_FOLDERS if n in folders]
+    splits = {n for names in SPLIT_FOLDERS.values() for n in names}  # (split subfolders: a split layout, read as such)
+    present += [sub for d in present for sub in sorted(d.iterdir()) if sub.is_dir() and sub.name.lower() not in splits]
     return next((d for d in present if list_files(d, MASK_EXTS + LOSSY_MASK_EXTS)), present[0] if present else None)
 
 
