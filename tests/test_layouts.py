@@ -373,3 +373,33 @@ def test_masks_one_folder_down_and_images_deeper_are_found_or_named(tmp_path):
     _png(city / "leftImg8bit" / "train" / "aachen" / "a_leftImg8bit.png", 100)
     with pytest.raises(SegfitError, match=r"leftImg8bit/train/aachen/ holds some"):
         discover(city)
+
+
+def test_folders_named_for_images_and_masks_pair(tmp_path):
+    """ISIC's ..._Input/ + ..._GroundTruth/ (NAME_segmentation.png), CVC's Original/ + 'Ground Truth/', and
+    train_images/ + train_masks/ beside test_images/: the folder whose name says masks holds the other's masks."""
+    _pairs(tmp_path / "isic", "ab", images="Task1_Training_Input", masks="Task1_Training_GroundTruth",
+           mask_name="{}_segmentation.png")
+    _pairs(tmp_path / "cvc", "ab", images="Original", masks="Ground Truth")
+    _pairs(tmp_path / "sev", "ab", images="train_images", masks="train_masks")
+    _png(tmp_path / "sev" / "test_images" / "t.png", 100)
+    for name, images in (("isic", "Task1_Training_Input"), ("cvc", "Original"), ("sev", "train_images")):
+        layout = discover(tmp_path / name)
+        assert [s.name for s in layout.samples] == ["a", "b"] and all(s.image.parent.name == images for s in layout.samples)
+
+
+def test_images_named_alone_pair_with_masks_beside_them(tmp_path):
+    """LGG's patient folders: --images PATIENT reads PATIENT/NAME.tif with PATIENT/NAME_mask.tif."""
+    for n in "ab":
+        _png(tmp_path / "kaggle_3m" / "P1" / f"{n}.png", 100)
+        _png(tmp_path / "kaggle_3m" / "P1" / f"{n}_mask.png", 1)
+    layout = discover(tmp_path / "kaggle_3m", images="P1")
+    assert [(s.name, s.mask.name) for s in layout.samples] == [("a", "a_mask.png"), ("b", "b_mask.png")]
+
+
+def test_yolo_labels_are_named_as_unread(tmp_path):
+    _png(tmp_path / "images" / "a.png", 100)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("0 0.1 0.1 0.5 0.5 0.2 0.8\n")
+    with pytest.raises(SegfitError, match=r"labels/a.txt holds annotations segfit does not read"):
+        discover(tmp_path)

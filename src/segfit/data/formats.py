@@ -21,7 +21,7 @@ MASK_EXTS = (".png", ".tif", ".tiff", ".npy", ".bmp", ".gif")
 LOSSY_MASK_EXTS = (".jpg", ".jpeg")  # accepted in a mask folder; read as foreground/background
 # Common endings of mask names (NAME_mask.png); the data's own --mask-suffix is tried first.
 MASK_SUFFIXES = ("_bin", "_mask", "_masks", "_label", "_labels", "_gt", "_seg", "_segmentation", "_annotation",
-                 "-mask", "-label", "_lbl", "_manual1", "_L")  # _manual1: DRIVE's vessels; _L: CamVid's labels
+                 "-mask", "-label", "_lbl", "_manual1", "_L", "_anno")  # _manual1: DRIVE's vessels; _L: CamVid's; _anno: GlaS'
 # The class id of unlabelled pixels (a mask's --ignore-value, as Pascal VOC's 255 on object borders): no
 # loss, metric, class count or object sees them. Class ids are 0..254.
 IGNORE_ID = 255

@@ -18,6 +18,8 @@ A mask's name is its image's stem, or that stem with a suffix (``mask_suffix``, 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,8 +88,12 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
             return per_image
     suffixes = tuple(dict.fromkeys((mask_suffix, *MASK_SUFFIXES) if mask_suffix else MASK_SUFFIXES))
     image_dir = _pick(root, images, IMAGE_FOLDERS, "--images") or (_with_sibling_masks(root) if masks is None else None)
-    if image_dir is not None:
-        mask_dir = _pick(root, masks, MASK_FOLDERS, "--masks") if masks is not None else _mask_folder(root, image_dir)
+    guessed = _guessed_pair(root) if image_dir is None and images is None and masks is None else None
+    if image_dir is not None or guessed:
+        image_dir, mask_dir = guessed or (image_dir, _pick(root, masks, MASK_FOLDERS, "--masks") if masks is not None
+                                          else _mask_folder(root, image_dir))
+        if mask_dir is None and images is not None and masks is None:  # --images X alone: X's own NAME + NAME_mask
+            return discover(image_dir, mask_suffix=mask_suffix, require_masks=require_masks)
         if mask_dir is None and require_masks:
             raise SegfitError(f"no mask folder beside {image_dir.name}/", root,
                               f"add a masks/ folder (or {', '.join(MASK_FOLDERS[:3])}/), or name it with --masks")
@@ -115,11 +121,16 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
             return _discover_split(root, parts, mask_suffix, require_masks, masks_of)
     if not image_files:
         folder = image_dir or root
-        nested = sorted(d.name for d in folder.iterdir() if d.is_dir() and list_files(d, IMAGE_EXTS))
+        nested = sorted((d.name for d in folder.iterdir() if d.is_dir() and list_files(d, IMAGE_EXTS)),
+                        key=lambda n: (bool(MASK_WORDS.search(n.lower())), n))  # image folders before mask folders
+        if nested and (notes := _annotation_file(root, None)) is not None and not _guessed_pair(root):
+            raise SegfitError(f"no mask images; {_rel(notes, root)} holds annotations segfit does not read (COCO polygons, "
+                              "XML, YOLO .txt, run-length CSV)", root, "draw them into one mask image per image first, "
+                              "in a masks/ folder beside the images")
         if nested:  # images one level down: say where, since segfit reads one folder of images
             raise SegfitError(f"no images directly in this folder; its subfolders {', '.join(nested[:3])}"
                               + (" ..." if len(nested) > 3 else "") + " hold some", folder,
-                              f"give one with --images {_rel(folder / nested[0], root)}, or gather the images (and masks) "
+                              f"give one with --images {shlex.quote(_rel(folder / nested[0], root))}, or gather the images (and masks) "
                               "in one folder")
         below = sorted((d for d in folder.rglob("*") if d.is_dir() and len(d.relative_to(folder).parts) <= 3),
                        key=lambda d: ("im" not in str(d.relative_to(folder)).lower(), str(d)))  # leftImg8bit/ before gtFine/
@@ -137,8 +148,8 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
             hint = f"{mask_dir.name}/{stem}.png" if image_dir is not None and mask_dir else f"{stem}{mask_suffix}.png"
             if (notes := _annotation_file(root, mask_dir)) is not None and not mask_files:
                 raise SegfitError("image has no mask", path, f"{_rel(notes, root)} holds annotations segfit does not read "
-                                  "(COCO polygons, XML): draw them into one mask image per image first "
-                                  "(e.g. pycocotools' annToMask)")
+                                  "(COCO polygons, XML, YOLO .txt, run-length CSV): draw them into one mask image "
+                                  "per image first (e.g. pycocotools' annToMask)")
             raise SegfitError("image has no mask", path, f"add {hint} or remove the image")
         samples.append(Sample(stem, path, mask))
     n_masks = sum(s.mask is not None for s in samples)
@@ -240,6 +251,24 @@ def _child(root: Path, names: tuple[str, ...]) -> Path | None:
     return next((folders[n] for n in names if n in folders), None)
 
 
+MASK_WORDS = re.compile(r"mask|label|ground.?truth|anno|seg|(^|[^a-z])gt([^a-z]|$)")  # a folder name that says masks
+
+
+def _guessed_pair(root: Path) -> tuple[Path, Path] | None:
+    """Folders of other names that pair: one whose name says masks (ISIC's ``..._GroundTruth/``, CVC's
+    ``Ground Truth/``, ``train_masks/``) holding the masks of another's images (``..._Input/``, ``Original/``,
+    ``train_images/``); the pair sharing the most names, None when none share any."""
+    dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    masks = [d for d in dirs if MASK_WORDS.search(d.name.lower())]
+    best, most = None, 0
+    for folder in (d for d in dirs if d not in masks):
+        stems = {p.stem for p in list_files(folder, IMAGE_EXTS)}
+        for m in masks:
+            shared = sum(_image_stem(p.stem, MASK_SUFFIXES, stems) in stems for p in list_files(m, MASK_EXTS + LOSSY_MASK_EXTS))
+            best, most = ((folder, m), shared) if shared > most else (best, most)
+    return best
+
+
 def _mask_folder(root: Path, image_dir: Path) -> Path | None:
     """The masks of ``image_dir``: ``IMAGE_DIR_masks/`` beside it, else the first mask folder of ``root``
     that holds mask files (Pascal VOC's ``Annotations/`` holds XML, its masks are in ``SegmentationClass/``)."""
@@ -257,10 +286,20 @@ def _annotation_file(root: Path, mask_dir: Path | None) -> Path | None:
     """A JSON or XML annotation file (COCO, CVAT, Pascal VOC's boxes) in the mask folder or the data folder."""
     for folder in (mask_dir, root, root / "annotations"):
         if folder is not None and folder.is_dir():
-            found = next((p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".json", ".xml")), None)
+            found = next((p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".json", ".xml")
+                          or (p.suffix.lower() == ".txt" and folder.name.lower() == "labels")  # YOLO's polygons
+                          or (p.suffix.lower() == ".csv" and "encodedpixels" in _head(p))), None)  # run lengths
             if found is not None:
                 return found
     return None
+
+
+def _head(path: Path) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.readline().lower()
+    except OSError:
+        return ""
 
 
 def _data_set_like(folder: Path) -> bool:
@@ -268,6 +307,8 @@ def _data_set_like(folder: Path) -> bool:
     images = _child(folder, IMAGE_FOLDERS)
     if images is not None:  # one image there: a folder of one image's files (Data Science Bowl), not a wrapper
         return len(list_files(images, IMAGE_EXTS)) != 1
+    if len(list_files(folder, IMAGE_EXTS)) > 1:  # a flat data set (GlaS: train_1.bmp + train_1_anno.bmp)
+        return True
     splits = tuple(n for group in SPLIT_FOLDERS.values() for n in group)
     subs = [p for p in folder.iterdir() if p.is_dir()]
     return any(p.name.lower() in splits for p in subs) or any(_child(p, IMAGE_FOLDERS + splits) for p in subs[:3])
