@@ -455,3 +455,13 @@ def test_the_network_the_user_fixed_is_the_one_timed(monkeypatch):
     timed.clear()
     shallow = make_plan(_fp(side=256, images=40), CPU, 300, {"encoder_depth": 3}).values()
     assert all(c[2] == 3 and len(c[3]) == 3 for c in timed) and len(shallow["decoder_channels"]) == 3
+
+
+def test_a_palette_orders_colour_masks_in_the_plan_as_in_the_config(tmp_path):
+    """Colour masks read as sorted colours; with --palette the plan (and so plan.json and its table) lists them
+    in the palette's order, as the config does: each class name with its own colour."""
+    (tmp_path / "labelmap.txt").write_text("background:0,0,0::\ncell:250,50,83::\ndebris:51,221,255::\n")
+    fp = _fp(kind="colour", fractions=(0.6, 0.2, 0.2), class_values=["#000000", "#33ddff", "#fa3253"])
+    plan = make_plan(fp, CPU, None, {"palette": str(tmp_path / "labelmap.txt")}, calibrate_steps=0)
+    assert plan.values()["class_values"] == ["#000000", "#fa3253", "#33ddff"] and plan.values()["classes"] == 3
+    assert make_plan(fp, CPU, None, {}, calibrate_steps=0).values()["class_values"] == ["#000000", "#33ddff", "#fa3253"]

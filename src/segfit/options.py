@@ -62,16 +62,13 @@ def build_config(data: str | os.PathLike | None = None, **options: Any) -> RunCo
     if given.get("class_values") and "classes" not in given and "num_classes" not in given:
         given["classes"] = len(given["class_values"])
     if "palette" in given:
-        from segfit.data.formats import is_colour_coded
-        from segfit.data.palette import load_palette
+        from segfit.data.palette import load_palette, palette_values
 
         palette = load_palette(given.pop("palette"))
         given.setdefault("class_names", palette.names)
         given.setdefault("class_colors", palette.colors)
-        codes = ["#%02x%02x%02x" % tuple(c) for c in palette.colors]
-        values = given.get("class_values")  # colour masks read by their colours: in the palette's order
-        if values and is_colour_coded(values) and {str(v).lower() for v in values} <= set(codes):
-            given["class_values"], given["classes"] = codes, len(codes)  # (a palette may name classes the data lacks)
+        if ordered := palette_values(palette, given.get("class_values")):  # colour masks: in the palette's order
+            given["class_values"], given["classes"] = ordered, len(ordered)
     if given.get("class_names") and "classes" not in given and "num_classes" not in given:
         given["classes"] = len(given["class_names"])
     for key, value in given.items():

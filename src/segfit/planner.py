@@ -127,7 +127,14 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
         plan.set("classes", len(given.split(",") if isinstance(given, str) else given), "one class per --class-values value")
         plan.set("mask_mode", "index", "class masks")
     else:
-        for option, (value, reason) in mask_reading(fp).items():
+        reading = mask_reading(fp)
+        if "palette" in user and "class_values" in reading:  # colour masks: ordered and named as the palette says
+            from segfit.data.palette import load_palette, palette_values
+
+            if ordered := palette_values(load_palette(user["palette"]), reading["class_values"][0]):
+                why = f"the colours of the palette {user['palette']}, in its order"
+                reading.update(classes=(len(ordered), why), class_values=(ordered, why))
+        for option, (value, reason) in reading.items():
             plan.set(option, value, reason)
     void = mask_reading(fp).get("ignore_value")
     if void:  # also when the user counted the classes

@@ -140,6 +140,16 @@ def _colour_table(text: str) -> dict:
     return {"classes": classes}
 
 
+def palette_values(palette: Palette, values) -> list[str] | None:
+    """Colour masks' class values (``"#rrggbb"``, as read: sorted) in the palette's class order, each colour the
+    class the palette names by it; None when ``values`` are not colours the palette lists (a palette may also
+    name classes the data lacks: they are kept, empty)."""
+    codes = ["#%02x%02x%02x" % tuple(c) for c in palette.colors]
+    if values and any(isinstance(v, str) for v in values) and {str(v).lower() for v in values} <= set(codes):
+        return codes
+    return None
+
+
 def load_palette(spec: str | os.PathLike | dict) -> Palette:
     """A palette from a preset name (``vineyard``), a YAML/JSON file, a table of names and colours (CamVid's
     ``class_dict.csv``, CVAT's ``labelmap.txt``), or a dict."""
