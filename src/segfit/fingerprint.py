@@ -122,12 +122,17 @@ def fingerprint_machine() -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
-def native_precision(accelerator: str = "auto") -> str:
-    """``--precision auto``: ``bf16-mixed`` where the device that trains has native bf16 (a GPU from Ampere on;
-    a CPU with AVX-512 BF16 or AMX), else ``32``."""
-    m = fingerprint_machine()
-    gpu = m["gpu"] is not None and accelerator in ("auto", "gpu", "cuda")
-    return "bf16-mixed" if (m["gpu"]["bf16"] if gpu else m["cpu_bf16"]) else "32"
+def training_device(machine: dict, accelerator: str = "auto") -> str:
+    """``gpu`` when the machine has one and ``accelerator`` allows it, else ``cpu``."""
+    return "gpu" if machine.get("gpu") and accelerator in ("auto", "gpu", "cuda") else "cpu"
+
+
+def native_precision(accelerator: str = "auto", machine: dict | None = None) -> str:
+    """``--precision auto`` (and the plan's precision): ``bf16-mixed`` where the device that trains has native
+    bf16 (a GPU from Ampere on; a CPU with AVX-512 BF16 or AMX), else ``32``."""
+    m = machine or fingerprint_machine()
+    bf16 = (m.get("gpu") or {}).get("bf16") if training_device(m, accelerator) == "gpu" else m.get("cpu_bf16")
+    return "bf16-mixed" if bf16 else "32"
 
 
 def _unit(pixels: np.ndarray) -> np.ndarray:

@@ -84,6 +84,10 @@ def _untried(config) -> list[str]:
     return fixes
 
 
+def _likely_fix(config) -> str:
+    return "likely cause: too little training for this data (or a rare class); fix: " + " or ".join(_untried(config))
+
+
 HARDLY_LEARNED_IOU = 0.05  # a class the masks contain but the model finds (almost) nowhere
 WORSE_THAN_CONSTANT = 0.05  # pixel accuracy this far below predicting the commonest class everywhere
 
@@ -95,7 +99,7 @@ def learning_warnings(confusion: np.ndarray, class_names: list[str], config=None
     confusion = np.asarray(confusion)
     predicted, true = confusion.sum(0), confusion.sum(1)
     present = [i for i in range(len(class_names)) if true[i] > 0]
-    fix = "likely cause: too little training for this data (or a rare class); fix: " + " or ".join(_untried(config))
+    fix = _likely_fix(config)
     if len(present) > 1 and int((predicted > 0).sum()) == 1:
         only = class_names[int(np.argmax(predicted))]
         return [f"the model predicts {only} everywhere, though the masks hold {len(present)} classes: {fix}"]
@@ -119,5 +123,5 @@ def history_warnings(best: dict, class_names: list[str], present: list[bool], co
     evaluation): the classes the validation masks contain (``present``) that the model hardly finds there."""
     poor = [f"{name} (IoU {best[f'val_iou_{name}']:.2f})" for name, here in zip(class_names, present)
             if here and best.get(f"val_iou_{name}", 1.0) < HARDLY_LEARNED_IOU]
-    fix = "likely cause: too little training for this data (or a rare class); fix: " + " or ".join(_untried(config))
+    fix = _likely_fix(config)
     return [f"the model hardly finds {', '.join(poor)} on the validation images, which contain it: {fix}"] if poor else []

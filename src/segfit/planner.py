@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from segfit.budget import training_seconds
 from segfit.config import DataConfig, ModelConfig
 from segfit.data.split import test_count, val_count
-from segfit.fingerprint import calibrate, mask_reading
+from segfit.fingerprint import calibrate, mask_reading, native_precision, training_device
 from segfit.models import stride
 
 MIN_MEDIAN_OBJECT_PX, MIN_SMALL_OBJECT_PX = 10.0, 3.0  # diameters the median and the 5th-percentile object keep at the working scale
@@ -100,7 +100,7 @@ def make_plan(fp: dict, machine: dict, budget_s: float | None, user: dict, calib
         user: the options the user gave (they win).
         calibrate_steps: timed training steps per candidate network (0: estimate without timing).
     """
-    device = "gpu" if machine.get("gpu") and user.get("accelerator", "auto") in ("auto", "gpu", "cuda") else "cpu"
+    device = training_device(machine, user.get("accelerator", "auto"))
     plan = Plan(budget_s=budget_s, device=device)
     plan.given(user)
     _data_rules(plan, fp, user)
@@ -117,7 +117,8 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
         plan.set("channels", 1, "RGB files hold grey pixels" if fp.get("grey_in_rgb") else "the images are grey")
     else:
         plan.set("channels", 3, "the images are in colour")
-    detected = mask_reading(fp)["classes"]
+    reading = mask_reading(fp)
+    detected = reading["classes"]
     if "classes" in user:  # the user's count decides how the masks read (2: any value > 0 is foreground)
         if user["classes"] == 2 < detected[0] and fp["mask_kind"] != "instance":
             plan.notes.append(f"--classes 2 reads every mask value above 0 as foreground; the masks read as {detected[0]} "
@@ -127,7 +128,6 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
         plan.set("classes", len(given.split(",") if isinstance(given, str) else given), "one class per --class-values value")
         plan.set("mask_mode", "index", "class masks")
     else:
-        reading = mask_reading(fp)
         if "palette" in user and "class_values" in reading:  # colour masks: ordered and named as the palette says
             from segfit.data.palette import load_palette, palette_values
 
@@ -136,7 +136,7 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
                 reading.update(classes=(len(ordered), why), class_values=(ordered, why))
         for option, (value, reason) in reading.items():
             plan.set(option, value, reason)
-    void = mask_reading(fp).get("ignore_value")
+    void = reading.get("ignore_value")
     if void:  # also when the user counted the classes
         plan.set("ignore_value", *void)
     colours = fp.get("class_colors")
@@ -236,13 +236,14 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
     padded = ""
     if scale < 1.0 and "scale" not in user and (whole := _stride_multiple(plan, fp, scale, low)) != scale:
         scale, padded = whole, " (a multiple of the network's stride, which would pad them to one)"
-    kept = (_objects_kept(fp, scale) if _object_diameters(fp)[0] else "") if not at_low or padded else why_low
+    small, median = _object_diameters(fp)
+    kept = (_objects_kept(fp, scale) if small else "") if not at_low or padded else why_low
     if scale == 1.0:
         reason = "the images are small enough" if side <= WORKING_SIDE[device] else why_low + " only at full size"
     elif passes is None:
         reason = f"{side:.0f} px images shrink to {side * scale:.0f} px{padded}" + (f"; {kept}" if at_low and kept else "")
     else:
-        if short and _object_diameters(fp)[1] * scale < MIN_INSTANCE_OBJECT_PX:
+        if short and median * scale < MIN_INSTANCE_OBJECT_PX:
             kept += f"; the budget is too short to keep objects at {MIN_INSTANCE_OBJECT_PX:.0f} px for instances"
         reason = (f"{side:.0f} px images shrink to {side * scale:.0f} px{padded}: the budget gives about "
                   f"{passes / scale**2:.0f} passes over the training pixels at this scale on this machine"
@@ -283,7 +284,7 @@ def _training_rules(plan: Plan, fp: dict, machine: dict, device: str) -> None:
              "photos: horizontal flips and colour jitter (up is up)" if photo else
              ("objects numbered one by one" if objects else "micrographs")
              + ": flips, 90-degree rotations and mild contrast changes (orientation carries no meaning)")
-    bf16 = (machine.get("gpu") or {}).get("bf16") if device == "gpu" else machine.get("cpu_bf16")
+    bf16 = native_precision(device, machine) == "bf16-mixed"
     plan.set("precision", "bf16-mixed" if bf16 else "32",
              f"native bf16 on this {device.upper()}" if bf16 else f"no native bf16 on this {device.upper()}: 32-bit")
     plan.set("optimizer", "adamw", "AdamW with decoupled weight decay")

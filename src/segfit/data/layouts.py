@@ -33,6 +33,7 @@ MASK_FOLDERS = ("segmaps", "masks", "labels", "label", "1st_manual", "mask", "gt
 SIBLING_MASKS = ("_masks", "_mask", "_labels", "_label", "_gt", "_annotations", "_seg", "_segmentation")
 SPLIT_FOLDERS = {"train": ("train", "training", "trainval"), "val": ("val", "valid", "validation"),
                  "test": ("test", "testing")}
+SPLIT_NAMES = {n for names in SPLIT_FOLDERS.values() for n in names}
 MASK_PREFIXES = ("mask_", "label_", "gt_", "seg_")
 # Images may carry a suffix or prefix of their own, their masks another (Cellpose: 000_img.png + 000_masks.png).
 IMAGE_SUFFIXES = ("_img", "_image", "_im", "_raw", "_input", "-img", "-image", "_leftImg8bit", "_training", "_test")
@@ -87,8 +88,10 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         if per_image is not None:
             return per_image
     suffixes = tuple(dict.fromkeys((mask_suffix, *MASK_SUFFIXES) if mask_suffix else MASK_SUFFIXES))
-    image_dir = _pick(root, images, IMAGE_FOLDERS, "--images") or (_with_sibling_masks(root) if masks is None else None)
-    guessed = _guessed_pair(root) if image_dir is None and images is None and masks is None else None
+    image_dir = _pick(root, images, IMAGE_FOLDERS, "--images")
+    unnamed = image_dir is None and images is None and masks is None and not list_files(root, IMAGE_EXTS)
+    image_dir = image_dir or (_with_sibling_masks(root) if unnamed else None)  # folders of a root holding no images
+    guessed = _guessed_pair(root) if unnamed and image_dir is None else None
     if image_dir is not None or guessed:
         image_dir, mask_dir = guessed or (image_dir, _pick(root, masks, MASK_FOLDERS, "--masks") if masks is not None
                                           else _mask_folder(root, image_dir))
@@ -123,10 +126,9 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         folder = image_dir or root
         nested = sorted((d.name for d in folder.iterdir() if d.is_dir() and list_files(d, IMAGE_EXTS)),
                         key=lambda n: (bool(MASK_WORDS.search(n.lower())), n))  # image folders before mask folders
-        if nested and (notes := _annotation_file(root, None)) is not None and not _guessed_pair(root):
-            raise SegfitError(f"no mask images; {_rel(notes, root)} holds annotations segfit does not read (COCO polygons, "
-                              "XML, YOLO .txt, run-length CSV)", root, "draw them into one mask image per image first, "
-                              "in a masks/ folder beside the images")
+        if nested and (notes := _annotation_file(root, None)) is not None:  # (a guessed pair has images: not here)
+            raise SegfitError(f"no mask images; {_rel(notes, root)} {UNREAD}", root, f"{DRAW}, in a masks/ folder beside "
+                              "the images")
         if nested:  # images one level down: say where, since segfit reads one folder of images
             raise SegfitError(f"no images directly in this folder; its subfolders {', '.join(nested[:3])}"
                               + (" ..." if len(nested) > 3 else "") + " hold some", folder,
@@ -147,9 +149,8 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         if mask is None and require_masks:
             hint = f"{mask_dir.name}/{stem}.png" if image_dir is not None and mask_dir else f"{stem}{mask_suffix}.png"
             if (notes := _annotation_file(root, mask_dir)) is not None and not mask_files:
-                raise SegfitError("image has no mask", path, f"{_rel(notes, root)} holds annotations segfit does not read "
-                                  "(COCO polygons, XML, YOLO .txt, run-length CSV): draw them into one mask image "
-                                  "per image first (e.g. pycocotools' annToMask)")
+                raise SegfitError("image has no mask", path, f"{_rel(notes, root)} {UNREAD}: {DRAW} (e.g. pycocotools' "
+                                  "annToMask)")
             raise SegfitError("image has no mask", path, f"add {hint} or remove the image")
         samples.append(Sample(stem, path, mask))
     n_masks = sum(s.mask is not None for s in samples)
@@ -277,13 +278,17 @@ def _mask_folder(root: Path, image_dir: Path) -> Path | None:
         return sibling
     folders = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
     present = [folders[n] for n in MASK_FOLDERS if n in folders]
-    splits = {n for names in SPLIT_FOLDERS.values() for n in names}  # (split subfolders: a split layout, read as such)
-    present += [sub for d in present for sub in sorted(d.iterdir()) if sub.is_dir() and sub.name.lower() not in splits]
+    present += [sub for d in present for sub in sorted(d.iterdir())  # (split subfolders: a split layout, read as such)
+                if sub.is_dir() and sub.name.lower() not in SPLIT_NAMES]
     return next((d for d in present if list_files(d, MASK_EXTS + LOSSY_MASK_EXTS)), present[0] if present else None)
 
 
+UNREAD = "holds annotations segfit does not read (COCO polygons, XML, YOLO .txt, run-length CSV)"
+DRAW = "draw them into one mask image per image first"
+
+
 def _annotation_file(root: Path, mask_dir: Path | None) -> Path | None:
-    """A JSON or XML annotation file (COCO, CVAT, Pascal VOC's boxes) in the mask folder or the data folder."""
+    """An annotation file segfit does not read (:data:`UNREAD`) in the mask folder or the data folder."""
     for folder in (mask_dir, root, root / "annotations"):
         if folder is not None and folder.is_dir():
             found = next((p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".json", ".xml")
@@ -309,9 +314,9 @@ def _data_set_like(folder: Path) -> bool:
         return len(list_files(images, IMAGE_EXTS)) != 1
     if len(list_files(folder, IMAGE_EXTS)) > 1:  # a flat data set (GlaS: train_1.bmp + train_1_anno.bmp)
         return True
-    splits = tuple(n for group in SPLIT_FOLDERS.values() for n in group)
     subs = [p for p in folder.iterdir() if p.is_dir()]
-    return any(p.name.lower() in splits for p in subs) or any(_child(p, IMAGE_FOLDERS + splits) for p in subs[:3])
+    return any(p.name.lower() in SPLIT_NAMES for p in subs) or any(_child(p, IMAGE_FOLDERS + tuple(SPLIT_NAMES))
+                                                                   for p in subs[:3])
 
 
 def _with_sibling_masks(root: Path) -> Path | None:
