@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from segfit.config import RunConfig
-from segfit.decoding import SelfAgreement, decode
+from segfit.decoding import SelfAgreement, decode, image_uncertainty
 from segfit.ensemble import VARIANTS, AveragedBackend, entropy, review_calibration, tta_variants
 from segfit.errors import SegfitError
 from segfit.folds import fold_splits
 from segfit.options import resolve_data
-from segfit.predictor import Predictor, image_uncertainty
+from segfit.predictor import Predictor
 
 
 class _Fixed:

@@ -210,6 +210,17 @@ def test_a_users_folder_is_never_written_into_and_segfits_own_is_replaced(run32,
         ".segfit", "coverage.csv", "notes.txt", "predictions.json", "s1.png", "s1_instances.png", "s1_overlay.png"]
 
 
+def test_the_overlay_blends_as_alpha_says(run32, tmp_path):
+    inputs = _input_folder(tmp_path, 3, ["s0.png"])
+    predictor = segfit.Predictor.from_checkpoint(run32)
+    predictor.predict_files([inputs], tmp_path / "clear", alpha=0.0, objects=False)
+    predictor.predict_files([inputs], tmp_path / "half", objects=False)
+    image = np.asarray(Image.open(inputs / "s0.png").convert("RGB"))
+    clear, half = (np.asarray(Image.open(tmp_path / d / "s0_overlay.png").convert("RGB")) for d in ("clear", "half"))
+    assert (np.asarray(Image.open(tmp_path / "half" / "s0.png")) > 0).any()
+    assert np.array_equal(clear, image) and not np.array_equal(half, image)
+
+
 def test_an_unreadable_image_is_skipped_and_named_after_the_others_are_predicted(run32, tmp_path):
     inputs = _input_folder(tmp_path, 4, ["a.png", "b.png", "c.png"])
     (inputs / "b.png").write_bytes((inputs / "b.png").read_bytes()[:60])  # truncated
