@@ -173,3 +173,26 @@ def test_show_reads_the_masks_as_check_and_train_do(fixture, request, tmp_path, 
         mask=mask, names=names, colors=colors))
     segfit.show(request.getfixturevalue(fixture), index=0, out=tmp_path / "pair.png", verbose=False)
     assert len(seen["names"]) == len(seen["colors"]) == 3 and seen["mask"].max() == 2
+
+
+def test_colour_masks_drawn_on_white_have_white_as_background(colour_scenes, tmp_path):
+    """White with no black is class 0, the background; the vineyard palette reads such masks by its rules
+    (blue leaves, red wood); `check` with the user's class names reads the colours as `train` does."""
+    import segfit
+
+    white = tmp_path / "white"
+    white.mkdir()
+    for path in colour_scenes.iterdir():
+        data = np.asarray(Image.open(path))
+        if path.name.endswith("_bin.png"):  # black -> white, green -> blue
+            data = np.where((data == (0, 0, 0)).all(-1, keepdims=True), 255, data)
+            data = np.where((data == (0, 160, 0)).all(-1, keepdims=True), np.array([0, 0, 255], np.uint8), data)
+        Image.fromarray(data.astype(np.uint8)).save(white / path.name)
+    fp = fingerprint_data(white)
+    assert fp["class_values"] == ["#ffffff", "#0000ff", "#ff0000"]
+    assert segfit.check(white, verbose=False).class_names == ["background", "#0000ff", "#ff0000"]
+    by_palette = segfit.check(white, palette="vineyard", verbose=False)
+    named = segfit.check(white, class_names="soil,leaf,wood", verbose=False)
+    assert by_palette.ok and named.ok and by_palette.class_names == ["background", "leaves", "wood"]
+    assert np.array_equal(by_palette.class_pixels, named.class_pixels)
+    assert by_palette.class_pixels[0] > by_palette.class_pixels[1] > 0

@@ -104,3 +104,18 @@ def test_predict_without_uncertainty_still_says_which_images_are_unusual(trained
     assert "brightness" in record["unusual"][0]["why"] and "floats above 1" in record["unusual"][0]["why"]
     out = capsys.readouterr().out
     assert "counts.tif: unlike the training images" in out and "Check: 1 of 2 images" in out
+
+
+def test_a_photo_saved_again_as_jpeg_is_not_unusual(tmp_path):
+    """Recompression smooths the pixel-to-pixel noise (to about 0.6 of it at quality 75): not unusual."""
+    rng = np.random.default_rng(3)
+    scene = _scene(rng, 128).astype(np.float32)
+    photos = [np.clip(scene + rng.normal(0, 3, scene.shape), 0, 255).astype(np.uint8) for _ in range(12)]
+    known = stats_range(photos)
+    Image.fromarray(photos[0]).save(tmp_path / "again.jpg", quality=75)
+    again = np.asarray(Image.open(tmp_path / "again.jpg"))
+    assert image_stats(again)["noise"] < min(image_stats(p)["noise"] for p in photos)  # smoother than any
+    assert unusual(image_stats(again), known) is None
+    blank = np.full((128, 128), 120, np.uint8)
+    blank[::8] = 121  # almost no noise at all: still unusual
+    assert "noise" in unusual(image_stats(blank), known)

@@ -424,3 +424,45 @@ def test_colour_tables_that_data_sets_ship_are_palettes(tmp_path):
     cfg = build_config(None, palette=str(tmp_path / "labelmap.txt"), class_values=detected, classes=3)
     assert cfg.data.class_names == ["background", "cell", "debris"]
     assert cfg.data.class_values == ["#000000", "#fa3253", "#33ddff"]  # cell is #fa3253, debris #33ddff
+
+
+def test_a_rule_palette_reads_exact_colour_masks_by_its_rules():
+    """The vineyard preset names classes by rules (white background, blue leaves, red or green wood), not by
+    its drawing colours: masks of exact colours read through those rules, whatever their sorted order."""
+    from segfit.data.palette import palette_values
+    from segfit.options import build_config
+
+    detected = ["#0000ff", "#ff0000", "#ffffff"]  # sorted: blue leaves first, white background last
+    cfg = build_config(None, palette="vineyard", class_values=detected, classes=3)
+    assert cfg.data.class_names == ["background", "leaves", "wood"]
+    assert cfg.data.class_values == ["#ffffff", "#0000ff", "#ff0000"]
+    vineyard = load_palette("vineyard")
+    assert palette_values(vineyard, cfg.data.class_values) == cfg.data.class_values  # reading it again: the same
+    no_wood = palette_values(vineyard, ["#0000ff", "#ffffff"])  # a class the masks lack keeps the palette's colour
+    assert no_wood[:2] == ["#ffffff", "#0000ff"] and palette_values(vineyard, no_wood) == no_wood
+    with pytest.raises(SegfitError, match="'wood'.*convert-masks"):  # red and green both wood: not one value each
+        palette_values(vineyard, ["#00ff00", "#0000ff", "#ff0000", "#ffffff"], "palette vineyard")
+    with pytest.raises(SegfitError, match="'background'"):  # grey matches no rule: background beside white
+        palette_values(vineyard, ["#0000ff", "#808080", "#ffffff"])
+
+
+def test_a_palette_rule_error_names_the_palette_file(tmp_path):
+    path = tmp_path / "bad1.yaml"
+    path.write_text("classes:\n  - name: background\n  - name: leaves\n    rules: [{where: 'blu >= 3'}]\n")
+    with pytest.raises(SegfitError, match="bad1.yaml"):
+        load_palette(path)
+
+
+def test_converting_again_into_the_same_folder_and_a_folder_of_photos(tmp_path, capsys):
+    """--force into the annotations' own folder converts the annotations again (its earlier NAME_bin.png are no
+    sources); a folder whose pixels mostly match no rule (photos, not annotations) is warned about."""
+    rgb = np.full((8, 8, 3), 255, np.uint8)
+    rgb[:4] = (0, 0, 255)  # leaves
+    save_rgb(tmp_path / "ann" / "a.png", rgb)
+    convert_masks(tmp_path / "ann", tmp_path / "ann", "vineyard")
+    report = convert_masks(tmp_path / "ann", tmp_path / "ann", "vineyard", force=True, verbose=True)
+    assert report["files"] == 1 and read_ids(tmp_path / "ann" / "a_bin.png")[:4].tolist() == [[1] * 8] * 4
+    assert "warning" not in capsys.readouterr().err
+    save_rgb(tmp_path / "photos" / "p.png", np.full((8, 8, 3), 120, np.uint8))
+    convert_masks(tmp_path / "photos", tmp_path / "out", "vineyard", dry_run=True, verbose=True)
+    assert "100 % of the pixels match no rule" in capsys.readouterr().err

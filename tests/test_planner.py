@@ -152,6 +152,7 @@ def test_channels_loss_weights_and_augmentation_follow_the_data():
     assert stained["channels"] == 3 and stained["augment"] == "light"
     assert photo["loss"] == "ce+dice" and photo["class_weights"] == "auto" and photo["classes"] == 3
     assert grey["head_prior"] == "auto" and _plan(_fp(), {"head_prior": "none"})["head_prior"] == "none"
+    assert _plan(_fp(channels=3, kind="index", fractions=(0.6, 0.3, 0.1)))["class_weights"] == "none"  # no bias
     sparse = _plan(_fp(fractions=(0.95, 0.05)))
     assert sparse["loss"] == "bce+dice" and "class_weights" not in sparse
     reasons = [make_plan(fp, CPU, None, {}, 0).entries["loss"]["reason"] for fp in (_fp(channels=1), _fp(fractions=(0.95, 0.05)))]
@@ -399,10 +400,16 @@ def test_a_budget_mostly_spent_before_training_is_said():
     from segfit.runs import _fit_budget
 
     said = []
-    _fit_budget(RunConfig(), None, None, {"train": [], "val": []}, 5.0, said.append, 60.0)
-    assert len(said) == 1 and "only 4 s of the 60 s budget are left to train in" in said[0]
+
+    def say(text, file=None):
+        said.append((text, file))
+
+    _fit_budget(RunConfig(), None, None, {"train": [], "val": []}, 5.0, say, 60.0)
+    [(text, file)] = said
+    assert "only 4 s of the 60 s budget are left to train in" in text and "reading the data took 55 s" in text
+    assert file is sys.stderr  # a warning, as the others
     said.clear()
-    _fit_budget(RunConfig(), None, None, {"train": [], "val": []}, 40.0, said.append, 60.0)
+    _fit_budget(RunConfig(), None, None, {"train": [], "val": []}, 40.0, say, 60.0)
     assert said == []
 
 

@@ -117,3 +117,24 @@ def test_resume_without_a_checkpoint_is_an_error(tmp_path, capsys):
     capsys.readouterr()
     assert cli(["train", "--resume", str(stopped)]) == 2
     assert "stopped before its first epoch ended" in capsys.readouterr().err
+
+
+def test_a_run_stopped_before_its_first_epoch_is_replaced_by_the_next(tmp_path):
+    """Ctrl-C before the first checkpoint leaves nothing to resume: the next run with that --out takes the
+    folder (not OUT-2); one still in its first epoch (unmarked) or holding the user's files is left alone."""
+    from segfit.rundir import make_run_dir
+
+    def stopped(folder, marked=True):
+        (folder / "checkpoints").mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        if marked:
+            (folder / "summary.json").write_text(json.dumps({"interrupted": "before the first epoch ended"}))
+        return folder
+
+    said = []
+    assert make_run_dir(stopped(tmp_path / "a"), say=said.append) == tmp_path / "a"
+    assert not any((tmp_path / "a").iterdir()) and "replaced" in said[0]
+    assert make_run_dir(stopped(tmp_path / "b", marked=False), say=said.append) == tmp_path / "b-2"
+    (stopped(tmp_path / "c") / "notes.txt").write_text("mine")
+    assert make_run_dir(tmp_path / "c", say=said.append) == tmp_path / "c-2"
+    assert (tmp_path / "c" / "notes.txt").read_text() == "mine"

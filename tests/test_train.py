@@ -263,7 +263,7 @@ def test_too_few_training_images_are_warned_of(tmp_path, capsys):
     make_particles(tmp_path / "data", n=4, size=32, seed=0)
     segfit.train(tmp_path / "data", tmp_path / "run", model="notebook", channels=1, epochs=1, batch_size=2, val=1,
                  test=0.25, report=False)
-    assert "segfit: warning: only 2 training images" in capsys.readouterr().out
+    assert "segfit: warning: only 2 training images" in capsys.readouterr().err
 
 
 def test_rotations_of_one_pixel_wide_images(tmp_path):

@@ -116,7 +116,7 @@ def _add_train(sub) -> None:
                    help=_h("weight decay", "weight_decay", True))
     g.add_argument("--scheduler", choices=tuple(SCHEDULERS), help=_h(_names(SCHEDULERS), "scheduler", True))
     g.add_argument("--loss", help=_h(DESCRIPTION, "loss", True))
-    g.add_argument("--class-weights", type=argtypes.float_list_or_auto, help="'auto' (inverse pixel frequency; the default for more than 2 classes), 'none', or one value per class")
+    g.add_argument("--class-weights", type=argtypes.float_list_or_auto, help="'auto' (inverse pixel frequency; planned only for a class under 2 %% of the pixels, the default for more than 2 classes with --no-plan), 'none', or one value per class")
     g.add_argument("--head-prior", choices=["auto", "none"],
                    help="'auto': the class logits start at the training split's class pixel fractions (planned); 'none': at zero")
     g.add_argument("--augment", choices=tuple(TRANSFORMS), help=_h(_names(TRANSFORMS), "augment", True))

@@ -314,7 +314,7 @@ def _warn_if_data_changed(run_dir: Path | None, samples, say) -> None:
     now = data_fingerprint(samples)
     if trained and trained.get("sha256") != now["sha256"]:
         say(f"segfit: warning: the data set differs from the one this run was trained on ({trained.get('files')} files then, "
-            f"{now['files']} now, or files changed since): the split and the figures may not be comparable.")
+            f"{now['files']} now, or files changed since): the split and the figures may not be comparable.", file=sys.stderr)
 
 
 def _names(run_dir: Path | None, root: Path, trained_root: Path, split: str, available: list[str]) -> tuple[list[str], str]:

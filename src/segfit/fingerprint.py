@@ -24,6 +24,7 @@ from segfit.errors import SegfitError
 
 SAMPLE = 64  # images read when the set is larger (said in the fingerprint)
 MAX_MASK_COLOURS = 32  # colour masks with more colours are annotations to convert (segfit convert-masks)
+WHITE = 0xFFFFFF  # colour masks drawn on white (and no black) have it as their background, class 0
 _INSTANCE_VALUES = 24  # more distinct non-zero values than this in one mask: an instance map
 
 
@@ -65,7 +66,7 @@ def fingerprint_data(root: str | os.PathLike, images: str | None = None, masks: 
     void = None if colour else unlabelled_value(raw_masks)[0]
     labelled = raw_masks if void is None else [np.where(m == void, 0, m) for m in raw_masks]
     kind, num_classes = _mask_kind(labelled) if not colour else _colour_kind(raw_masks, samples[chosen[0]].mask)
-    class_values = _class_values(labelled) if kind in ("coded", "colour") else None
+    class_values = _class_values(labelled, kind) if kind in ("coded", "colour") else None
     ids = [_class_ids(m, kind, class_values, void) for m in raw_masks]
     counts = np.zeros(num_classes, np.int64)
     for m in ids:
@@ -206,8 +207,8 @@ def _packed_grey(mask: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _colour_kind(masks: list[np.ndarray], path: Path) -> tuple[str, int]:
-    """Colour masks: each of a few colours is a class (black, when present, the background)."""
-    values = _class_values(masks)
+    """Colour masks: each of a few colours is a class (black, when present, the background; else white)."""
+    values = _class_values(masks, "colour")
     if len(values) > MAX_MASK_COLOURS:
         raise SegfitError(f"the colour masks hold {len(values)} colours, too many to be one class each "
                           "(hand-painted or saved as JPEG?)", path,
@@ -215,8 +216,14 @@ def _colour_kind(masks: list[np.ndarray], path: Path) -> tuple[str, int]:
     return "colour", len(values)
 
 
-def _class_values(masks: list[np.ndarray]) -> list[int]:
-    return np.unique(np.concatenate([np.unique(m) for m in masks])).tolist()
+def _class_values(masks: list[np.ndarray], kind: str) -> list[int]:
+    """The values (packed colours) the masks hold, sorted; colour masks with white and no black put white first:
+    class 0, the background (the background of annotations drawn on white)."""
+    values = np.unique(np.concatenate([np.unique(m) for m in masks])).tolist()
+    if kind == "colour" and values[0] != 0 and WHITE in values:
+        values.remove(WHITE)
+        values.insert(0, WHITE)
+    return values
 
 
 def _class_ids(mask: np.ndarray, kind: str, values: list[int] | None = None, void: int | None = None) -> np.ndarray:
@@ -331,6 +338,8 @@ def _reading(fp: dict) -> dict:
         values = fp["class_values"]
         what = "colour masks hold the colours" if kind == "colour" else "masks hold only the values"
         why = f"the {what} {', '.join(map(str, values))}: classes 0..{len(values) - 1}, in that order"
+        if kind == "colour" and values[0] == colour_name(WHITE):
+            why += " (white, with no black, is the background)"
         reading = {"classes": (len(values), why), "mask_mode": ("index", "class masks"),
                    "class_values": (values, why + ("; each class is named and drawn by its colour" if kind == "colour" else ""))}
         if kind == "coded" and min(values) > 0:  # no value 0: nothing says which class is the background

@@ -12,6 +12,7 @@ for review. Under a time budget (``--time``) the folds share it.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -106,7 +107,7 @@ def write_ensemble(run_dir: Path, members: list[Path], planned=None, say=print) 
               "cv_metrics": "cv_metrics.json"}
     record["warnings"] = _weak_folds(cv["folds"])
     for warning in record["warnings"]:
-        say(f"segfit: warning: {warning}")
+        say(f"segfit: warning: {warning}", file=sys.stderr)
     write_json(run_dir / "cv_metrics.json", cv)
     write_json(run_dir / "ensemble.json", record)
     write_report(run_dir, cv, record)

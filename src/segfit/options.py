@@ -64,10 +64,11 @@ def build_config(data: str | os.PathLike | None = None, **options: Any) -> RunCo
     if "palette" in given:
         from segfit.data.palette import load_palette, palette_values
 
-        palette = load_palette(given.pop("palette"))
+        spec = given.pop("palette")
+        palette = load_palette(spec)
         given.setdefault("class_names", palette.names)
         given.setdefault("class_colors", palette.colors)
-        if ordered := palette_values(palette, given.get("class_values")):  # colour masks: in the palette's order
+        if ordered := palette_values(palette, given.get("class_values"), f"palette {spec}"):  # colour masks: in the palette's order
             given["class_values"], given["classes"] = ordered, len(ordered)
     if given.get("class_names") and "classes" not in given and "num_classes" not in given:
         given["classes"] = len(given["class_names"])
@@ -174,7 +175,8 @@ def resolve_data(d: DataConfig) -> DataConfig:
         raise SegfitError("--mask-mode binary makes 2 classes", fix=f"use --mask-mode index for {d.num_classes} classes")
     if d.class_values and all(isinstance(v, str) for v in d.class_values):  # colour masks: classes by their colours
         d.class_colors = d.class_colors or [[(colour_code(v) >> s) & 255 for s in (16, 8, 0)] for v in d.class_values]
-        d.class_names = d.class_names or ["background" if colour_code(v) == 0 else v.lower() for v in d.class_values]
+        d.class_names = d.class_names or ["background" if colour_code(v) == 0 or (i == 0 and colour_code(v) == 0xFFFFFF)
+                                          else v.lower() for i, v in enumerate(d.class_values)]
     if not d.class_names:
         d.class_names = default_class_names(d.num_classes)
     if len(d.class_names) != d.num_classes:

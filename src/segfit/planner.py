@@ -131,7 +131,7 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
         if "palette" in user and "class_values" in reading:  # colour masks: ordered and named as the palette says
             from segfit.data.palette import load_palette, palette_values
 
-            if ordered := palette_values(load_palette(user["palette"]), reading["class_values"][0]):
+            if ordered := palette_values(load_palette(user["palette"]), reading["class_values"][0], f"palette {user['palette']}"):
                 why = f"the colours of the palette {user['palette']}, in its order"
                 reading.update(classes=(len(ordered), why), class_values=(ordered, why))
         for option, (value, reason) in reading.items():
@@ -276,6 +276,9 @@ def _training_rules(plan: Plan, fp: dict, machine: dict, device: str) -> None:
     plan.set("loss", "bce+dice" if binary else "ce+dice", why)
     if not binary and rare < 0.02:
         plan.set("class_weights", "auto", "inverse-frequency class weights for the rarest classes")
+    elif not binary:  # vineyard-like scenes, 6 epochs: leaf cover +34 % with weights, +3 % without
+        plan.set("class_weights", "none", "no class weights: Dice already balances the classes, and weights would "
+                 "bias the predicted areas (coverage, leaf-area index) towards the rarer classes")
     plan.set("head_prior", "auto", "the class logits start at the classes' pixel fractions (the training split's), "
              "so the first steps learn the objects rather than that most pixels are background")
     objects = fp["mask_kind"] == "instance"  # objects numbered one by one (particles, cells): seen from any side

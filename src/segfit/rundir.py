@@ -24,6 +24,9 @@ def make_run_dir(out: str | os.PathLike | None, overwrite: bool = False, say=pri
     out = Path(out or f"Training_{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}")
     if out.exists() and not out.is_dir():
         raise SegfitError("output path is a file", out, "give a folder name with --out")
+    if out.is_dir() and any(out.iterdir()) and _unfinished(out):
+        say(f"{out} holds an earlier run that stopped before its first checkpoint (nothing to resume): replaced")
+        shutil.rmtree(out)
     if out.is_dir() and any(out.iterdir()):
         if overwrite:
             if not ((out / "config.json").is_file() or (out / "ensemble.json").is_file()):
@@ -44,6 +47,15 @@ def make_run_dir(out: str | os.PathLike | None, overwrite: bool = False, say=pri
             out = Path(f"{out}-{n}")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _unfinished(out: Path) -> bool:
+    """A run folder (not an ensemble's) holding nothing but segfit's files and no checkpoint, marked as stopped
+    (Ctrl-C) before its first epoch ended (a run still in its first epoch is not marked)."""
+    summary = read_json_if_any(out / "summary.json") if (out / "summary.json").is_file() else None
+    return (isinstance(summary, dict) and "interrupted" in summary and not (out / "ensemble.json").exists()
+            and not any((out / "checkpoints").glob("*.ckpt")) and not foreign_entries(out)
+            and not any(p.is_dir() and p.name.startswith(RUN_PATTERNS) for p in out.iterdir()))
 
 
 # What a run folder (or an ensemble's) holds of segfit's making: --overwrite deletes these only.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -150,7 +151,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     say(f"Split ({dm.split['source']}): {n['train']} train, {n['val']} validation, {n['test']} test")
     if n["train"] < FEW_TRAINING_IMAGES:
         say(f"segfit: warning: only {n['train']} training image{'s' if n['train'] > 1 else ''}: the model learns "
-            "these images more than their kind, and its figures say little; label a few more if you can")
+            "these images more than their kind, and its figures say little; label a few more if you can", file=sys.stderr)
     say(f"Run folder: {run_dir}")
 
     trainer = build_trainer(cfg.train, run_dir, verbose=verbose)
@@ -240,8 +241,8 @@ def _fit_budget(cfg: RunConfig, planned, fingerprint, split: dict, remaining: fl
         cfg.train.max_time = max(1.0, 0.9 * remaining)
     if cfg.train.max_time < SHORT_TRAINING_SHARE * budget:
         say(f"segfit: warning: only {cfg.train.max_time:.0f} s of the {budget:.0f} s budget are left to train in (planning "
-            "and reading the data took the rest: about 25 s, more on a busy machine): the model will be weak; "
-            "give a larger --time")
+            f"and reading the data took {budget - remaining:.0f} s; validation and the report keep back the rest): the "
+            "model will be weak; give a larger --time", file=sys.stderr)
 
 
 def _record_epochs(run_dir: Path, cfg: RunConfig, planned, epochs: int) -> None:
@@ -368,7 +369,10 @@ def _interrupted(run_dir: Path, rows: list[dict], cfg: RunConfig, counts: dict, 
 
     code = 128 + _STOPPED_BY.pop("signal", 2)  # 130 for Ctrl-C, 143 for SIGTERM, as shells report them
     if not rows:
-        raise Interrupted(f"training interrupted before its first epoch ended; nothing to resume ({run_dir})", code)
+        if not any((run_dir / "checkpoints").glob("*.ckpt")):  # marked, so a next run into this folder replaces it
+            write_json(run_dir / "summary.json", {"interrupted": "before the first epoch ended: nothing to resume"})
+        raise Interrupted(f"training interrupted before its first epoch ended; nothing to resume ({run_dir}: a next "
+                          "run with this --out replaces it)", code)
     finish_run(run_dir, rows, cfg, counts, seconds, say)
     done = rows[-1]["epoch"]
     raise Interrupted(f"training interrupted during epoch {done + 1}; checkpoints/last.ckpt holds epoch {done}. "
@@ -387,7 +391,7 @@ def finish_run(run_dir: Path, rows: list[dict], cfg: RunConfig, counts: dict, se
     best_row = history.loc[history["val_loss"].idxmin()]
     best_epoch = int(best_row["epoch"])
     plot_curves(history, run_dir / "curves.png", best_epoch)
-    plot_class_metrics(history, cfg.data.class_names, run_dir / "metrics.png")
+    plot_class_metrics(history, cfg.data.class_names, run_dir / "metrics.png", cfg.data.class_colors)
     best = {k: float(v) for k, v in best_row.items() if k.startswith("val_")}
     previous = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
     summary = {
@@ -409,5 +413,5 @@ def finish_run(run_dir: Path, rows: list[dict], cfg: RunConfig, counts: dict, se
         f"val_dice {best['val_dice']:.4f}, val_accuracy {best['val_accuracy']:.4f})")
     say(f"Wrote {run_dir}/: checkpoints/best.ckpt, checkpoints/last.ckpt, history.csv, curves.png, metrics.png, summary.json")
     for line in summary.get("warnings", []):
-        say(f"segfit: warning: {line}")
+        say(f"segfit: warning: {line}", file=sys.stderr)
     return TrainResult(run_dir, best_epoch, best, history, cfg)

@@ -80,17 +80,25 @@ def plot_curves(history, path: str | os.PathLike, best_epoch: int | None = None)
         ax.axvline(best_epoch, color="grey", ls="--", lw=1)
         ax.plot(best["epoch"], best["val_loss"], "*", ms=14, color="crimson", label=f"best epoch {best_epoch}")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_ylabel("loss")
     ax.legend()
     ax.grid(alpha=0.3)
     save_figure(path, fig)
 
 
-def plot_class_metrics(history, class_names: list[str], path: str | os.PathLike) -> None:
-    """Four panels (IoU, accuracy, precision, recall), one line per class, training dashed vs validation."""
+def plot_class_metrics(history, class_names: list[str], path: str | os.PathLike, colors=None) -> None:
+    """Four panels (IoU, accuracy, precision, recall), one line per class in its colour (``colors``; a colour too
+    light to see on white, and any class without one, takes a tab10 colour), training dashed vs validation."""
     plt = _plt()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), dpi=100, sharex=True)
-    cmap = plt.get_cmap("tab10")
+    tab = plt.get_cmap("tab10")
+
+    def cmap(i):
+        if colors and i < len(colors) and np.dot(colors[i], (0.299, 0.587, 0.114)) < 200:
+            return np.asarray(colors[i], float) / 255
+        return tab(i % 10)
+
     for ax, metric in zip(axes.ravel(), ("iou", "accuracy", "precision", "recall")):
         for i, name in enumerate(class_names):
             for stage, style in (("train", "--"), ("val", "-")):
@@ -102,6 +110,7 @@ def plot_class_metrics(history, class_names: list[str], path: str | os.PathLike)
         ax.grid(alpha=0.3)
     for ax in axes[1]:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole
     axes[0, 0].legend(fontsize=7, ncol=2)
     save_figure(path, fig)
 

@@ -61,10 +61,14 @@ class CheckReport:
         if self.ignore_value is not None:
             share = 100 * self.unlabelled / max(int(self.class_pixels.sum()) + self.unlabelled, 1)
             out.append(f"Unlabelled pixels (value {self.ignore_value}, in no loss or metric): {share:.2f} %")
-        for p in self.problems[:20]:
-            out.append(f"problem: {p.line()}")
-        if len(self.problems) > 20:
-            out.append(f"... and {len(self.problems) - 20} more problems")
+        kinds: dict[tuple, list[SegfitError]] = {}  # one line for a problem many files share
+        for p in self.problems:
+            kinds.setdefault((p.what, p.fix), []).append(p)
+        for (what, fix), found in list(kinds.items())[:20]:
+            many = f"{len(found)} files, first" if len(found) > 1 else ""
+            out.append("problem: " + SegfitError(what, f"{many}: {found[0].file}" if many else found[0].file, fix).line())
+        if len(kinds) > 20:
+            out.append(f"... and {len(kinds) - 20} more kinds of problems")
         out.append("OK: training can proceed." if self.ok else "Not ready: fix the problems above, then run segfit check again.")
         return out
 
@@ -90,10 +94,20 @@ def with_detected_reading(data, options: dict, reasons: list[str] | None = None)
     """The data options given (None dropped) and, when they say nothing of the classes, how the masks read as
     `segfit train` would read them (``check``, ``show``); the reasons of that reading go into ``reasons``."""
     options = {k: v for k, v in options.items() if v is not None}
-    if not {"classes", "num_classes", "class_values", "mask_mode", "class_names"} & set(options):
-        detected = _detected_reading(data, options, [] if reasons is None else reasons)
-        if "palette" in options:  # the palette names the classes (and orders colour masks' colours)
+    reasons = [] if reasons is None else reasons
+    if not {"classes", "num_classes", "class_values", "mask_mode"} & set(options):
+        detected = _detected_reading(data, options, reasons)
+        if "palette" in options or "class_names" in options:  # the user's names (a palette orders colour masks' colours)
             detected.pop("class_names", None)
+        if "palette" in options and "class_values" in detected:
+            from segfit.data.palette import load_palette, palette_values
+
+            palette = load_palette(options["palette"])
+            if ordered := palette_values(palette, detected["class_values"], f"palette {options['palette']}"):
+                detected["class_values"], detected["classes"] = ordered, len(ordered)
+                reasons[:] = [r.split("; each class is named")[0].replace(", in that order", "") for r in reasons]
+                reasons.append(f"the palette {options['palette']} names them: "
+                               + ", ".join(f"{n} {v}" for n, v in zip(palette.names, ordered)))
         options.update(detected)
     return options
 
@@ -106,7 +120,8 @@ def _detected_reading(data, options: dict, reasons: list[str]) -> dict:
     try:
         fp = fingerprint_data(data, options.get("images"), options.get("masks"), options.get("mask_suffix") or "_bin",
                               require_masks=False)
-    except SegfitError:
+    except SegfitError as exc:  # the check reports the files' problems; this says why no reading was made
+        reasons.append(f"not read as classes: {exc.what}")
         return {}
     reading = mask_reading(fp)
     reasons += [why for _, why in reading.values()]

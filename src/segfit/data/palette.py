@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,8 +93,8 @@ class Palette:
 VINEYARD = {
     "classes": [
         {"name": "background", "color": [0, 0, 0], "rules": [{"where": "red + green + blue >= 740", "precedence": 0}]},
-        {"name": "leaves", "color": [40, 200, 40], "rules": [{"where": "blue >= 240", "precedence": 1}]},
-        {"name": "wood", "color": [170, 100, 30],
+        {"name": "leaves", "color": [255, 215, 0], "rules": [{"where": "blue >= 240", "precedence": 1}]},
+        {"name": "wood", "color": [230, 0, 230],
          "rules": [{"where": "red >= 240", "precedence": 2}, {"where": "green >= 240", "precedence": 3}]},
     ],
     "unmatched": "background",
@@ -140,14 +141,38 @@ def _colour_table(text: str) -> dict:
     return {"classes": classes}
 
 
-def palette_values(palette: Palette, values) -> list[str] | None:
-    """Colour masks' class values (``"#rrggbb"``, as read: sorted) in the palette's class order, each colour the
-    class the palette names by it; None when ``values`` are not colours the palette lists (a palette may also
-    name classes the data lacks: they are kept, empty)."""
-    codes = ["#%02x%02x%02x" % tuple(c) for c in palette.colors]
-    if values and any(isinstance(v, str) for v in values) and {str(v).lower() for v in values} <= set(codes):
-        return codes
-    return None
+def palette_values(palette: Palette, values, where: str | None = None) -> list[str] | None:
+    """Colour masks' class values (``"#rrggbb"``, as read: sorted) in the palette's class order: class ``i`` is the
+    colour the palette's rules give class ``i`` (a table's colour itself, the vineyard preset's "blue >= 240" for
+    leaves); None when ``values`` are not colours. A palette may name classes the data lacks: they are kept, empty
+    (stored as the palette's own colour, which reads as that class). Colours that would join one class (red and green both wood, or colours
+    no rule matches beside the background's) cannot be told apart by the class values: such masks are converted
+    first (``segfit convert-masks``), which the error says."""
+    from segfit.data.formats import colour_code, colour_name, is_colour_coded
+
+    if not is_colour_coded(values):
+        return None
+    found = [colour_code(v) for v in values]
+    rgb = np.asarray([[[(c >> 16) & 255, (c >> 8) & 255, c & 255] for c in found]], np.int32)
+    ids, missed = palette.convert(rgb)
+    own = {colour_code("#%02x%02x%02x" % tuple(c)): i for i, c in enumerate(palette.colors)}
+    per_class: dict[int, list[int]] = {}
+    for code, i, miss in zip(found, ids[0].tolist(), missed[0].tolist()):
+        if code in own:  # a class's own colour (an empty class's value, as this function gave it)
+            i, miss = own[code], False
+        if miss and palette.unmatched == "error":
+            raise SegfitError(f"the masks' colour {colour_name(code)} matches no class of the palette", where,
+                              "add a rule for it to the palette, or convert the masks with segfit convert-masks")
+        per_class.setdefault(i, []).append(code)
+    joined = next(((i, codes) for i, codes in per_class.items() if len(codes) > 1), None)
+    ordered = [colour_name(per_class[i][0]) if i in per_class else "#%02x%02x%02x" % tuple(c)
+               for i, c in enumerate(palette.colors)]
+    if joined or len(set(ordered)) < len(ordered):
+        i, codes = joined or (0, [])
+        raise SegfitError(f"the palette reads the masks' colours {', '.join(map(colour_name, codes))} all as "
+                          f"{palette.names[i]!r}", where, "convert the masks to class ids first: segfit convert-masks "
+                          "MASKS NEW_MASKS --palette ..., then train on the converted masks")
+    return ordered
 
 
 def load_palette(spec: str | os.PathLike | dict) -> Palette:
@@ -194,7 +219,10 @@ def load_palette(spec: str | os.PathLike | dict) -> Palette:
         raise SegfitError(f"palette 'unmatched' is {unmatched!r}", where, "use background or error")
     palette = Palette(names, colors, rules, unmatched)
     for r in palette.rules:  # fail early on a malformed expression
-        r.matches(np.zeros((1, 1, 3), np.int32))
+        try:
+            r.matches(np.zeros((1, 1, 3), np.int32))
+        except SegfitError as exc:
+            raise SegfitError(exc.what, where, exc.fix) from None
     return palette
 
 
@@ -219,7 +247,10 @@ def convert_masks(src: str | os.PathLike, dst: str | os.PathLike, palette: Palet
         policy = unmatched or palette.unmatched
         print(f"  {'unmatched':<14}{report['unmatched']:>14,} pixels"
               + (" (counted as background)" if policy != "error" or report["unmatched"] else ""))
-        print("Dry run: nothing written." if dry_run else f"Wrote {report['written']} masks NAME{suffix}.png to {dst}/")
+        print("Dry run: nothing written." if dry_run else f"Wrote {report['written']} masks NAME{suffix}.png to {Path(dst)}/")
+        if report["unmatched"] > total / 2:
+            print(f"segfit: warning: {100 * report['unmatched'] / total:.0f} % of the pixels match no rule of the palette: "
+                  f"is {src} a folder of colour annotations, and is this palette theirs?", file=sys.stderr)
     return report
 
 
@@ -234,6 +265,9 @@ def _convert(src: Path, dst: Path, palette: Palette, suffix: str, dry_run: bool,
     files = list_files(src, (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg"))  # JPEG: palette rules take its noise
     if not files:
         raise SegfitError("no colour masks (.png, .jpg, .bmp, .tif) found", src, "check the folder")
+    if dst.resolve() == src.resolve():  # converting again into the same folder: its earlier outputs are no sources
+        outputs = {f"{p.stem}{suffix}.png" for p in files}
+        files = [p for p in files if p.name not in outputs] or files
     targets = [dst / f"{p.stem}{suffix}.png" for p in files]
     sources = {p.resolve() for p in files}
     if clash := next((t for t in targets if t.resolve() in sources), None):  # even --force: the annotations would be lost
