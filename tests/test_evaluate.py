@@ -179,7 +179,11 @@ def test_cli_evaluate(run, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"] == 3 and metrics["split"] == "val"
     assert {"iou", "dice", "accuracy", "per_class", "images"} <= set(metrics)
-    assert set(metrics["per_class"]["foreground"]) == {"iou", "dice", "precision", "recall", "accuracy"}
+    fg = metrics["per_class"]["foreground"]
+    assert set(fg) == {"iou", "dice", "precision", "recall", "accuracy", "coverage_pred", "coverage_true"}
+    per_image = pd.read_csv(out / "per_image.csv")
+    assert fg["coverage_true"] == pytest.approx(per_image["coverage_true_foreground"].mean())
+    assert 0 < fg["coverage_true"] < 1 and 0 <= fg["coverage_pred"] <= 1
     assert f"val: iou {metrics['iou']:.4f}" in proc.stdout
 
 

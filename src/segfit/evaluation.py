@@ -145,6 +145,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
                 grid.append((s.name, image, pred))
     per_image = pd.DataFrame(rows)
     per_class = per_class_table(total, d.class_names)
+    for name, scores in per_class.items():  # the area measured (leaf-area index) beside the true one: a bias shows
+        scores.update({f"coverage_{w}": float(per_image[f"coverage_{w}_{name}"].mean()) for w in ("pred", "true")})
     metrics = {
         "iou": float(per_image["iou"].mean()),
         "dice": float(per_image["dice"].mean()),
@@ -184,6 +186,9 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     gallery.save(out / "gallery")
     say(f"{split}: iou {metrics['iou']:.4f}  dice {metrics['dice']:.4f}  accuracy {metrics['accuracy']:.4f}  "
         f"(means over {len(names)} images)")
+    if k > 2:  # the areas measured per class (the vineyard's leaf-area index) against the true ones
+        say(f"{split} area (mean share of the pixels), predicted vs true: " + ", ".join(
+            f"{n} {v['coverage_pred']:.3f} vs {v['coverage_true']:.3f}" for n, v in list(per_class.items())[1:]))
     unc = metrics["uncertainty"]
     if unc["spearman_with_error"] is not None or unc["spearman_expected_error"] is not None:
         rho = {k: "-" if unc[k] is None else f"{unc[k]:.3f}" for k in ("spearman_expected_error", "spearman_with_error")}

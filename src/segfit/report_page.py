@@ -187,8 +187,9 @@ def _evaluation_section(folder: Path, names: list[str], title: str, grid: bool =
     out.append("</div>")
     per_class = metrics.get("per_class", {})
     if per_class:
-        cols = ("iou", "dice", "precision", "recall", "accuracy")
-        out.append(_table(["class", *cols], [[n] + [_f(v.get(c)) for c in cols] for n, v in per_class.items()]))
+        cols = ("iou", "dice", "precision", "recall", "accuracy", "coverage_pred", "coverage_true")
+        header = ["class", *cols[:5], "area predicted", "area true"]  # mean share of each image's pixels
+        out.append(_table(header, [[n] + [_f(v.get(c)) for c in cols] for n, v in per_class.items()]))
     inst = metrics.get("instances")
     if inst:
         out.append(_instances_table(inst))
