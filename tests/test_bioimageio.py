@@ -113,6 +113,18 @@ def test_the_package_describes_the_run(package, trained_run):
     for section in ("## Training data", "## The plan", "## Validation", "Fiji", "ilastik"):
         assert section in readme
     assert f"{metrics['accuracy']:.4f}" in readme
+    assert "- Image type: uint8." in readme and "gain 1/255)" in readme  # the one type it takes, and its scaling
+
+
+def test_a_run_of_mixed_image_types_is_said_to_take_one(tmp_path):
+    """A run that learned from 8- and 16-bit images packages one input type: the export says which, and what the
+    others need (the package would read 16-bit images with the 8-bit gain)."""
+    from segfit.modelzoo import _other_types
+
+    (tmp_path / "fingerprint.json").write_text('{"data": {"dtype": ["uint16", "uint8"]}}')
+    assert _other_types(tmp_path, "uint8") == ["uint16"] and _other_types(tmp_path, "uint16") == ["uint8"]
+    (tmp_path / "fingerprint.json").write_text('{"data": {"dtype": "uint8"}}')
+    assert _other_types(tmp_path, "uint8") == [] and _other_types(None, "uint8") == []
 
 
 @pytest.mark.parametrize("weight_format", ["torchscript", "onnx"])

@@ -67,6 +67,10 @@ def test_tta_of_an_equivariant_model_and_an_ensemble_of_identical_members_return
     torch.testing.assert_close(ensemble, own, atol=1e-4, rtol=1e-4)
     for name, (forward, inverse) in VARIANTS.items():  # each variant is undone exactly
         assert torch.equal(inverse(forward(x)), x), name
+    square = torch.arange(9.0).reshape(1, 1, 3, 3)
+    seen = {name: forward(square).flatten().tolist() for name, (forward, _) in VARIANTS.items()}
+    assert len({tuple(v) for v in seen.values()}) == 8  # the eight symmetries of the square, each once
+    assert seen["antitranspose"] == [8.0, 5.0, 2.0, 7.0, 4.0, 1.0, 6.0, 3.0, 0.0]  # mirrored in the other diagonal
 
 
 def test_uncertainty_is_zero_where_members_agree_and_highest_where_they_split():

@@ -24,6 +24,8 @@ def exported(trained_run, tmp_path_factory):
 def test_onnx_masks_equal_pytorch_masks(trained_run, exported):
     meta = json.loads(exported.with_name("model.onnx.json").read_text())
     assert meta["multiple"] == 4 and meta["config"]["data"]["channels"] == 1
+    names = json.loads((trained_run / "config.json").read_text())["data"]["class_names"]
+    assert meta["output_channels"][0] == names[1] and "(x - mean) / std" in meta["input_scaling"]  # how to feed it
     torch_predictor = Predictor.from_checkpoint(trained_run)
     # Shift the head bias so the random-ish model predicts both classes (agreement is not trivial).
     onnx_predictor = Predictor.from_checkpoint(exported)

@@ -36,7 +36,7 @@ VARIANTS = {
     "rot180": (_rot180, _rot180),
     "rot270": (_rot270, _rot90),
     "transpose": (lambda x: x.transpose(-2, -1), lambda y: y.transpose(-2, -1)),
-    "antitranspose": (lambda x: _rot90(x).flip(-2), lambda y: _rot270(y.flip(-2))),
+    "antitranspose": (lambda x: _rot90(x).flip(-1), lambda y: _rot90(y).flip(-1)),  # its own inverse
 }
 # Which variants keep the labels, by the augmentation the model was trained with (the plan's judgement
 # of the data): micrographs have no orientation (all eight symmetries of the square); photos keep up up.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 import warnings
 from pathlib import Path
 
@@ -52,11 +53,16 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, format: str = 
     if format == "bioimageio":
         from segfit.modelzoo import write_package
 
+        from segfit.modelzoo import default_author
+
+        warn = (lambda text: print(f"segfit: warning: {text}", file=sys.stderr)) if verbose else None
         write_package(backend, lambda fmt, path: _write(net, backend.multiple, config, members, variants, path, fmt, calibrated), out,
-                      variants=variants, author=author, license=license)
+                      variants=variants, author=author, license=license, warn=warn)
         if verbose:
-            print(f"Wrote {out} (bioimage.io model: rdf.yaml, TorchScript and ONNX weights, test tensors, cover, README); "
-                  f"open it in Fiji (deepImageJ), ilastik or napari, or: segfit predict {shlex.quote(str(out))} IMAGES --out DIR")
+            authors = [author] if isinstance(author, str) else list(author or []) or [default_author()]
+            print(f"Wrote {out} (bioimage.io model: rdf.yaml, TorchScript and ONNX weights, test tensors, cover, README; "
+                  f"authors: {', '.join(authors)}{'' if author else ' (git user.name or login: --author to name them)'}); open it in "
+                  f"Fiji (deepImageJ), ilastik or napari, or: segfit predict {shlex.quote(str(out))} IMAGES --out DIR")
         return out
     _write(net, backend.multiple, config, members, variants, out, format, calibrated)
     if verbose:
@@ -99,8 +105,20 @@ def _write(net, multiple: int, config, members: int, variants: list[str], out: P
                               opset_version=ONNX_OPSET, dynamo=False)
         else:
             torch.jit.trace(net, example, check_trace=False).save(str(tmp))  # the package test or test_export checks it
-    write_json(Path(f"{out}.json"), {"format": format, "multiple": multiple, "input": "image", "output": "logits",
-                                     "members": members, "tta": variants, "config": config.to_dict(),
-                                     "calibration": calibrated or {}})
+    from segfit.modelzoo_docs import output_channels
+
+    d = config.data
+    write_json(Path(f"{out}.json"), {
+        "format": format, "multiple": multiple, "input": "image", "output": "logits",
+        "input_layout": f"float32 N x {d.channels} x H x W, H and W multiples of {multiple} (pad by reflection)",
+        "input_scaling": "integer images divided by their type's maximum (8-bit 255, 16-bit 65535), float images as they "
+                         "are; then per channel (x - mean) / std with config.data.mean and config.data.std"
+                         + (f"; {'resized to %d px' % d.size if d.size else 'resized by %.4g' % d.scale} first"
+                            if d.size or (d.scale and d.scale != 1) else ""),
+        "output_channels": output_channels(config),
+        "output_meaning": "logits: a sigmoid of the one class channel (foreground above 0.5), or the argmax of the "
+                          "class channels; a 'distance' channel is the logit of each object's distance map (its sigmoid "
+                          "seeded at calibration.instances.seed_level splits touching objects)",
+        "members": members, "tta": variants, "config": config.to_dict(), "calibration": calibrated or {}})
     return out
 

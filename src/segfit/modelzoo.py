@@ -56,11 +56,12 @@ GAINS = {"uint8": 1 / 255, "uint16": 1 / 65535}  # segfit scales integer images 
 
 
 def write_package(backend, write_network, out: str | os.PathLike, variants=("identity",),
-                  author: str | list[str] | None = None, license: str | None = None) -> Path:
+                  author: str | list[str] | None = None, license: str | None = None, warn=None) -> Path:
     """Package ``backend`` (a run, checkpoint or ensemble as :func:`segfit.backends.load_backend` loads it) as a
     bioimage.io model at ``out`` (a ``.zip``), checked by ``bioimageio.spec`` as it is written.
     ``write_network(format, path)`` writes its network (``torchscript`` or ``onnx``, logits) with segfit's record
-    beside it (:mod:`segfit.exporter`); ``variants``: the test-time variants that network averages."""
+    beside it (:mod:`segfit.exporter`); ``variants``: the test-time variants that network averages; ``warn`` takes
+    what a user of the package must know (the one image type it takes when the run learned from several)."""
     import shutil
     import tempfile
 
@@ -86,7 +87,8 @@ def write_package(backend, write_network, out: str | os.PathLike, variants=("ide
     objects = calibration(backend, "instances") or {}
     facts = {"run": run_dir, "sample": sample, "variants": list(variants), "members": len(getattr(backend, "members", [1])),
              "seed_level": objects.get("seed_level", SEED_LEVEL), "merge_level": objects.get("merge_level"),
-             "seed_calibrated": "seed_level" in objects,
+             "seed_calibrated": "seed_level" in objects, "dtype": str(_stored(image).dtype),
+             "other_types": _other_types(run_dir, str(_stored(image).dtype)),
              "ensemble": ensemble, "source": f"{'ensemble' if ensemble else 'run' if run_dir else 'checkpoint'} "
                                             f"`{(ensemble or run_dir or Path(backend.path)).name}`"}
     with tempfile.TemporaryDirectory(prefix="segfit-bioimageio-") as tmp:
@@ -102,7 +104,20 @@ def write_package(backend, write_network, out: str | os.PathLike, variants=("ide
         descr = _describe(spec, config, multiple, str(_stored(image).dtype), folder, networks, authors, license, facts)
         with atomic_path(out) as dest:
             shutil.move(str(spec.save_bioimageio_package(descr, output_path=folder / "package.zip")), dest)
+    if facts["other_types"] and warn:
+        warn(f"the package takes {facts['dtype']} images only (one input type, its test image's); the run also learned "
+             f"from {' and '.join(facts['other_types'])} images: convert those to {facts['dtype']} before giving them to it "
+             f"(Fiji: Image > Type), or predict them with segfit predict, which reads every type")
     return Path(out)
+
+
+def _other_types(run_dir: Path | None, dtype: str) -> list[str]:
+    """The integer image types the run's training images had besides ``dtype`` (its fingerprint's)."""
+    from segfit.rundir import read_json_if_any
+
+    seen = ((read_json_if_any(run_dir / "fingerprint.json") or {}).get("data") or {}).get("dtype") if run_dir else None
+    seen = [seen] if isinstance(seen, str) else list(seen or [])
+    return [t for t in seen if t != dtype and t in GAINS]
 
 
 def load_spec():

@@ -95,8 +95,12 @@ def readme(config, multiple: int, name: str, authors: list[str], citations: list
              f"- Pixel scale: {scale_text(config)}",
              f"- Size: any height and width that are multiples of {multiple} (the network's stride); tools tile larger "
              "images.",
-             "- Preprocessing (in rdf.yaml, the run's own): integer images to [0, 1] by their type's maximum (`scale_linear`, "
-             "gain 1/255 for 8-bit, 1/65535 for 16-bit)"
+             f"- Image type: {facts['dtype']}"
+             + (f" only: the run also learned from {' and '.join(facts['other_types'])} images; convert those to "
+                f"{facts['dtype']} first (Fiji: Image > Type), or predict them with `segfit predict`, which reads every "
+                "type." if facts.get("other_types") else "."),
+             "- Preprocessing (in rdf.yaml, the run's own): the image to [0, 1] by its type's maximum (`scale_linear`, "
+             f"gain {'1/255' if facts['dtype'] == 'uint8' else '1/65535' if facts['dtype'] == 'uint16' else '1'})"
              + (f", then `fixed_zero_mean_unit_variance` with mean {_short(d.mean[:d.channels])} and std "
                 f"{_short(d.std[:d.channels])}." if d.mean is not None else "; no further normalisation."),
              "", "## Output", "",
