@@ -472,3 +472,18 @@ def test_a_palette_orders_colour_masks_in_the_plan_as_in_the_config(tmp_path):
     plan = make_plan(fp, CPU, None, {"palette": str(tmp_path / "labelmap.txt")}, calibrate_steps=0)
     assert plan.values()["class_values"] == ["#000000", "#fa3253", "#33ddff"] and plan.values()["classes"] == 3
     assert make_plan(fp, CPU, None, {}, calibrate_steps=0).values()["class_values"] == ["#000000", "#33ddff", "#fa3253"]
+
+
+def test_a_budget_that_runs_out_early_says_so(particles_dir, tmp_path, monkeypatch):
+    """A machine much slower than its calibration (another job): Lightning's hard stop ends training long before
+    the one-cycle schedule anneals; the run says so, in its output and summary.json, rather than ending quietly."""
+    import segfit.callbacks
+    import segfit.runs
+
+    sized = segfit.runs.epochs_for_budget
+    monkeypatch.setattr(segfit.runs, "epochs_for_budget", lambda plan, *a, **k: sized(plan, *a, **k)._replace(epochs=200, seconds=3.0))
+    monkeypatch.setattr(segfit.callbacks.TimeBudget, "on_train_epoch_end", lambda *a: None)  # the plan stays too long
+    run = segfit.train(particles_dir, tmp_path / "run", time="40s", verbose=False, report=False)
+    summary = json.loads((run.run_dir / "summary.json").read_text())
+    [warning] = summary["training_warnings"]
+    assert f"ran out in epoch {summary['epochs'] + 1} of ~200" in warning and "larger --time" in warning

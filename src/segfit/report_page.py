@@ -109,7 +109,7 @@ def _header(run_dir: Path, config: dict, summary: dict) -> str:
              ("validation loss", _f(best.get("val_loss"))), ("validation IoU", _f(best.get("val_iou"))),
              ("validation mIoU", _f(best.get("val_miou"))), ("training time", _duration(summary.get("seconds")))]
     made = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    warnings = "".join(f"<p class=\"warn\">Warning: {_e(w)}</p>" for w in summary.get("warnings", []))
+    warnings = "".join(f"<p class=\"warn\">Warning: {_e(w)}</p>" for w in summary.get("training_warnings", []) + summary.get("warnings", []))
     return (f"<h1>segfit run: {_e(run_dir.name)}</h1><p class=\"sub\">{_e(str(run_dir.resolve()))} · model {_e(model)}"
             f" · report made {made}</p>{warnings}<div class=\"cards\">"
             + "".join(f"<div class=\"card\"><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in cards) + "</div>")

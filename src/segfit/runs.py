@@ -48,6 +48,7 @@ class TrainResult:
 
 SHORT_TRAINING_SHARE = 0.25  # less of the budget left to train in than this: a warning
 FEW_TRAINING_IMAGES = 3  # fewer: a warning that the model will learn the images more than their kind
+LATE_SHARE = 0.8  # a budget that ran out before this share of the one-cycle's epochs (not yet annealed): a warning
 
 
 def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None = None, *,
@@ -169,13 +170,22 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
             _interrupted(run_dir, module.history, cfg, n, perf_counter() - fit_start, say)
     if not trainer.is_global_zero:  # under DDP the other processes leave the files to process 0
         return TrainResult(run_dir, 0, {}, None, cfg)
+    cut = None
     if cfg.train.max_time:  # the time budget re-sized the epochs as they were timed (or stopped them)
         done = max([int(r["epoch"]) for r in module.history] or [0])
+        if done and done < LATE_SHARE * cfg.train.epochs and cfg.train.scheduler == "onecycle":
+            cut = (f"the time budget ran out in epoch {done + 1} of ~{cfg.train.epochs}, before the learning rate came "
+                   "down (the machine ran slower than calibrated: another job?), so the model is weaker than the budget "
+                   "could give; give a larger --time, or train on a quieter machine")
         if done and done != cfg.train.epochs:
             _record_epochs(run_dir, cfg, planned, done)
     # History from the file process 0 wrote: with ddp_spawn, this process did not train.
     rows = module.history or _history_rows(run_dir)
     result = finish_run(run_dir, rows, cfg, n, perf_counter() - fit_start, say)
+    if cut:
+        say(f"segfit: warning: {cut}", file=sys.stderr)
+        summary = read_json(run_dir / "summary.json")
+        write_json(run_dir / "summary.json", {**summary, "training_warnings": [cut]})  # kept when the report re-scores
     if cfg.train.report:  # under a time budget, the seed sweep of the report stops in time for the budget's end
         deadline = start + budget - REPORT_TAIL_S if cfg.train.max_time else None
         report(run_dir, refresh=True, verbose=verbose, intro=True, deadline=deadline)
