@@ -202,6 +202,15 @@ def test_folder_of_predictions_skips_overlays_and_reads_class_names(tmp_path):
     summary = quantify([folder], tmp_path / "q", verbose=False)
     assert summary["images"] == 1 and list(summary["classes"]) == ["particles"]
     assert summary["classes"]["particles"]["objects"] == 1 and summary["run_dir"] == "/runs/em"
+    speck = np.asarray(Image.open(folder / "x.png")).copy()
+    speck[2:4, 2:4] = 1  # a 4 px speck: an object of these masks, a fragment for a model whose plan says 48 px
+    _save(folder / "x.png", speck)
+    assert quantify([folder], tmp_path / "q2", verbose=False)["classes"]["particles"]["objects"] == 2
+    record = json.loads((folder / "predictions.json").read_text())
+    (folder / "predictions.json").write_text(json.dumps({**record, "min_object_area": 48}))
+    summary = quantify([folder], tmp_path / "q3", verbose=False)  # as quantify --checkpoint of that model counts
+    assert summary["classes"]["particles"]["objects"] == 1 and summary["min_area"] == 48
+    assert quantify([folder], tmp_path / "q4", min_area=0, verbose=False)["classes"]["particles"]["objects"] == 2
 
 
 def test_binary_masks_and_instance_maps(tmp_path):

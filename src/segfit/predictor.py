@@ -301,7 +301,8 @@ class Predictor:
                   "run_dir": str(run_dir) if run_dir else None,
                   "class_names": list(self.class_names), "class_colors": [list(c) for c in self.class_colors],
                   "masks": "NAME.png: class ids (0 = background); NAME_overlay.png: overlays",
-                  "members": self.members, "tta": list(self.variants)}
+                  "members": self.members, "tta": list(self.variants),
+                  "min_object_area": int(self.config.model.min_object_area or 0)}
         if objects:
             merged = f", neighbours with no valley below {self.merge_level} between them joined" if self.merge_level else ""
             source = (f"the model's instances, seeded at distance {self.seed_level}{merged}" if self.learns_instances

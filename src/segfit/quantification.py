@@ -117,8 +117,8 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
             the masks names them (default as `segfit train` names them: background, foreground; or background, class1, ...).
         split_touching: split touching objects (see :func:`segfit.objects.label_objects`).
         min_distance: smallest distance between two object centres when splitting, in pixels.
-        min_area: drop objects of fewer pixels (default: with ``checkpoint``, the model's planned fragment
-            size, ``min_object_area``; else 0).
+        min_area: drop objects of fewer pixels (default: with ``checkpoint``, or masks that ``segfit predict``
+            wrote, the model's planned fragment size, ``min_object_area``; else 0).
         pixel_size: size of one pixel in ``unit``: adds ``area_<unit>2``, ``*_<unit>`` columns.
         unit: unit of ``pixel_size``, e.g. nm.
         instance_maps: inputs are instance label maps (one integer per object, like EMPS segmaps): each
@@ -165,7 +165,8 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     else:
         masks, data_sets = list_masks(inputs)
         image_names = _image_names(masks)
-        names, run_dir, model_objects = _recorded(masks)
+        names, run_dir, model_objects, fragments = _recorded(masks)
+        min_area = fragments if min_area is None else min_area  # as quantify --checkpoint of the same model
         instance_maps = instance_maps or all(p.is_dir() for p in masks)  # folders of one mask per object
         if not instance_maps and len(data_sets) == len(inputs):
             reading = _data_set_reading(data_sets[0], class_names)
@@ -283,9 +284,10 @@ def _check_options(pixel_size, unit, min_distance, min_area, checkpoint, class_n
     return float(pixel_size)
 
 
-def _recorded(masks: list[Path]) -> tuple[list[str] | None, str | None, bool]:
-    """Class names, run folder and whether the model wrote its own objects (``NAME_instances.png``) from
-    the first ``predictions.json`` beside the masks."""
+def _recorded(masks: list[Path]) -> tuple[list[str] | None, str | None, bool, int | None]:
+    """Class names, run folder, whether the model wrote its own objects (``NAME_instances.png``) and the model's
+    fragment size (``min_object_area``: smaller objects are specks) from the first ``predictions.json`` beside the
+    masks."""
     for folder in dict.fromkeys(p.parent for p in masks):
         record = folder / "predictions.json"
         if record.is_file():
@@ -295,8 +297,8 @@ def _recorded(masks: list[Path]) -> tuple[list[str] | None, str | None, bool]:
             except (ValueError, KeyError, TypeError) as exc:
                 raise SegfitError(f"cannot read predictions.json ({type(exc).__name__}: {exc})", record,
                                   "remove the damaged file, or predict the masks again") from None
-            return names, data.get("run_dir"), "instances" in data
-    return None, None, False
+            return names, data.get("run_dir"), "instances" in data, data.get("min_object_area")
+    return None, None, False, None
 
 
 def _choose(classes, names: list[str]) -> list[int]:
