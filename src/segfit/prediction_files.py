@@ -87,7 +87,8 @@ def write_predictions(self, inputs: list[str | os.PathLike], out: str | os.PathL
                     "its maximum (log of the class count), times 255: 0 = certain, 255 = an even split",
             "scale": 255, "uncertain_pixel": UNCERTAIN_PIXEL,
             "expected_error": "1 - the IoU the model expects of its own mask: the mask scored against the "
-                              "model's own probabilities (relative to the objects' size, as the error is)",
+                              "model's own probabilities (relative to the objects' size, as the error is); a ranking of "
+                              "the images to review, not the error itself (soft probabilities expect more error)",
             "review_threshold": calibrated["threshold"] if calibrated else None,
             "review_measure": calibrated.get("measure", "mean_uncertainty") if calibrated else None,
             "input_range": known,
