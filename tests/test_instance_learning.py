@@ -13,6 +13,8 @@ from skimage.draw import disk
 
 import segfit
 from segfit.data.formats import read_mask
+from segfit.data.layouts import discover
+from segfit.data.preprocess import read_pair
 from segfit.instances import SEED_LEVELS, InstanceMatch, match_instances
 from segfit.objects import true_objects
 
@@ -105,3 +107,29 @@ def test_instances_png_round_trips_and_quantify_and_evaluate_use_the_models_obje
     unseeded = segfit.Predictor.from_checkpoint(run)
     assert unseeded.seed_level == 0.999
     assert len(np.unique(unseeded.predict_objects([image])[0][1])) == 2  # background + the merged pair
+
+
+def test_averaged_predictions_seed_at_their_own_calibrated_level(pairs, monkeypatch):
+    """--tta averages the distance maps, lowering their peaks where the variants disagree: the predictor is calibrated
+    again on the run's validation images as it will predict; one model alone keeps its run's levels."""
+    from segfit.seeding import calibrate_averaged, _validation_names
+
+    root, run = pairs
+    single = segfit.Predictor.from_checkpoint(run)
+    assert calibrate_averaged(single, say=lambda *a: None) is None
+    averaged = segfit.Predictor.from_checkpoint(run, tta=True)
+    assert len(averaged.variants) == 8
+    names = json.loads((run / "split.json").read_text())["val"]
+    assert _validation_names(averaged.checkpoint) == names
+    seen = []
+    from segfit.instances import SeedSweep
+
+    add = SeedSweep.add
+    monkeypatch.setattr(SeedSweep, "add", lambda self, *a: (seen.append(a[3]), add(self, *a)))
+    said = []
+    best = calibrate_averaged(averaged, say=said.append)
+    assert len(seen) == len(names) and best["seed_level"] == averaged.seed_level and "validation images" in said[0]
+    assert averaged.merge_level == best["merge_level"] and best["f1"] >= 0.8
+    # the sweep saw the averaged distance maps, the ones prediction seeds from
+    image, _, _ = read_pair(next(s for s in discover(root).samples if s.name == names[0]), averaged.config.data, raw=True)
+    assert np.allclose(seen[0], averaged.predict_full([image], distance=True)[0].distance, atol=1e-5)

@@ -110,6 +110,9 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     sweep = SeedSweep(min_area, deadline=deadline) if calibrate_seeds and predictor.learns_instances else None
     if learned:  # the model's own objects drop what the user calls fragments
         predictor.config.model.min_object_area = min_area
+        from segfit.seeding import calibrate_averaged
+
+        calibrate_averaged(predictor, say)  # averaged outputs (--tta, an ensemble) seed at their own level
     objects = ObjectScores(d.class_names, d.mask_mode == "binary" or k == 2, split_touching, min_distance, min_area,
                            pixel_size, unit)
     rows = []

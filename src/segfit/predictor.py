@@ -44,6 +44,10 @@ def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out:
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     predictor = Predictor.from_checkpoint(checkpoint, tile=tile, overlap=overlap, auto_tile=auto_tile, tta=tta)
     objects = predictor.learns_instances if instances is None else instances
+    if objects:  # averaged outputs (--tta, an ensemble) seed their objects at their own level
+        from segfit.seeding import calibrate_averaged
+
+        calibrate_averaged(predictor, print if verbose else lambda *a, **k: None)
     written = predictor.predict_files(inputs, out, objects=objects, uncertainty=uncertainty)
     if verbose:
         extra = ", objects (NAME_instances.png, 16-bit ids)" if objects else ""

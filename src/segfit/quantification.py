@@ -155,6 +155,10 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         from segfit.rundir import run_dir_of_model
 
         predictor = Predictor.from_checkpoint(checkpoint, tta=tta)
+        if not split_touching:  # averaged outputs (--tta, an ensemble) seed their objects at their own level
+            from segfit.seeding import calibrate_averaged
+
+            calibrate_averaged(predictor, print if verbose else lambda *a, **k: None)
         masks_dir = out / "masks"
         masks = predictor.predict_files(inputs, masks_dir)
         image_names = list(predictor.last_images)  # the tables name the input images (a.jpg), not their masks (a.png)
