@@ -487,3 +487,32 @@ def test_a_budget_that_runs_out_early_says_so(particles_dir, tmp_path, monkeypat
     summary = json.loads((run.run_dir / "summary.json").read_text())
     [warning] = summary["training_warnings"]
     assert f"ran out in epoch {summary['epochs'] + 1} of ~200" in warning and "larger --time" in warning
+
+
+def test_devices_the_machine_lacks_fail_at_once_and_emulated_precision_is_said(monkeypatch):
+    """--devices 4 with no GPU hung in Lightning's process group, deaf to Ctrl-C: now an error before planning;
+    bf16 on a CPU without it is emulated (4x slower): a warning."""
+    import torch
+
+    import segfit.fingerprint as fpm
+    from segfit.errors import SegfitError
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(SegfitError, match="asks for 4 GPUs, and this machine has none.*--accelerator cpu"):
+        fpm.check_device("auto", "4")
+    with pytest.raises(SegfitError, match="no GPU"):
+        fpm.check_device("gpu", "auto")
+    said = []
+    fpm.check_device("cpu", "2", "32", say=lambda *a, **k: said.append(a))  # processes on the CPU: allowed
+    fpm.check_device("auto", "1", say=lambda *a, **k: said.append(a))
+    assert said == []
+    monkeypatch.setattr(fpm, "fingerprint_machine", lambda: {"cpu_bf16": False})
+    fpm.check_device("auto", "auto", "bf16-mixed", say=lambda text, file=None: said.append((text, file)))
+    [(text, file)] = said
+    assert "emulated" in text and "--precision auto" in text and file is sys.stderr
+    monkeypatch.setattr(fpm, "fingerprint_machine", lambda: {"cpu_bf16": True})
+    fpm.check_device("auto", "auto", "bf16-mixed", say=lambda *a, **k: said.append(a))
+    assert len(said) == 1
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(SegfitError, match="has 2.*--devices 2 or fewer"):
+        fpm.check_device("auto", "0,1,2")

@@ -211,3 +211,22 @@ def _whole(text: str) -> int:
 def data_config(data: str | os.PathLike, **options: Any) -> DataConfig:
     """The resolved :class:`DataConfig` of a data folder and data options (``segfit check``, ``show``)."""
     return build_config(data, **options).data
+
+
+def resolve_auto(cfg: RunConfig, summary: dict) -> None:
+    """What ``auto`` stands for, from the pixel counts of the data pass just made (no second pass over
+    the masks): inverse-frequency class weights (``auto``, and the default with more than two classes),
+    the head prior (the training split's class fractions) and the precision (native bf16 or 32)."""
+    import numpy as np
+
+    from segfit.losses import inverse_frequency_weights
+
+    pixels = np.asarray(summary["splits"]["train"]["class_pixels"], dtype=np.float64)
+    if cfg.train.class_weights == "auto" or (cfg.train.class_weights is None and cfg.data.num_classes > 2):
+        cfg.train.class_weights = inverse_frequency_weights(pixels)
+    if cfg.train.head_prior == "auto" and pixels.sum() > 0:
+        cfg.train.head_prior = [round(float(p), 6) for p in pixels / pixels.sum()]
+    if cfg.train.precision == "auto":  # (the plan decides it when it plans; --no-plan: here, the same way)
+        from segfit.fingerprint import native_precision
+
+        cfg.train.precision = native_precision(cfg.train.accelerator)

@@ -15,7 +15,8 @@ from segfit.budget import DEFAULT_BUDGET, REPORT_TAIL_S, epochs_for_budget, pars
 from segfit.config import RunConfig
 from segfit.errors import SegfitError
 from segfit.io import write_json
-from segfit.options import build_config, resolve, resume_config
+from segfit.fingerprint import check_device
+from segfit.options import build_config, resolve, resolve_auto, resume_config
 from segfit.planning import plan_for
 from segfit.rundir import (
     make_run_dir,
@@ -105,6 +106,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     if name:
         out = Path(out or ".") / name
     budget = None if time is None else parse_duration(time)
+    check_device(options.get("accelerator", "auto"), options.get("devices", "auto"), options.get("precision"), say)
     planned = fingerprint = None
     if resume is not None:
         ckpt_path, cfg, run_dir, split = _resumed(resume, data, out, options, say)
@@ -130,7 +132,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         cfg.train.most_epochs = cfg.train.epochs if "epochs" in options else None
         _fit_budget(cfg, planned, fingerprint, dm.split, budget - (perf_counter() - start), say, budget)
     if resume is None:
-        _resolve_auto(cfg, dm.summary)
+        resolve_auto(cfg, dm.summary)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     # Built before the run folder exists, so a bad model/encoder/loss name leaves nothing behind.
     module = SegmentationModule(cfg.to_dict(), pretrained=resume is None)
@@ -263,25 +265,6 @@ def _record_epochs(run_dir: Path, cfg: RunConfig, planned, epochs: int) -> None:
         entry["value"] = epochs
         entry["reason"] += f"; re-sized from {planned_epochs} to {epochs} by the measured epoch time"
         write_json(run_dir / "plan.json", planned.to_dict())
-
-
-def _resolve_auto(cfg: RunConfig, summary: dict) -> None:
-    """What ``auto`` stands for, from the pixel counts of the data pass just made (no second pass over
-    the masks): inverse-frequency class weights (``auto``, and the default with more than two classes),
-    the head prior (the training split's class fractions) and the precision (native bf16 or 32)."""
-    import numpy as np
-
-    from segfit.losses import inverse_frequency_weights
-
-    pixels = np.asarray(summary["splits"]["train"]["class_pixels"], dtype=np.float64)
-    if cfg.train.class_weights == "auto" or (cfg.train.class_weights is None and cfg.data.num_classes > 2):
-        cfg.train.class_weights = inverse_frequency_weights(pixels)
-    if cfg.train.head_prior == "auto" and pixels.sum() > 0:
-        cfg.train.head_prior = [round(float(p), 6) for p in pixels / pixels.sum()]
-    if cfg.train.precision == "auto":  # (the plan decides it when it plans; --no-plan: here, the same way)
-        from segfit.fingerprint import native_precision
-
-        cfg.train.precision = native_precision(cfg.train.accelerator)
 
 
 def report(run: str | os.PathLike, refresh: bool = False, verbose: bool = True, intro: bool = False,
