@@ -308,3 +308,14 @@ def test_overwrite_replaces_a_run_but_never_the_users_files(trained_run, tmp_pat
     (run / "NOTES.txt").unlink()
     shutil.rmtree(run / "my_analysis")
     assert make_run_dir(run, overwrite=True, say=lambda *a: None) == run and not any(run.iterdir())
+
+
+def test_a_misspelt_model_or_encoder_is_named_before_anything_is_planned(particles_dir, tmp_path, monkeypatch):
+    import segfit.runs
+
+    monkeypatch.setattr(segfit.runs, "plan_for", lambda *a, **k: pytest.fail("planned before the names were checked"))
+    with pytest.raises(SegfitError, match=r"unknown model 'unett' \(did you mean unet"):
+        segfit.train(particles_dir, tmp_path / "run", model="unett", verbose=False)
+    with pytest.raises(SegfitError, match=r"unknown encoder 'resnet1800' \(did you mean resnet18"):
+        segfit.train(particles_dir, tmp_path / "run", encoder="resnet1800", verbose=False)
+    assert not (tmp_path / "run").exists()

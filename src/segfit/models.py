@@ -23,9 +23,7 @@ def _smp(arch: str):
     def build(cfg: ModelConfig):
         import segmentation_models_pytorch as smp
 
-        if cfg.encoder not in smp.encoders.encoders and not cfg.encoder.startswith("tu-"):
-            raise SegfitError(f"unknown encoder {cfg.encoder!r}",
-                              fix=f"use one of {', '.join(sorted(smp.encoders.encoders))}")
+        check_encoder(cfg.encoder)
         kwargs = {"encoder_depth": cfg.encoder_depth}
         if arch in ("unet", "unetplusplus"):
             channels = cfg.decoder_channels or [256, 128, 64, 32, 16, 8, 8][: cfg.encoder_depth]
@@ -69,8 +67,25 @@ def stride(cfg: ModelConfig) -> int:
 def check_name(name: str) -> str:
     """``name`` when :data:`MODELS` has it; else an error listing the names."""
     if name not in MODELS:
-        raise SegfitError(f"unknown model {name!r}", fix=f"use one of {', '.join(MODELS)}")
+        raise SegfitError(f"unknown model {name!r}{_did_you_mean(name, MODELS)}", fix=f"use one of {', '.join(MODELS)}")
     return name
+
+
+def check_encoder(name: str) -> str:
+    """``name`` when smp has such an encoder (or timm's, ``tu-...``); else an error with the nearest names."""
+    import segmentation_models_pytorch as smp
+
+    if name not in smp.encoders.encoders and not name.startswith("tu-"):
+        raise SegfitError(f"unknown encoder {name!r}{_did_you_mean(name, smp.encoders.encoders)}",
+                          fix=f"use one of {', '.join(sorted(smp.encoders.encoders))}")
+    return name
+
+
+def _did_you_mean(name: str, names) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(names), n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 def create_model(cfg: ModelConfig):

@@ -15,6 +15,7 @@ from segfit.budget import DEFAULT_BUDGET, REPORT_TAIL_S, epochs_for_budget, pars
 from segfit.config import RunConfig
 from segfit.errors import SegfitError
 from segfit.io import write_json
+from segfit.models import check_encoder, check_name
 from segfit.fingerprint import check_device
 from segfit.options import build_config, resolve, resolve_auto, resume_config
 from segfit.planning import plan_for
@@ -107,6 +108,10 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
         out = Path(out or ".") / name
     budget = None if time is None else parse_duration(time)
     check_device(options.get("accelerator", "auto"), options.get("devices", "auto"), options.get("precision"), say)
+    if isinstance(options.get("model"), str) and not options["model"].endswith(".ckpt"):  # named before the plan
+        check_name(options["model"])
+    if options.get("encoder"):
+        check_encoder(options["encoder"])
     planned = fingerprint = None
     if resume is not None:
         ckpt_path, cfg, run_dir, split = _resumed(resume, data, out, options, say)
