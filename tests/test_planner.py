@@ -373,6 +373,8 @@ def test_plan_command(particles_dir, tmp_path):
     saved = json.loads((tmp_path / "plan.json").read_text())
     assert saved["plan"]["budget_s"] == 120 and saved["fingerprint"]["data"]["images"] == 12
     assert saved["plan"]["entries"]["encoder"]["source"] == "user"  # plan takes train's flags: the same plan
+    segfit.plan(particles_dir, time="2m", out=f"{tmp_path / 'plans'}/", verbose=False)  # a folder: its plan.json
+    assert json.loads((tmp_path / "plans" / "plan.json").read_text())["plan"]["budget_s"] == 120
     bad = subprocess.run([sys.executable, "-m", "segfit", "plan", str(particles_dir), "--time", "soon"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--time" in bad.stderr

@@ -52,7 +52,8 @@ def _names(table) -> str:
 def _add_data_args(p: argparse.ArgumentParser, planned: bool = False) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--images", help="image folder inside DATA (default: images/ if present, else a flat folder)")
-    g.add_argument("--masks", help="mask folder inside DATA (default: segmaps/, masks/, labels/ or label/)")
+    g.add_argument("--masks", help="mask folder inside DATA (default: found: segmaps/, masks/, labels/, gt/, "
+                                    "annotations/ ... or IMAGES_masks/ beside the images)")
     g.add_argument("--mask-suffix", help=_h("masks are NAME<suffix>.png (tried first; _mask, _label, _gt, ... next)", "mask_suffix", planned))
     g.add_argument("--channels", type=int, choices=(1, 3), help=_h("1 = grayscale, 3 = RGB", "channels", planned))
     g.add_argument("--size", type=argtypes.positive_int, help="resize images to SIZE x SIZE (nearest for masks)")
@@ -160,7 +161,7 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
 
 def _add_inference(sub) -> None:
     p = _command(sub, "evaluate", "metrics, per-image table, confusion matrix and a prediction grid")
-    p.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="run folder, ensemble folder or .ckpt file")
     p.add_argument("data", nargs="?", help="data set folder (default: the run's)")
     p.add_argument("--split", choices=("test", "val", "train", "all"), help="default test")
     p.add_argument("--out", help="output folder (default RUN/eval_<split>)")
@@ -280,6 +281,7 @@ def _add_tools(sub) -> None:
     p.add_argument("--model", help=_h("network", "model"))
     p.add_argument("--encoder", help=_h("smp encoder", "encoder"))
     p.add_argument("--encoder-depth", type=argtypes.positive_int, help=_h("encoder stages", "encoder_depth"))
+    p.add_argument("--decoder-channels", type=argtypes.int_list, help="U-Net decoder widths, one per encoder stage, e.g. 64,32,16")
     p.add_argument("--size", type=argtypes.positive_int, help="input size (default 128)")
     p.add_argument("--channels", type=int, choices=(1, 3), help=_h("1 = grayscale, 3 = RGB", "channels"))
     p.add_argument("-c", "--classes", type=argtypes.classes, help=_h("classes, background included", "classes"))

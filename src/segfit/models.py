@@ -189,7 +189,7 @@ def _cached_imagenet(encoder_name: str) -> Path:
 
 def summary(model: str = ModelConfig.name, encoder: str = ModelConfig.encoder, encoder_depth: int = ModelConfig.encoder_depth,
             size: int = 128, channels: int = ModelConfig.in_channels, classes: int = ModelConfig.num_classes,
-            verbose: bool = True) -> str:
+            decoder_channels: list[int] | None = None, verbose: bool = True) -> str:
     """Layer table, output shapes and parameter count of a model (``segfit summary``), as Keras prints it.
 
     Returns the table; ``verbose`` prints it too.
@@ -198,7 +198,8 @@ def summary(model: str = ModelConfig.name, encoder: str = ModelConfig.encoder, e
 
     if channels not in (1, 3):
         raise SegfitError(f"--channels must be 1 or 3, got {channels}", fix="use --channels 1 (grayscale) or 3 (RGB)")
-    cfg = ModelConfig(name=model, encoder=encoder, encoder_depth=encoder_depth, in_channels=channels, num_classes=classes)
+    cfg = ModelConfig(name=model, encoder=encoder, encoder_depth=encoder_depth, in_channels=channels, num_classes=classes,
+                      decoder_channels=decoder_channels)
     table = layer_table(create_model(cfg), (channels, size, size))
     if verbose:
         print(table)

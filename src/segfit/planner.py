@@ -246,7 +246,7 @@ def _scale_rule(plan: Plan, fp: dict, user: dict, device: str, rate: float | Non
         if short and median * scale < MIN_INSTANCE_OBJECT_PX:
             kept += f"; the budget is too short to keep objects at {MIN_INSTANCE_OBJECT_PX:.0f} px for instances"
         reason = (f"{side:.0f} px images shrink to {side * scale:.0f} px{padded}: the budget gives about "
-                  f"{passes / scale**2:.0f} passes over the training pixels at this scale on this machine"
+                  f"{passes / scale**2:.{0 if passes / scale**2 >= 1 else 1}f} passes over the training pixels at this scale on this machine"
                   + (f"; {kept}" if kept else ""))
     plan.set("scale", scale, f"original resolution ({reason}); never upscale" if scale == 1.0 else reason)
     scale = plan.values()["scale"]

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from segfit.budget import DEFAULT_BUDGET, parse_duration
 from segfit.planner import Plan, make_plan
 
@@ -25,7 +28,7 @@ def plan(data, time: str | float | None = None, out=None, verbose: bool = True, 
     Args:
         data: data set folder.
         time: the time budget (``90s``, ``10m``, ``1h`` or seconds; default 10m unless ``epochs`` is given).
-        out: write the plan and the fingerprint to this JSON file.
+        out: write the plan and the fingerprint to this JSON file (a folder: its ``plan.json``).
         verbose: print the plan as a table, one reason per choice.
         **options: training options the user fixes (they win over the plan), as for :func:`segfit.train`.
 
@@ -49,6 +52,9 @@ def plan(data, time: str | float | None = None, out=None, verbose: bool = True, 
     if out is not None:
         from segfit.rundir import new_file
 
+        if str(out).endswith(("/", os.sep)) or Path(out).is_dir():  # a folder: the plan goes in it as plan.json
+            Path(out).mkdir(parents=True, exist_ok=True)
+            out = Path(out) / "plan.json"
         out = new_file(out, print if verbose else lambda _: None)
         write_json(out, {"plan": planned.to_dict(), "fingerprint": fingerprint})
         if verbose:
