@@ -133,3 +133,11 @@ def test_averaged_predictions_seed_at_their_own_calibrated_level(pairs, monkeypa
     # the sweep saw the averaged distance maps, the ones prediction seeds from
     image, _, _ = read_pair(next(s for s in discover(root).samples if s.name == names[0]), averaged.config.data, raw=True)
     assert np.allclose(seen[0], averaged.predict_full([image], distance=True)[0].distance, atol=1e-5)
+
+
+def test_an_exported_averaged_network_carries_its_own_seed_levels(pairs, tmp_path):
+    root, run = pairs
+    out = segfit.export(run, tmp_path / "tta.onnx", "onnx", tta=True, verbose=False)
+    meta = json.loads(out.with_name("tta.onnx.json").read_text())
+    assert "averaged" in meta["calibration"]["instances"]["how"] and meta["tta"] and len(meta["tta"]) == 8
+    assert segfit.Predictor.from_checkpoint(out).seed_level == meta["calibration"]["instances"]["seed_level"]

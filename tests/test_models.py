@@ -87,7 +87,7 @@ def test_create_model_unknown_name():
 def test_create_model_unknown_encoder():
     with pytest.raises(SegfitError) as e:
         create_model(ModelConfig(name="unet", encoder="resnet19"))
-    assert e.value.what == "unknown encoder 'resnet19'"
+    assert e.value.what.startswith("unknown encoder 'resnet19' (did you mean resnet18")
     assert "resnet18" in e.value.fix and "resnet34" in e.value.fix
 
 

@@ -50,10 +50,10 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, format: str = 
     backend = load_backend(checkpoint, device="cpu")
     calibrated = {key: value for key in CALIBRATIONS if (value := calibration(backend, key)) is not None}
     net, config, members, variants = _network(backend, tta)
+    if config.model.instances and members * len(variants) > 1:  # the averaged network's objects seed at their own level
+        calibrated["instances"] = _averaged_seeds(checkpoint, tta, calibrated.get("instances"), verbose)
     if format == "bioimageio":
-        from segfit.modelzoo import write_package
-
-        from segfit.modelzoo import default_author
+        from segfit.modelzoo import default_author, write_package
 
         warn = (lambda text: print(f"segfit: warning: {text}", file=sys.stderr)) if verbose else None
         write_package(backend, lambda fmt, path: _write(net, backend.multiple, config, members, variants, path, fmt, calibrated), out,
@@ -68,6 +68,16 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, format: str = 
     if verbose:
         print(f"Wrote {out} and {out}.json (preprocessing, classes); predict with: segfit predict {shlex.quote(str(out))} IMAGES --out DIR")
     return out
+
+
+def _averaged_seeds(checkpoint, tta: bool, current: dict | None, verbose: bool) -> dict | None:
+    """The seed and merge levels of the averaged network (:mod:`segfit.seeding`), else the run's ``current`` ones."""
+    from segfit.predictor import Predictor
+    from segfit.seeding import calibrate_averaged
+
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", tta=tta)
+    best = calibrate_averaged(predictor, print if verbose else lambda *a, **k: None)
+    return current if best is None else {k: best[k] for k in ("seed_level", "merge_level", "f1", "how")}
 
 
 def _network(backend, tta: bool):
