@@ -20,7 +20,8 @@ def test_two_process_ddp_validation_equals_single_process_evaluation(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "segfit", "train", str(data), "--out", str(run), "--channels", "1",
                            "--epochs", "2", "--batch-size", "2", "--val", "5", "--test", "0.2", "-p",
-                           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--lr", "3e-3"],
+                           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--lr", "3e-3",
+                           "--precision", "32"],  # as evaluate infers (a native-bf16 CPU would plan bf16-mixed)
                           capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not (tmp_path / "run-2").exists()  # the second process used the same run folder

@@ -58,7 +58,8 @@ def unet_run(scenes, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("mc") / "unet"
     train_cli(scenes, "-o", run, "--model", "unet", "--encoder", "resnet18", "--encoder-depth", "3",
               "--decoder-channels", "64,32,16", "--classes", "3", "--class-names", ",".join(NAMES),
-              "--class-weights", "auto", "--size", "32", "--val", "5", "--test", "0.2", "--seed", "0", *TINY)
+              "--class-weights", "auto", "--size", "32", "--val", "5", "--test", "0.2", "--seed", "0",
+              "--precision", "32", *TINY)  # validation as segfit.Predictor infers (a native-bf16 CPU would plan bf16-mixed)
     return run
 
 
