@@ -1,7 +1,7 @@
 """Benchmark: `segfit train DATA --time T` with no other flag, per data set: the plan, the wall time of the
 whole command and the test metrics at the images' original resolution. One JSON line per data set.
 
-Usage: python bench/auto_config.py [--emps DIR] [--times 5m,10m] [--synthetic] [--out DIR]
+Usage: python bench/auto_config.py [--emps DIR] [--times 5m,10m] [--synthetic] [--out DIR] [--flags '--precision 32']
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def run_one(name: str, data: Path, budget: str, out: Path) -> dict:
-    run = out / f"{name}-{budget}"
+def run_one(name: str, data: Path, budget: str, out: Path, flags: tuple[str, ...] = ()) -> dict:
+    run = out / f"{name}-{budget}{''.join(flags).replace('-', '_')}"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "segfit", "train", str(data), "--out", str(run), "--time", budget],
+    proc = subprocess.run([sys.executable, "-m", "segfit", "train", str(data), "--out", str(run), "--time", budget, *flags],
                           capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
@@ -40,7 +40,7 @@ def run_one(name: str, data: Path, budget: str, out: Path) -> dict:
     chosen = {k: e["value"] for k, e in plan["entries"].items()
               if k in ("model", "encoder", "encoder_depth", "scale", "crop", "batch_size", "loss", "augment",
                        "precision", "epochs", "channels", "val")}
-    return {"bench": "auto_config", "data": name, "time": budget, "wall_s": round(wall, 1),
+    return {"bench": "auto_config", "data": name, "time": budget, **({"flags": " ".join(flags)} if flags else {}), "wall_s": round(wall, 1),
             "within_budget": round(wall / parse_duration(budget), 3), "plan": chosen,
             "best_epoch": summary["best_epoch"], "scored": split, "test_iou": round(metrics["iou"], 4), "test_dice": round(metrics["dice"], 4),
             "test_miou": round(metrics["miou"], 4), "warnings": metrics.get("warnings", []), "run": str(run)}
@@ -54,19 +54,20 @@ def main() -> None:
     p.add_argument("--only-synthetic", action="store_true", help="the synthetic stress sets, not EMPS")
     p.add_argument("--out", default=None)
     p.add_argument("--sets", default=None, help="only these synthetic sets (comma-separated names)")
+    p.add_argument("--flags", default="", help="flags added to every train command, e.g. '--precision 32' (default: none)")
     a = p.parse_args()
     out = Path(a.out or tempfile.mkdtemp(prefix="segfit-auto-"))
     out.mkdir(parents=True, exist_ok=True)
     if a.emps and Path(a.emps).is_dir() and not a.only_synthetic:
         for budget in a.times.split(","):
-            print(json.dumps(run_one("emps", Path(a.emps), budget, out)), flush=True)
+            print(json.dumps(run_one("emps", Path(a.emps), budget, out, tuple(a.flags.split()))), flush=True)
     if a.synthetic or a.only_synthetic:
         from stress_sets import make_all
 
         for name, data in make_all(out / "data").items():
             if a.sets and name not in a.sets.split(","):
                 continue
-            print(json.dumps(run_one(name, data, "60s", out)), flush=True)
+            print(json.dumps(run_one(name, data, "60s", out, tuple(a.flags.split()))), flush=True)
 
 
 if __name__ == "__main__":

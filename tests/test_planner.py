@@ -332,11 +332,15 @@ def test_a_budget_shorter_than_one_epoch_trains_on_a_share_of_the_images():
     for option, value in (("batch_size", 4), ("crop", 128), ("scale", 0.5)):
         plan.set(option, value, "test")
     step_s = 4 * 128**2 / 1e5  # 100 steps an epoch, 69 s with the loop's overhead
-    epochs, fit_s, batches, _ = epochs_for_budget(plan, 400, n_train=400, n_val=10, val_pixels=256**2)
+    fit = epochs_for_budget(plan, 400, n_train=400, n_val=10, val_pixels=256**2)
+    epochs, fit_s, batches = fit[:3]
     assert batches == 0 and epochs == int(fit_s / (100 * step_s * 1.05 + 10 * 256**2 / 4e5 + 0.3)) >= 4
-    epochs, fit_s, batches, _ = epochs_for_budget(plan, 50, n_train=400, n_val=10, val_pixels=256**2)
+    assert fit.epoch_s == pytest.approx(100 * step_s * 1.05 + 10 * 256**2 / 4e5 + 0.3) and fit.report_s > 0
+    fit = epochs_for_budget(plan, 50, n_train=400, n_val=10, val_pixels=256**2)
+    epochs, fit_s, batches = fit[:3]
     assert epochs == 1 and 10 < batches < 100 and "of the training images" in plan.entries["epochs"]["reason"]
     assert batches * step_s * 1.05 + 10 * 256**2 / 4e5 == pytest.approx(fit_s, abs=1.0)  # the epoch fills the time
+    assert fit.epoch_s == pytest.approx(fit_s, abs=1.0)  # the share of an epoch is what the budget times against
     assert 50 - fit_s > 10  # the report's time is kept back ...
     unreported = epochs_for_budget(plan, 50, n_train=400, n_val=10, val_pixels=256**2, report=False)
     assert unreported[2] > batches + 10  # ... unless no report is made
@@ -518,3 +522,31 @@ def test_devices_the_machine_lacks_fail_at_once_and_emulated_precision_is_said(m
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(SegfitError, match="has 2.*--devices 2 or fewer"):
         fpm.check_device("auto", "0,1,2")
+
+
+def test_a_machine_slower_than_calibrated_keeps_back_more_time_for_the_report(tmp_path, monkeypatch):
+    """Epochs twice as slow as calibrated (another job started) make the report after training twice as slow:
+    training ends the report's calibrated seconds earlier, so the whole command still ends within its budget.
+    At the calibrated speed, and before an epoch past the first's warm-up is timed, the budget is as given."""
+    from types import SimpleNamespace
+
+    from segfit.callbacks import RunRecorder, TimeBudget
+
+    def epochs_after_two(epoch_s, calibrated=1.0, report_s=20.0):
+        clock = iter([0.0, epoch_s, 2 * epoch_s])  # train start, ends of epochs 1 and 2
+        monkeypatch.setattr("segfit.callbacks.time.perf_counter", lambda: next(clock))
+        budget = TimeBudget(100.0, RunRecorder(tmp_path, 5, verbose=False), None, calibrated, report_s)
+        trainer = SimpleNamespace(current_epoch=0, fit_loop=SimpleNamespace(max_epochs=5), lr_scheduler_configs=[])
+        module = SimpleNamespace(cfg=SimpleNamespace(train=SimpleNamespace(epochs=5)))
+        budget.on_train_start(trainer, module)
+        budget.on_train_epoch_end(trainer, module)
+        first = trainer.fit_loop.max_epochs
+        trainer.current_epoch = 1
+        budget.on_train_epoch_end(trainer, module)
+        return first, trainer.fit_loop.max_epochs
+
+    assert epochs_after_two(1.0) == (100, 100)  # as calibrated: (100 - 1) / 1 + 1
+    assert epochs_after_two(2.0, calibrated=0.0) == (50, 50)  # nothing calibrated: the budget as given
+    # twice as slow: 20 s more for the report, so (80 - 2) / 2 + 1 epochs; the first epoch (warm-up) is not judged
+    assert epochs_after_two(2.0) == (50, 40)
+    assert epochs_after_two(2.0, report_s=0.0) == (50, 50)  # no report (--no-report): nothing to keep back

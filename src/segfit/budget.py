@@ -55,12 +55,15 @@ def report_seconds(plan, n_val: int, val_pixels: float, val_s: float) -> float:
 
 class Fit(NamedTuple):
     """What a budget allows: ``epochs``, the training ``seconds`` (a hard stop for Lightning), the
-    training ``batches`` an epoch takes (0: all) and the ``repeats`` of the training images an epoch."""
+    training ``batches`` an epoch takes (0: all) and the ``repeats`` of the training images an epoch; and
+    what it assumed: an epoch's calibrated seconds (``epoch_s``) and the report's (``report_s``)."""
 
     epochs: int
     seconds: float
     batches: int
     repeats: int
+    epoch_s: float = 0.0
+    report_s: float = 0.0
 
 
 def epochs_for_budget(plan, remaining_s: float, n_train: int, n_val: int, val_pixels: float,
@@ -74,7 +77,8 @@ def epochs_for_budget(plan, remaining_s: float, n_train: int, n_val: int, val_pi
     patch = v.get("crop") or math.sqrt(val_pixels)
     step_s = v["batch_size"] * patch**2 / timing["train_px_s"] if timing else 1.0
     val_s = val_pixels / timing["val_px_s"] if timing else 0.2
-    fit_s = remaining_s - 0.03 * (plan.budget_s or 0) - (report_seconds(plan, n_val, val_pixels, val_s) if report else 0)
+    report_s = report_seconds(plan, n_val, val_pixels, val_s) if report else 0.0
+    fit_s = remaining_s - 0.03 * (plan.budget_s or 0) - report_s
     planned = repeats = int(v.get("repeats") or 1)
     shrinkable = plan.entries.get("repeats", {}).get("source") == "plan"  # the user's repeats stay
 
@@ -96,4 +100,5 @@ def epochs_for_budget(plan, remaining_s: float, n_train: int, n_val: int, val_pi
         reason = (f"{epoch_s:.1f} s an epoch (calibrated) does not fit in the {fit_s:.0f} s left for training: "
                   f"one epoch over {share:.0%} of the training images")
     plan.set("epochs", epochs, reason)
-    return Fit(epochs, fit_s, max(1, int(share * batches)) if share < 1 else 0, repeats)
+    return Fit(epochs, fit_s, max(1, int(share * batches)) if share < 1 else 0, repeats,
+               epoch_s - train_s * (1 - share), report_s)

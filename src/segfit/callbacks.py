@@ -51,11 +51,28 @@ class TimeBudget(pl.Callback):
     and validation; the first epoch, with its warm-up, only until the second is timed) says how many
     epochs fit in ``seconds``; the epoch count and a one-cycle schedule follow, so training ends annealed
     when the time is up (Lightning's ``max_time`` is the hard stop). Deciding at the end of an epoch, a
-    plan that was too short (a calibration slowed by another job) grows as well as shrinks."""
+    plan that was too short (a calibration slowed by another job) grows as well as shrinks.
 
-    def __init__(self, seconds: float, recorder: RunRecorder, most: int | None = None):
+    A machine that runs slower than calibrated (another job started) makes the report after training slower
+    too: with the calibrated epoch (``epoch_s``) and report (``report_s``) seconds, training ends that much
+    earlier, so the whole command still ends within its budget."""
+
+    SLOWER = 1.1  # epochs this much slower than calibrated keep back more time for the report
+    MOST_SLOWDOWN = 4.0  # ... up to this slowdown (the report's reserve at most 4 times what was calibrated)
+
+    def __init__(self, seconds: float, recorder: RunRecorder, most: int | None = None, epoch_s: float = 0.0,
+                 report_s: float = 0.0):
         self.seconds, self.recorder, self.most, self.start, self.first_end = seconds, recorder, most, None, None
+        self.epoch_s, self.report_s = epoch_s, report_s
         recorder.budgeted = True
+
+    def training_seconds(self, per_epoch: float, timed: bool) -> float:
+        """The seconds training may take, once ``per_epoch`` is ``timed`` (past the first epoch's warm-up):
+        the budget's, less the report's extra time when epochs run slower than calibrated."""
+        slowdown = per_epoch / self.epoch_s if timed and self.epoch_s > 0 else 1.0
+        if slowdown < self.SLOWER:
+            return self.seconds
+        return self.seconds - self.report_s * (min(slowdown, self.MOST_SLOWDOWN) - 1)
 
     def on_train_start(self, trainer: pl.Trainer, module) -> None:
         self.start = time.perf_counter()
@@ -70,7 +87,8 @@ class TimeBudget(pl.Callback):
             self.first_end = now
         first = self.first_end - self.start
         per_epoch = first if done == 1 else (now - self.first_end) / (done - 1)
-        epochs = max(done, min(int((self.seconds - first) / max(per_epoch, 1e-6)) + 1, self.most or 1000))
+        seconds = self.training_seconds(per_epoch, timed=done > 1)
+        epochs = max(done, min(int((seconds - first) / max(per_epoch, 1e-6)) + 1, self.most or 1000))
         if epochs == trainer.fit_loop.max_epochs:
             return
         trainer.fit_loop.max_epochs = epochs

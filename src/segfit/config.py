@@ -106,6 +106,8 @@ class TrainConfig:
     most_epochs: int | None = None  # --epochs given with --time: the budget may shorten them, never add to them
     repeats: int = 1  # each epoch goes over the training images this many times (new order, crops, augmentations)
     epoch_batches: int = 0  # training batches an epoch takes (0: all; fewer under a budget shorter than one epoch)
+    budget_epoch_s: float = 0.0  # under a time budget: an epoch's seconds, as calibrated
+    budget_report_s: float = 0.0  # under a time budget: the seconds kept back for the report, as calibrated
 
 
 @dataclass

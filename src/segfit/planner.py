@@ -289,7 +289,10 @@ def _training_rules(plan: Plan, fp: dict, machine: dict, device: str) -> None:
              + ": flips, 90-degree rotations and mild contrast changes (orientation carries no meaning)")
     bf16 = native_precision(device, machine) == "bf16-mixed"
     plan.set("precision", "bf16-mixed" if bf16 else "32",
-             f"native bf16 on this {device.upper()}" if bf16 else f"no native bf16 on this {device.upper()}: 32-bit")
+             (f"native bf16 on this {device.upper()}" + (": about twice the training speed of 32-bit, and no loss of quality "
+                                                          "(EMPS, 5 minutes, 2 AVX-512 BF16 cores: test IoU 0.781 vs 0.760)"
+                                                          if device == "cpu" else ""))
+             if bf16 else f"no native bf16 on this {device.upper()}: 32-bit")
     plan.set("optimizer", "adamw", "AdamW with decoupled weight decay")
     plan.set("weight_decay", 1e-4, "mild regularisation")
     plan.set("scheduler", "onecycle", "one-cycle: warm up, then anneal to the end of the budget")

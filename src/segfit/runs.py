@@ -247,7 +247,8 @@ def _fit_budget(cfg: RunConfig, planned, fingerprint, split: dict, remaining: fl
         fit = epochs_for_budget(planned, remaining, n_train, n_val, pixels, cfg.train.report)
         if fit.repeats != cfg.train.repeats:
             say(f"  repeats {fit.repeats}  ({planned.entries['repeats']['reason']})")
-        cfg.train.epochs, cfg.train.max_time, cfg.train.epoch_batches, cfg.train.repeats = fit
+        cfg.train.epochs, cfg.train.max_time, cfg.train.epoch_batches, cfg.train.repeats = fit[:4]
+        cfg.train.budget_epoch_s, cfg.train.budget_report_s = round(fit.epoch_s, 2), round(fit.report_s, 1)
         if cfg.train.most_epochs:
             cfg.train.epochs = min(cfg.train.most_epochs, fit.epochs)
             say(f"  epochs  {cfg.train.epochs}  (--epochs {cfg.train.most_epochs} within --time {budget:.0f} s: about "

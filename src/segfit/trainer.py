@@ -67,7 +67,7 @@ def build_trainer(t: TrainConfig, run_dir: Path, verbose: bool = True):
     recorder = RunRecorder(run_dir, t.epochs, verbose)
     callbacks = [
         recorder,
-        TimeBudget(t.max_time, recorder, t.most_epochs) if t.max_time else None,
+        TimeBudget(t.max_time, recorder, t.most_epochs, t.budget_epoch_s, t.budget_report_s) if t.max_time else None,
         ProgressBar() if show_bar else None,
         RunCheckpoint("best", dirpath=ckpts, filename="best", monitor="val_loss", mode="min", save_top_k=1,
                         enable_version_counter=False, auto_insert_metric_name=False),
