@@ -165,6 +165,50 @@ def test_two_masks_for_one_image_is_an_error(tmp_path):
     assert "two masks for image 'a'" in str(err.value)
 
 
+def _square(path: Path, y: int, x: int, size: int = 16) -> Path:
+    mask = np.zeros((size, size), np.uint8)
+    mask[y: y + 4, x: x + 4] = 255
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask).save(path)
+    return path
+
+
+@pytest.mark.parametrize("where", ["flat", "folders"])
+def test_numbered_masks_of_one_image_are_read_into_its_mask(tmp_path, where):
+    """BUSI: ``benign (1)_mask.png`` and ``benign (1)_mask_1.png`` are two lesions of ``benign (1).png``."""
+    from segfit.data.check import check
+    from segfit.data.formats import list_images, read_mask
+    from segfit.record import data_fingerprint
+
+    image_dir, mask_dir = (tmp_path, tmp_path) if where == "flat" else (tmp_path / "images", tmp_path / "masks")
+    for i in (1, 2, 3):
+        _png(image_dir / f"benign ({i}).png", 90, 16)
+        _square(mask_dir / f"benign ({i})_mask.png", 2, 2)
+    second = _square(mask_dir / "benign (1)_mask_1.png", 10, 10)
+    third = _square(mask_dir / "benign (1)_mask_2.png", 2, 10)
+    layout = discover(tmp_path)
+    assert [s.name for s in layout.samples] == ["benign (1)", "benign (2)", "benign (3)"]  # no image of a mask
+    assert "1 with numbered masks" in layout.description
+    merged = read_mask(layout.samples[0].mask)
+    assert int((merged == 255).sum()) == 48 and merged[11, 11] == 255 and merged[3, 11] == 255
+    assert int((read_mask(layout.samples[1].mask) == 255).sum()) == 16
+    report = check(tmp_path, verbose=False)
+    assert report.ok and not report.masks_without_image  # nor a mask without an image
+    if where == "flat":
+        assert [p.name for p in list_images([tmp_path])] == ["benign (1).png", "benign (2).png", "benign (3).png"]
+    before = data_fingerprint(layout.samples)["sha256"]
+    _square(third, 6, 6)  # a changed numbered mask is a changed data set (the cache reads it again)
+    import os
+
+    st = third.stat()
+    os.utime(third, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert data_fingerprint(layout.samples)["sha256"] != before
+    Image.fromarray(np.zeros((9, 9), np.uint8)).save(second)
+    with pytest.raises(SegfitError, match="mask is 9x9") as err:
+        read_mask(layout.samples[0].mask)
+    assert "benign (1)_mask_1.png" in str(err.value)
+
+
 def _nuclei_folders(root: Path, n: int = 6, size: int = 40, seed: int = 0) -> list[np.ndarray]:
     """Kaggle DSB 2018's layout: ID/images/ID.png and one binary mask per nucleus in ID/masks/. The
     second and third discs of each image overlap. Returns each image's true instance map."""
@@ -266,11 +310,29 @@ def test_quantify_measures_the_objects_of_one_folder_per_image(tmp_path):
     assert areas == sorted(int(np.count_nonzero(truths[0] == k)) for k in (1, 2, 3))
 
 
-def test_images_in_subfolders_are_pointed_to(tmp_path):
+def test_data_sets_in_subfolders_are_gathered_else_pointed_to(tmp_path):
+    """BUSI's benign/ malignant/ normal/, LGG's patient folders, batches: each a data set of its own, gathered
+    into one; images alone in subfolders are pointed to."""
     for batch in ("batch1", "batch2"):
         _pairs(tmp_path / "data" / batch, "ab", images=".", masks=".", mask_name="{}_mask.png")
-    with pytest.raises(SegfitError, match="its subfolders batch1, batch2 hold some") as e:
+    layout = discover(tmp_path / "data")
+    assert [s.name for s in layout.samples] == ["a", "b", "batch2_a", "batch2_b"]  # a name met before: the folder's prefix
+    assert layout.samples[2].mask == tmp_path / "data" / "batch2" / "a_mask.png"
+    assert "gathered from 2 folders (batch1/, batch2/), each a flat folder of NAME.ext + NAME_mask.png" in layout.description
+    _png(tmp_path / "data" / "batch3" / "c.png")  # a folder among them that is not a data set names its problem
+    with pytest.raises(SegfitError, match="image has no mask") as e:
         discover(tmp_path / "data")
+    assert e.value.file.endswith("c.png")
+    for patient in ("TCGA_1", "TCGA_2"):  # LGG's download: kaggle_3m/ of patient folders, in a wrapper
+        _pairs(tmp_path / "lgg" / "kaggle_3m" / patient, [f"{patient}_1", f"{patient}_2"], ".", ".", "{}_mask.png")
+    with pytest.raises(SegfitError, match="one folder down") as e:
+        discover(tmp_path / "lgg")
+    assert e.value.file.endswith("kaggle_3m")
+    assert len(discover(tmp_path / "lgg" / "kaggle_3m").samples) == 4
+    for batch in ("batch1", "batch2"):
+        _png(tmp_path / "images_only" / batch / "a.png")
+    with pytest.raises(SegfitError, match="its subfolders batch1, batch2 hold some") as e:
+        discover(tmp_path / "images_only")
     assert "--images batch1" in e.value.fix
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from segfit.config import DataConfig
-from segfit.data.formats import (IGNORE_ID, MASK_EXTS, file_orientation, is_colour_coded, list_files, read_image, read_mask,
-                                 to_class_ids)
+from segfit.data.formats import (IGNORE_ID, MASK_EXTS, extra_masks, is_colour_coded, list_files, read_image,
+                                 read_mask, to_class_ids)
 from segfit.data.layouts import discover
+from segfit.data.orientation import file_orientation
 from segfit.errors import SegfitError
 
 
@@ -187,7 +188,7 @@ def _file_channels(path: Path) -> str:
 
 
 def _orphan_masks(layout, cfg: DataConfig) -> list[Path]:
-    used = {s.mask.resolve() for s in layout.samples if s.mask is not None}
+    used = {p.resolve() for s in layout.samples if s.mask is not None for p in (s.mask, *extra_masks(s.mask))}
     folders = {s.mask.parent for s in layout.samples if s.mask is not None}
     image_folders = {s.image.parent for s in layout.samples}
     orphans = []

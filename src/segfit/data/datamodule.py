@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segfit.config import DataConfig, TrainConfig
 from segfit.data.cache import PairCache
-from segfit.data.formats import IGNORE_ID, orientation
+from segfit.data.formats import IGNORE_ID
+from segfit.data.orientation import orientation
 from segfit.data.layouts import Layout, Sample, discover
 from segfit.data.preprocess import image_to_tensor, load_pair, numpy_to_tensor, split_target
 from segfit.data.split import make_split

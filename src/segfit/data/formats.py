@@ -6,12 +6,15 @@ class indices (``binary``: any value > 0 is foreground; ``index``: values are cl
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
+from segfit.data.orientation import upright
 from segfit.errors import SegfitError, require
 
 logging.getLogger("tifffile").setLevel(logging.CRITICAL)  # its warnings would duplicate our one-line errors
@@ -29,6 +32,35 @@ IGNORE_ID = 255
 # (Pascal VOC's object borders, Cityscapes' void): 255 is not a class there.
 _VOID_MAX_CLASS, _VOID_MAX_SHARE = 64, 0.3
 PREDICTED_SUFFIXES = ("_overlay", "_instances", "_uncertainty")  # what segfit predict writes beside NAME.png
+# More masks of one image: NAME_mask_1.png, NAME_mask_2.png beside NAME_mask.png (BUSI's second and third lesions).
+NUMBERED = re.compile(r"(.+)_(\d{1,3})")
+
+
+def is_extra_mask(path: Path, stems) -> bool:
+    """Whether ``path`` is a numbered sibling (``NAME_mask_1.png``) of a mask whose stem is in ``stems``."""
+    m = NUMBERED.fullmatch(path.stem)
+    return bool(m) and m[1].endswith(MASK_SUFFIXES) and m[1] in stems
+
+
+def extra_masks(path: Path) -> list[Path]:
+    """The numbered siblings of a mask named NAME + a mask suffix, in number order: more of the same image's
+    objects, which :func:`read_mask` reads into it (BUSI: ``X_mask_1.png`` beside ``X_mask.png``)."""
+    path = Path(path)
+    if not path.stem.endswith(MASK_SUFFIXES) or not path.is_file():
+        return []
+    names = _numbered(str(path.parent), path.parent.stat().st_mtime_ns).get((path.stem, path.suffix.lower()), ())
+    return [path.parent / name for name in names]
+
+
+@functools.lru_cache(maxsize=32)
+def _numbered(folder: str, stamp: int) -> dict[tuple[str, str], list[str]]:
+    """``{(stem, ext): numbered sibling names}`` of one folder listing (``stamp``: its mtime, so a changed folder is read again)."""
+    found: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for name in os.listdir(folder):
+        stem, ext = os.path.splitext(name)
+        if (m := NUMBERED.fullmatch(stem)) and m[1].endswith(MASK_SUFFIXES) and not name.startswith("."):
+            found.setdefault((m[1], ext.lower()), []).append((int(m[2]), name))
+    return {key: [name for _, name in sorted(names)] for key, names in found.items()}
 
 
 def unlabelled_value(masks) -> tuple[int | None, np.ndarray]:
@@ -74,7 +106,8 @@ def list_inputs(inputs: list[str | os.PathLike], exts: tuple[str, ...], skip: tu
             files = list_files(path, exts)
             stems = {p.stem for p in files}
             # NAME_mask.png beside NAME.png is a mask, NAME_overlay.png an output; alone, either is an input
-            files = [p for p in files if not any(p.stem.endswith(s) and p.stem[: -len(s)] in stems for s in skip)]
+            files = [p for p in files if not any(p.stem.endswith(s) and p.stem[: -len(s)] in stems for s in skip)
+                     and not is_extra_mask(p, stems)]  # NAME_mask_1.png is read with NAME_mask.png
             if not files and empty_folder is not None:
                 raise SegfitError(empty_folder.what, path, empty_folder.fix)
             found += files
@@ -118,40 +151,6 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     if arr.size == 0:
         raise SegfitError("cannot read image (no pixel data)", path, "replace or remove the file")
     return to_channels(arr, channels, path)
-
-
-EXIF_ORIENTATION = 0x0112  # 1: as stored; 2-8: mirrored and/or turned (cameras and phones write it)
-
-
-def orientation(im) -> int:
-    """A Pillow image's EXIF orientation (1 when it has none)."""
-    try:
-        return int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
-    except Exception:
-        return 1
-
-
-def file_orientation(path: str | os.PathLike) -> int:
-    """The EXIF orientation of an image file, from its header (1 when it has none or is not a photo format)."""
-    if Path(path).suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"):
-        return 1
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return orientation(im)
-    except Exception:
-        return 1
-
-
-def upright(im):
-    """A Pillow image as viewers show it (and as annotation tools and OpenCV read it): turned by its EXIF
-    orientation; the image itself when it has none."""
-    if orientation(im) == 1:
-        return im
-    from PIL import ImageOps
-
-    return ImageOps.exif_transpose(im)
 
 
 def _pixels(im, rows_pixels: int = 1 << 22) -> np.ndarray:
@@ -265,8 +264,15 @@ def read_mask(path: str | os.PathLike, colour: bool = False) -> np.ndarray:
     if suffix in LOSSY_MASK_EXTS:
         arr = np.asarray(arr)
         grey = arr.max(axis=-1) if arr.ndim == 3 else arr
-        return np.where(grey >= max(1, (int(grey.max()) + 1) // 2), 255, 0).astype(np.uint8)
-    return as_label_map(arr, path)
+        arr = np.where(grey >= max(1, (int(grey.max()) + 1) // 2), 255, 0).astype(np.uint8)
+    arr = as_label_map(arr, path)
+    for extra in extra_masks(path):  # NAME_mask_1.png ...: the pixels of each are added (the highest value wins)
+        more = read_mask(extra)
+        if more.shape != arr.shape:
+            raise SegfitError(f"mask is {more.shape[0]}x{more.shape[1]} but {path.name} is {arr.shape[0]}x{arr.shape[1]}",
+                              extra, f"give it {path.name}'s size, or rename it if it is not more of {path.name}'s objects")
+        arr = np.maximum(arr, more)
+    return arr
 
 
 def read_object_masks(folder: Path) -> np.ndarray:
@@ -296,7 +302,7 @@ def file_stamp(path: Path) -> str:
     if path.is_dir():
         return ";".join(f"{p.name}|{file_stamp(p)}" for p in sorted(path.iterdir()) if p.is_file())
     st = path.stat()
-    return f"{st.st_size}|{st.st_mtime_ns}"
+    return ";".join([f"{st.st_size}|{st.st_mtime_ns}"] + [f"{p.name}|{file_stamp(p)}" for p in extra_masks(path)])
 
 
 def pack_colours(arr: np.ndarray, path: Path | None = None) -> np.ndarray:

@@ -23,7 +23,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segfit.data.formats import IMAGE_EXTS, LOSSY_MASK_EXTS, MASK_EXTS, MASK_SUFFIXES, list_files, list_images
+from segfit.data.formats import IMAGE_EXTS, LOSSY_MASK_EXTS, MASK_EXTS, MASK_SUFFIXES, extra_masks, list_files, list_images
+from segfit.data.naming import by_stem, flat_mask_of, image_stem, naming, one_mask_each, without_extras
 from segfit.errors import SegfitError, require
 
 IMAGE_FOLDERS = ("images", "imgs", "image", "img", "inputs", "input", "raw", "jpegimages")  # jpegimages: Pascal VOC
@@ -34,10 +35,6 @@ SIBLING_MASKS = ("_masks", "_mask", "_labels", "_label", "_gt", "_annotations", 
 SPLIT_FOLDERS = {"train": ("train", "training", "trainval"), "val": ("val", "valid", "validation"),
                  "test": ("test", "testing")}
 SPLIT_NAMES = {n for names in SPLIT_FOLDERS.values() for n in names}
-MASK_PREFIXES = ("mask_", "label_", "gt_", "seg_")
-# Images may carry a suffix or prefix of their own, their masks another (Cellpose: 000_img.png + 000_masks.png).
-IMAGE_SUFFIXES = ("_img", "_image", "_im", "_raw", "_input", "-img", "-image", "_leftImg8bit", "_training", "_test")
-IMAGE_PREFIXES = ("img_", "image_", "im_", "raw_")
 
 
 @dataclass(frozen=True)
@@ -100,9 +97,9 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         if mask_dir is None and require_masks:
             raise SegfitError(f"no mask folder beside {image_dir.name}/", root,
                               f"add a masks/ folder (or {', '.join(MASK_FOLDERS[:3])}/), or name it with --masks")
-        image_files = _by_stem(list_files(image_dir, IMAGE_EXTS), "image")
-        mask_files = _by_stem(list_files(mask_dir, MASK_EXTS + LOSSY_MASK_EXTS), "mask") if mask_dir else {}
-        mask_files = _one_mask_each((p, _image_stem(s, suffixes, image_files)) for s, p in mask_files.items())
+        image_files = by_stem(list_files(image_dir, IMAGE_EXTS), "image")
+        mask_files = by_stem(without_extras(list_files(mask_dir, MASK_EXTS + LOSSY_MASK_EXTS)), "mask") if mask_dir else {}
+        mask_files = one_mask_each((p, image_stem(s, suffixes, image_files)) for s, p in mask_files.items())
         where = f"{_rel(image_dir, root)}/ with masks in {_rel(mask_dir, root)}/" if mask_dir else f"{_rel(image_dir, root)}/"
         if any(p.suffix.lower() in LOSSY_MASK_EXTS for p in mask_files.values()):
             where += " (JPEG masks are lossy: read as foreground where above half their maximum)"
@@ -110,12 +107,12 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         mask_dir = None
         if masks is not None:
             raise SegfitError("--masks needs an image folder", root, "name it with --images")
-        files = list_files(root, IMAGE_EXTS + MASK_EXTS)
+        files = without_extras(list_files(root, IMAGE_EXTS + MASK_EXTS))
         stems = {p.stem for p in files}
-        mask_list = {p: base for p in files if (base := _flat_mask_of(p, mask_suffix, suffixes, stems))}
-        image_files = _by_stem([p for p in files if p not in mask_list and p.suffix.lower() in IMAGE_EXTS], "image")
-        mask_files = _one_mask_each(mask_list.items())
-        found = {_naming(b, p.stem, p.suffix.lower()) for p, b in mask_list.items()}
+        mask_list = {p: base for p in files if (base := flat_mask_of(p, mask_suffix, suffixes, stems))}
+        image_files = by_stem([p for p in files if p not in mask_list and p.suffix.lower() in IMAGE_EXTS], "image")
+        mask_files = one_mask_each(mask_list.items())
+        found = {naming(b, p.stem, p.suffix.lower()) for p, b in mask_list.items()}
         where = f"a flat folder of {next(iter(found)) if len(found) == 1 else f'NAME.ext + NAME{mask_suffix}.png'}"
     if not image_files and image_dir is not None and mask_dir is not None:  # images/training/ + annotations/training/
         parts = {which: d for which, names in SPLIT_FOLDERS.items() if (d := _child(image_dir, names)) is not None}
@@ -129,6 +126,9 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         if nested and (notes := _annotation_file(root, None)) is not None:  # (a guessed pair has images: not here)
             raise SegfitError(f"no mask images; {_rel(notes, root)} {UNREAD}", root, f"{DRAW}, in a masks/ folder beside "
                               "the images")
+        if nested and image_dir is None and images is None and (groups := _discover_groups(
+                root, [n for n in nested if not MASK_WORDS.search(n.lower())], mask_suffix, require_masks)) is not None:
+            return groups
         if nested:  # images one level down: say where, since segfit reads one folder of images
             raise SegfitError(f"no images directly in this folder; its subfolders {', '.join(nested[:3])}"
                               + (" ..." if len(nested) > 3 else "") + " hold some", folder,
@@ -154,7 +154,13 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
             raise SegfitError("image has no mask", path, f"add {hint} or remove the image")
         samples.append(Sample(stem, path, mask))
     n_masks = sum(s.mask is not None for s in samples)
-    return Layout(samples, f"{len(samples)} images ({n_masks} with masks) in {where}")
+    return Layout(samples, f"{len(samples)} images ({n_masks} with masks) in {where}{_numbered(samples)}")
+
+
+def _numbered(samples: list[Sample]) -> str:
+    """What the description says of images with numbered masks (``NAME_mask_1.png``), if any."""
+    merged = sum(bool(extra_masks(s.mask)) for s in samples if s.mask is not None)
+    return f"; {merged} with numbered masks (NAME_mask_1.png ...) read into their mask" if merged else ""
 
 
 def find_images(inputs: list[str | os.PathLike]) -> list[tuple[Path, str]]:
@@ -200,16 +206,53 @@ def _discover_split(root: Path, parts: dict[str, Path], mask_suffix: str, requir
         if which != "train" and require_masks and len(labelled) < len(layout.samples):
             missing = next(s for s in layout.samples if s.mask is None)
             raise SegfitError("image has no mask", missing.image, "add its mask or remove the image")
-        for s in layout.samples:
-            name = s.name if s.name not in seen else f"{folder.name}_{s.name}"
-            if name in seen:
-                raise SegfitError(f"two images named {s.name!r}", s.image, "rename one of them")
-            seen.add(name)
-            samples.append(Sample(name, s.image, s.mask))
-            split[which].append(name)
+        split[which] += _gather(samples, seen, layout, folder)
         said.append(f"{folder.name}/ {len(layout.samples)} ({layout.description.split(' in ', 1)[-1]})")
     n_masks = sum(s.mask is not None for s in samples)
     return Layout(samples, f"{len(samples)} images ({n_masks} with masks) in split folders: " + "; ".join(said), split)
+
+
+def _gather(samples: list[Sample], seen: set[str], layout: Layout, folder: Path) -> list[str]:
+    """Add ``layout``'s samples to ``samples`` and their names to ``seen`` (a name already there gets the
+    folder's prefix, ``folder_NAME``); returns the names."""
+    names = []
+    for s in layout.samples:
+        name = s.name if s.name not in seen else f"{folder.name}_{s.name}"
+        if name in seen:
+            raise SegfitError(f"two images named {s.name!r}", s.image, "rename one of them")
+        seen.add(name)
+        samples.append(Sample(name, s.image, s.mask))
+        names.append(name)
+    return names
+
+
+def _discover_groups(root: Path, names: list[str], mask_suffix: str, require_masks: bool) -> Layout | None:
+    """Sub-folders that each hold a data set (BUSI's ``benign/ malignant/ normal/``, LGG's patient folders),
+    gathered into one; None unless two or more of them are data sets with masks. A folder that is not one
+    while the others are is an error (its problem is named)."""
+    found, failed = [], None
+    for name in names:
+        try:
+            layout = discover(root / name, mask_suffix=mask_suffix, require_masks=require_masks)
+        except SegfitError as exc:
+            failed = failed or exc
+            continue
+        if any(s.mask is not None for s in layout.samples):
+            found.append((root / name, layout))
+    if len(found) < 2:
+        return None
+    if failed is not None:
+        raise failed
+    samples: list[Sample] = []
+    seen: set[str] = set()
+    for folder, layout in found:
+        _gather(samples, seen, layout, folder)
+    kinds = {layout.description.split(" in ", 1)[-1].split("; ")[0] for _, layout in found}
+    what = next(iter(kinds)) if len(kinds) == 1 else "their own layouts"
+    shown = ", ".join(f"{f.name}/" for f, _ in found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+    n_masks = sum(s.mask is not None for s in samples)
+    return Layout(samples, f"{len(samples)} images ({n_masks} with masks) gathered from {len(found)} folders ({shown}), "
+                           f"each {what}{_numbered(samples)}")
 
 
 def _discover_per_image(root: Path, require_masks: bool) -> Layout | None:
@@ -236,16 +279,6 @@ def _discover_per_image(root: Path, require_masks: bool) -> Layout | None:
     return Layout(samples, f"{len(samples)} images ({n_masks} with masks) in one folder each: ID/images/ with {how}")
 
 
-def _one_mask_each(pairs) -> dict[str, Path]:
-    """``{image stem: mask}`` from ``(mask, image stem)`` pairs; two masks for one image are an error."""
-    found: dict[str, Path] = {}
-    for path, stem in pairs:
-        if stem in found:
-            raise SegfitError(f"two masks for image {stem!r}", path, f"keep one of {found[stem].name} and {path.name}")
-        found[stem] = path
-    return found
-
-
 def _child(root: Path, names: tuple[str, ...]) -> Path | None:
     """The first of ``names`` that is a folder in ``root`` (any case)."""
     folders = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
@@ -265,7 +298,7 @@ def _guessed_pair(root: Path) -> tuple[Path, Path] | None:
     for folder in (d for d in dirs if d not in masks):
         stems = {p.stem for p in list_files(folder, IMAGE_EXTS)}
         for m in masks:
-            shared = sum(_image_stem(p.stem, MASK_SUFFIXES, stems) in stems for p in list_files(m, MASK_EXTS + LOSSY_MASK_EXTS))
+            shared = sum(image_stem(p.stem, MASK_SUFFIXES, stems) in stems for p in list_files(m, MASK_EXTS + LOSSY_MASK_EXTS))
             best, most = ((folder, m), shared) if shared > most else (best, most)
     return best
 
@@ -315,8 +348,8 @@ def _data_set_like(folder: Path) -> bool:
     if len(list_files(folder, IMAGE_EXTS)) > 1:  # a flat data set (GlaS: train_1.bmp + train_1_anno.bmp)
         return True
     subs = [p for p in folder.iterdir() if p.is_dir()]
-    return any(p.name.lower() in SPLIT_NAMES for p in subs) or any(_child(p, IMAGE_FOLDERS + tuple(SPLIT_NAMES))
-                                                                   for p in subs[:3])
+    return (any(p.name.lower() in SPLIT_NAMES for p in subs) or any(_child(p, IMAGE_FOLDERS + tuple(SPLIT_NAMES)) for p in subs[:3])
+            or sum(len(list_files(p, IMAGE_EXTS)) > 1 for p in subs[:3]) >= 2)  # folders of flat data sets (LGG's patients)
 
 
 def _with_sibling_masks(root: Path) -> Path | None:
@@ -338,57 +371,6 @@ def _pick(root: Path, given: str | None, candidates: tuple[str, ...], flag: str)
             raise SegfitError(f"{flag} folder not found", path, "check the name")
         return path
     return _child(root, candidates)
-
-
-def _by_stem(paths: list[Path], kind: str) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for p in paths:
-        if p.stem in found:
-            raise SegfitError(f"two {kind}s named {p.stem!r}", p, f"keep one of {found[p.stem].name} and {p.name}")
-        found[p.stem] = p
-    return found
-
-
-def _flat_mask_of(path: Path, mask_suffix: str, suffixes: tuple[str, ...], stems: set[str]) -> str | None:
-    """In a flat folder: the image stem whose mask ``path`` is (None: ``path`` is an image). A name
-    ending in ``mask_suffix`` is a mask even without its image."""
-    if path.suffix.lower() not in MASK_EXTS + LOSSY_MASK_EXTS:
-        return None
-    if mask_suffix and path.stem.endswith(mask_suffix) and len(path.stem) > len(mask_suffix):
-        return path.stem[: -len(mask_suffix)]
-    base = _image_stem(path.stem, suffixes, stems, itself=False)
-    return base if base != path.stem else None
-
-
-def _image_stem(stem: str, suffixes: tuple[str, ...], images, itself: bool = True) -> str:
-    """The image stem a mask named ``stem`` belongs to (``stem`` itself when none matches;
-    ``itself``: an image of the very same stem matches first)."""
-    if itself and stem in images:
-        return stem
-    bases = [stem[: -len(s)] for s in suffixes if stem.endswith(s) and len(stem) > len(s)]
-    bases += [stem[len(p):] for p in MASK_PREFIXES if stem.startswith(p) and len(stem) > len(p)]
-    for base in bases:  # NAME + mask suffix, mask prefix + NAME
-        if base in images:
-            return base
-    for base in bases:  # the image with a suffix or prefix of its own: 000_img + 000_masks, img_1 + mask_1
-        found = [base + s for s in IMAGE_SUFFIXES if base + s in images] + [p + base for p in IMAGE_PREFIXES if p + base in images]
-        if found:
-            return found[0]
-    return stem
-
-
-def _naming(image: str, mask: str, ext: str = ".png") -> str:
-    """How an image's and its mask's names differ: ``NAME.ext + NAME_mask.png``, ``NAME_img.ext +
-    NAME_masks.png``, ``img_NAME.ext + mask_NAME.png`` (``ext``: the mask's extension)."""
-    import os
-
-    head = len(os.path.commonprefix([image, mask]))
-    tail = len(os.path.commonprefix([image[::-1], mask[::-1]]))
-    head -= head > 0 and image[head - 1] in "_-. "  # the separator belongs to the suffix: NAME_img, not NAMEimg
-    tail -= tail > 0 and image[len(image) - tail] in "_-. "
-    if head >= tail:
-        return f"NAME{image[head:]}.ext + NAME{mask[head:]}{ext}"
-    return f"{image[: len(image) - tail]}NAME.ext + {mask[: len(mask) - tail]}NAME{ext}"
 
 
 def _rel(path: Path, root: Path) -> str:
