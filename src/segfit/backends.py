@@ -21,17 +21,32 @@ from segfit.config import ModelConfig, RunConfig
 from segfit.errors import SegfitError
 
 
+PRECISIONS = ("auto", "32", "bf16")  # of inference; auto: bf16 for a model trained in bf16 on a device that has it
+
+
 class TorchBackend:
-    """A PyTorch network (a :class:`~segfit.nets.SegmentationNet`, which pads to its stride itself)."""
+    """A PyTorch network (a :class:`~segfit.nets.SegmentationNet`, which pads to its stride itself).
+
+    ``precision``: ``auto`` runs a model trained in bf16 (``--precision bf16-mixed``) in bf16 where the device
+    computes it natively (about twice as fast on such a CPU; the model was validated so), else float32;
+    ``32`` always float32 (what an export computes); ``bf16`` always bf16."""
 
     def __init__(self, net: torch.nn.Module, config: RunConfig, device: str | torch.device = "cpu",
-                 path: Path | None = None):
+                 path: Path | None = None, precision: str = "auto"):
+        from segfit.fingerprint import native_bf16
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown inference precision {precision!r}; known: {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
         self.net, self.config, self.path = net.eval().to(self.device), config, path
         self.multiple = int(getattr(net, "multiple", 1))
+        trained_bf16 = str(config.train.precision).startswith("bf16")
+        self.bf16 = precision == "bf16" or (precision == "auto" and trained_bf16 and native_bf16(self.device.type))
+        self.precision = "bf16" if self.bf16 else "32"
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> TorchBackend:
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None,
+                        precision: str = "auto") -> TorchBackend:
         """Rebuild the network from the config stored in a checkpoint (or a run folder's best.ckpt)."""
         from segfit.checkpoint import load_checkpoint
         from segfit.models import create_model, unused_keys
@@ -49,12 +64,13 @@ class TorchBackend:
         except RuntimeError as exc:
             raise SegfitError(f"checkpoint weights do not fit its {config.model.name} model ({str(exc).splitlines()[0]})",
                               path, "the file is damaged or was edited: use another checkpoint") from None
-        return cls(net, config, device or ("cuda" if torch.cuda.is_available() else "cpu"), path)
+        return cls(net, config, device or ("cuda" if torch.cuda.is_available() else "cpu"), path, precision)
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        return self.net(x).float()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.net(x).float()
 
 
 CALIBRATIONS = ("instances", "uncertainty", "inputs")  # what a reported run measured of itself (summary.json)
@@ -161,10 +177,11 @@ class OnnxBackend:
 ENSEMBLE_FILE = "ensemble.json"
 
 
-def load_backend(path: str | os.PathLike, device: str | torch.device | None = None):
+def load_backend(path: str | os.PathLike, device: str | torch.device | None = None, precision: str = "auto"):
     """The backend for a checkpoint, a run folder (its best checkpoint), an ensemble folder (its
     ``ensemble.json``: the members' probabilities averaged), an exported ``.onnx`` file or a bioimage.io
-    package written by segfit (``.zip``, or its unpacked folder)."""
+    package written by segfit (``.zip``, or its unpacked folder). ``precision``: of a PyTorch network
+    (:class:`TorchBackend`); an export computes in float32."""
     if str(path).endswith(".onnx"):
         return OnnxBackend(path)
     if is_torchscript(path):
@@ -172,11 +189,11 @@ def load_backend(path: str | os.PathLike, device: str | torch.device | None = No
     if is_package(path):
         return load_package(path)
     if (Path(path) / ENSEMBLE_FILE).is_file():
-        return load_ensemble(path, device)
-    return TorchBackend.from_checkpoint(path, device)
+        return load_ensemble(path, device, precision)
+    return TorchBackend.from_checkpoint(path, device, precision)
 
 
-def load_ensemble(folder: str | os.PathLike, device: str | torch.device | None = None):
+def load_ensemble(folder: str | os.PathLike, device: str | torch.device | None = None, precision: str = "auto"):
     """An :class:`~segfit.ensemble.AveragedBackend` of the members an ``ensemble.json`` lists."""
     from segfit.ensemble import AveragedBackend
 
@@ -188,7 +205,7 @@ def load_ensemble(folder: str | os.PathLike, device: str | torch.device | None =
     except (ValueError, KeyError, TypeError) as exc:
         raise SegfitError(f"cannot read the ensemble record ({type(exc).__name__})", record_path,
                           "restore it, or train the folds again") from None
-    backends = [TorchBackend.from_checkpoint(folder / m, device) for m in members]
+    backends = [TorchBackend.from_checkpoint(folder / m, device, precision) for m in members]
     return AveragedBackend(backends, weights=weights, path=record_path, record=record)
 
 

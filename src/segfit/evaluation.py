@@ -162,7 +162,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         "resolution": size or "original",
         "checkpoint": str(ckpt),
         "data": str(root),
-        "members": predictor.members, "tta": list(predictor.variants),
+        "members": predictor.members, "tta": list(predictor.variants), "precision": predictor.precision,
         "uncertainty": _uncertainty_summary(per_image),
     }
     if instances:

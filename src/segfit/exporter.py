@@ -47,7 +47,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, format: str = 
         raise SegfitError("a bioimage.io package is a .zip file", out, "give --out NAME.zip")
     if format != "bioimageio" and (author is not None or license is not None):
         raise SegfitError("--author and --license describe a bioimage.io package", out, "add --format bioimageio")
-    backend = load_backend(checkpoint, device="cpu")
+    backend = load_backend(checkpoint, device="cpu", precision="32")  # what the exported graph computes
     calibrated = {key: value for key in CALIBRATIONS if (value := calibration(backend, key)) is not None}
     net, config, members, variants = _network(backend, tta)
     if config.model.instances and members * len(variants) > 1:  # the averaged network's objects seed at their own level
@@ -75,7 +75,7 @@ def _averaged_seeds(checkpoint, tta: bool, current: dict | None, verbose: bool) 
     from segfit.predictor import Predictor
     from segfit.seeding import calibrate_averaged
 
-    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", tta=tta)
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", precision="32", tta=tta)
     best = calibrate_averaged(predictor, print if verbose else lambda *a, **k: None)
     return current if best is None else {k: best[k] for k in ("seed_level", "merge_level", "f1", "how")}
 

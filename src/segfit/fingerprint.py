@@ -111,17 +111,26 @@ def fingerprint_machine() -> dict:
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        cpu_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:
-        cpu_bf16 = False
     gpu = None
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         gpu = {"name": props.name, "memory_gb": round(props.total_memory / 2**30, 1), "count": torch.cuda.device_count(),
-               "bf16": bool(torch.cuda.is_bf16_supported())}
-    return {"cores": cores, "cpu_bf16": cpu_bf16, "gpu": gpu, "free_ram_gb": _free_ram_gb(),
+               "bf16": native_bf16("cuda")}
+    return {"cores": cores, "cpu_bf16": native_bf16("cpu"), "gpu": gpu, "free_ram_gb": _free_ram_gb(),
             "torch_threads": torch.get_num_threads()}
+
+
+def native_bf16(device) -> bool:
+    """Whether ``device`` (``cpu``, ``cuda``) computes in bf16 natively: a CPU with AVX-512 BF16 or AMX, a GPU
+    from Ampere on."""
+    import torch
+
+    try:
+        if str(device).startswith("cuda"):
+            return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
 
 
 def training_device(machine: dict, accelerator: str = "auto") -> str:

@@ -110,11 +110,13 @@ class Predictor:
         self.last_images: list[str] = []  # the images predict_files wrote masks of (file names, or data set names)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, **options) -> Predictor:
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, precision: str = "auto",
+                        **options) -> Predictor:
         """A predictor for a checkpoint, a run folder (its best checkpoint), an ensemble folder (its
-        ``ensemble.json``) or an exported ``.onnx`` file; ``options`` as for the constructor (``tta=True``:
-        average the label-preserving flips and rotations)."""
-        return cls(load_backend(path, device), **options)
+        ``ensemble.json``) or an exported ``.onnx`` file; ``precision``: ``auto`` (bf16 for a model trained in
+        bf16, where the device has it natively), ``32`` or ``bf16`` (see :class:`~segfit.backends.TorchBackend`);
+        ``options`` as for the constructor (``tta=True``: average the label-preserving flips and rotations)."""
+        return cls(load_backend(path, device, precision), **options)
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -127,6 +129,12 @@ class Predictor:
         """How many models are averaged (an export's own, inside its graph)."""
         exported = getattr(self.backend, "averages", None)
         return exported[0] if exported else len(getattr(self.backend, "members", [self.backend]))
+
+    @property
+    def precision(self) -> str:
+        """What the networks compute in: ``bf16`` or ``32`` (an export: ``32``)."""
+        members = getattr(self.backend, "members", [self.backend])
+        return "bf16" if any(getattr(m, "bf16", False) for m in members) else "32"
 
     @property
     def config(self) -> RunConfig:
@@ -305,7 +313,7 @@ class Predictor:
                   "run_dir": str(run_dir) if run_dir else None,
                   "class_names": list(self.class_names), "class_colors": [list(c) for c in self.class_colors],
                   "masks": "NAME.png: class ids (0 = background); NAME_overlay.png: overlays",
-                  "members": self.members, "tta": list(self.variants),
+                  "members": self.members, "tta": list(self.variants), "precision": self.precision,
                   "min_object_area": int(self.config.model.min_object_area or 0)}
         if objects:
             merged = f", neighbours with no valley below {self.merge_level} between them joined" if self.merge_level else ""
