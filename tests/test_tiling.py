@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -212,3 +214,21 @@ def test_a_model_trained_in_bf16_infers_in_bf16_where_the_device_has_it(monkeypa
     assert Predictor(TorchBackend(net, cfg, "cpu")).record()["precision"] == "32"
     with pytest.raises(ValueError, match="unknown inference precision"):
         TorchBackend(net, cfg, "cpu", precision="16")
+
+
+def test_predict_and_evaluate_take_the_precision_from_the_command_line(trained_run, particles_dir, tmp_path):
+    """`--precision bf16` runs a float32-trained model in bf16, `--precision 32` keeps float32; the record says
+    which, and an unknown precision is an argument error."""
+    from _segfit_cli import run_many
+
+    images = sorted((particles_dir / "images").iterdir())[:2]
+    cases = [["predict", trained_run, *images, "--out", tmp_path / p, "--precision", p] for p in ("bf16", "32")]
+    cases.append(["evaluate", trained_run, "--precision", "bf16", "--no-overlays", "--out", tmp_path / "eval"])
+    cases.append(["predict", trained_run, images[0], "--out", tmp_path / "bad", "--precision", "16"])
+    *ok, bad = run_many(cases, tmp_path)
+    for proc in ok:
+        assert proc.returncode == 0, proc.stderr
+    assert [json.loads((tmp_path / p / "predictions.json").read_text())["precision"] for p in ("bf16", "32")] == ["bf16", "32"]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["precision"] == "bf16"
+    assert bad.returncode == 2 and "invalid choice: '16'" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad").exists()

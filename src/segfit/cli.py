@@ -18,6 +18,8 @@ from pathlib import Path
 from segfit import argtypes
 
 EPILOG = "Run 'segfit COMMAND --help' for the options of a command."
+PRECISION_HELP = ("what the network computes in; auto (default): bf16 where the model trained bf16-mixed and the "
+                  "device has native bf16, else 32")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -170,6 +172,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--seed", type=int, help="picks the images of grid.png")
     p.add_argument("--no-overlays", dest="overlays", action="store_false", help="skip overlays/NAME.png")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average the label-preserving flips and rotations")
+    p.add_argument("--precision", choices=("auto", "32", "bf16"), help=PRECISION_HELP)
     g = p.add_argument_group("objects")
     g.add_argument("--instances", action="store_true",
                    help="also match predicted objects to true ones (IoU >= 0.5): instance precision, recall, F1, "
@@ -193,6 +196,7 @@ def _add_inference(sub) -> None:
                         "parts of each class)")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average the flips and 90-degree rotations that keep this data's labels")
+    p.add_argument("--precision", choices=("auto", "32", "bf16"), help=PRECISION_HELP)
     p.add_argument("--uncertainty", action="store_true",
                    help="write NAME_uncertainty.png (predictive entropy, 0-255) and per-image uncertainty and review "
                         "flags in predictions.json")
@@ -204,6 +208,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--checkpoint", metavar="CKPT_OR_RUN", help="predict masks from the INPUT images first (into OUT/masks/); "
                                                               "a run, checkpoint or ensemble folder")
     p.add_argument("--tta", action="store_true", help="with --checkpoint: average the label-preserving flips and rotations")
+    p.add_argument("--precision", choices=("auto", "32", "bf16"), help=PRECISION_HELP)
     p.add_argument("--class", dest="classes", action="append", metavar="NAME_OR_ID",
                    help="class to measure, by name or id; repeat for several (default: all but background)")
     p.add_argument("--class-names", help="comma-separated class names, background first "

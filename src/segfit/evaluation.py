@@ -31,7 +31,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
              out: str | os.PathLike | None = None, size: int | None = None, batch_size: int = 8,
              seed: int = 0, overlays: bool = True, instances: bool = False, split_touching: bool = False,
              min_distance: int = 5, min_area: int | None = None, pixel_size: float | None = None, unit: str = "px",
-             model_instances: bool = True, tta: bool = False, report: bool = True, verbose: bool = True,
+             model_instances: bool = True, tta: bool = False, precision: str = "auto", report: bool = True, verbose: bool = True,
              calibrate_seeds: bool = False, deadline: float | None = None) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file (``segfit evaluate``).
 
@@ -75,11 +75,11 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
 
     if (Path(run) / ENSEMBLE_FILE).is_file():  # a cross-validation ensemble (segfit train --folds)
         run_dir, ckpt = Path(run), Path(run) / ENSEMBLE_FILE
-        predictor = Predictor.from_checkpoint(run, tta=tta)
+        predictor = Predictor.from_checkpoint(run, precision=precision, tta=tta)
     else:
         ckpt = resolve_checkpoint(run, "best")
         run_dir = run_dir_of(ckpt)
-        predictor = Predictor.from_checkpoint(ckpt, tta=tta)
+        predictor = Predictor.from_checkpoint(ckpt, precision=precision, tta=tta)
     d = predictor.config.data
     root = Path(data) if data is not None else Path(d.root)
     if data is None and not root.exists():

@@ -28,7 +28,7 @@ MAX_WHOLE_SIDE = 1024  # larger images are predicted in tiles, whatever the trai
 
 def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike,
             tile: int | None = None, overlap: int = 64, auto_tile: float = 4.0, instances: bool | None = None,
-            tta: bool = False, uncertainty: bool = False, verbose: bool = True) -> list[Path]:
+            tta: bool = False, uncertainty: bool = False, precision: str = "auto", verbose: bool = True) -> list[Path]:
     """Predict image files or folders into ``out`` (``segfit predict``): ``NAME.png`` class ids,
     ``NAME_overlay.png``, ``coverage.csv`` and ``predictions.json``; ``NAME_instances.png`` (16-bit
     object ids) when the model learned instances or ``instances`` is True. Returns the mask paths.
@@ -40,9 +40,11 @@ def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out:
         tile: sliding-window tiles of ``tile x tile`` (default: automatic for large images).
         overlap: pixels shared by neighbouring tiles.
         auto_tile: tile images larger than this many times the training size (0: never).
+        precision: ``auto`` (bf16 for a model trained bf16-mixed, where the device has native bf16), ``32``, ``bf16``.
     """
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    predictor = Predictor.from_checkpoint(checkpoint, tile=tile, overlap=overlap, auto_tile=auto_tile, tta=tta)
+    predictor = Predictor.from_checkpoint(checkpoint, precision=precision, tile=tile, overlap=overlap, auto_tile=auto_tile,
+                                          tta=tta)
     objects = predictor.learns_instances if instances is None else instances
     if objects:  # averaged outputs (--tta, an ensemble) seed their objects at their own level
         from segfit.seeding import calibrate_averaged

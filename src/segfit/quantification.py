@@ -105,7 +105,7 @@ def _many_colours(path: Path) -> bool:
 
 def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, split_touching: bool = False,
              min_distance: int = 5, min_area: int | None = None, pixel_size: float | None = None, unit: str = "px",
-             instance_maps: bool = False, tta: bool = False, verbose: bool = True) -> dict:
+             instance_maps: bool = False, tta: bool = False, precision: str = "auto", verbose: bool = True) -> dict:
     """Count and measure the objects of class-index masks.
 
     Args:
@@ -154,7 +154,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         from segfit.predictor import Predictor
         from segfit.rundir import run_dir_of_model
 
-        predictor = Predictor.from_checkpoint(checkpoint, tta=tta)
+        predictor = Predictor.from_checkpoint(checkpoint, precision=precision, tta=tta)
         if not split_touching:  # averaged outputs (--tta, an ensemble) seed their objects at their own level
             from segfit.seeding import calibrate_averaged
 
