@@ -24,20 +24,21 @@ def without_extras(files: list[Path]) -> list[Path]:
 
 def one_mask_each(pairs) -> dict[str, Path]:
     """``{image stem: mask}`` from ``(mask, image stem)`` pairs; two masks for one image are an error."""
-    found: dict[str, Path] = {}
-    for path, stem in pairs:
-        if stem in found:
-            raise SegfitError(f"two masks for image {stem!r}", path, f"keep one of {found[stem].name} and {path.name}")
-        found[stem] = path
-    return found
+    return _unique(pairs, lambda stem: f"two masks for image {stem!r}")
 
 
 def by_stem(paths: list[Path], kind: str) -> dict[str, Path]:
+    """``{stem: path}``; two ``kind`` files of one stem (``a.png``, ``a.tif``) are an error."""
+    return _unique(((p, p.stem) for p in paths), lambda stem: f"two {kind}s named {stem!r}")
+
+
+def _unique(pairs, clash) -> dict[str, Path]:
+    """``{key: path}`` from ``(path, key)`` pairs; a key met twice is an error that ``clash(key)`` words."""
     found: dict[str, Path] = {}
-    for p in paths:
-        if p.stem in found:
-            raise SegfitError(f"two {kind}s named {p.stem!r}", p, f"keep one of {found[p.stem].name} and {p.name}")
-        found[p.stem] = p
+    for path, key in pairs:
+        if key in found:
+            raise SegfitError(clash(key), path, f"keep one of {found[key].name} and {path.name}")
+        found[key] = path
     return found
 
 
