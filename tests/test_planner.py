@@ -495,6 +495,27 @@ def test_a_budget_that_runs_out_early_says_so(particles_dir, tmp_path, monkeypat
     assert f"ran out in epoch {summary['epochs'] + 1} of ~200" in warning and "larger --time" in warning
 
 
+def test_a_budget_that_re_sized_the_schedule_ends_annealed_without_a_warning(particles_dir, tmp_path, monkeypatch):
+    """A GPU plan of 94 epochs that the measured epoch time re-sized to 57 ended annealed at epoch 57, and the run
+    still warned that the budget ran out "in epoch 58 of ~94": the warning weighs the epochs as re-sized."""
+    import segfit.callbacks
+    import segfit.runs
+    from segfit.budget import budget_cut
+
+    sized = segfit.runs.epochs_for_budget
+    monkeypatch.setattr(segfit.runs, "epochs_for_budget", lambda plan, *a, **k: sized(plan, *a, **k)._replace(epochs=200, seconds=3.0))
+
+    def resize(self, trainer, module):  # what TimeBudget does when the epochs run slower than planned
+        trainer.fit_loop.max_epochs = module.cfg.train.epochs = 2
+
+    monkeypatch.setattr(segfit.callbacks.TimeBudget, "on_train_epoch_end", resize)
+    run = segfit.train(particles_dir, tmp_path / "run", time="40s", verbose=False, report=False)
+    summary = json.loads((run.run_dir / "summary.json").read_text())
+    assert summary["epochs"] == 2 and "training_warnings" not in summary
+    assert budget_cut(2, 2, "onecycle") is None and budget_cut(57, 57, "onecycle") is None
+    assert "epoch 3 of ~21" in budget_cut(2, 21, "onecycle") and budget_cut(2, 21, "plateau") is None
+
+
 def test_devices_the_machine_lacks_fail_at_once_and_emulated_precision_is_said(monkeypatch):
     """--devices 4 with no GPU hung in Lightning's process group, deaf to Ctrl-C: now an error before planning;
     bf16 on a CPU without it is emulated (4x slower): a warning."""

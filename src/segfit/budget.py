@@ -102,3 +102,16 @@ def epochs_for_budget(plan, remaining_s: float, n_train: int, n_val: int, val_pi
     plan.set("epochs", epochs, reason)
     return Fit(epochs, fit_s, max(1, int(share * batches)) if share < 1 else 0, repeats,
                epoch_s - train_s * (1 - share), report_s)
+
+
+LATE_SHARE = 0.8  # a budget that ran out before this share of the one-cycle's epochs (not yet annealed): a warning
+
+
+def budget_cut(done: int, epochs: int, scheduler: str) -> str | None:
+    """The warning when a budget stopped training after ``done`` of the (re-sized) ``epochs`` before a one-cycle
+    schedule came down; ``None`` when it ended annealed."""
+    if not done or done >= LATE_SHARE * epochs or scheduler != "onecycle":
+        return None
+    return (f"the time budget ran out in epoch {done + 1} of ~{epochs}, before the learning rate came down (the "
+            "machine ran slower than calibrated: another job?), so the model is weaker than the budget could give; "
+            "give a larger --time, or train on a quieter machine")

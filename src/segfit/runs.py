@@ -11,7 +11,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from segfit.budget import DEFAULT_BUDGET, REPORT_TAIL_S, epochs_for_budget, parse_duration
+from segfit.budget import DEFAULT_BUDGET, REPORT_TAIL_S, budget_cut, epochs_for_budget, parse_duration
 from segfit.config import RunConfig
 from segfit.errors import SegfitError
 from segfit.io import write_json
@@ -50,7 +50,6 @@ class TrainResult:
 
 SHORT_TRAINING_SHARE = 0.25  # less of the budget left to train in than this: a warning
 FEW_TRAINING_IMAGES = 3  # fewer: a warning that the model will learn the images more than their kind
-LATE_SHARE = 0.8  # a budget that ran out before this share of the one-cycle's epochs (not yet annealed): a warning
 
 
 def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None = None, *,
@@ -180,10 +179,7 @@ def train(data: str | os.PathLike | None = None, out: str | os.PathLike | None =
     cut = None
     if cfg.train.max_time:  # the time budget re-sized the epochs as they were timed (or stopped them)
         done = max([int(r["epoch"]) for r in module.history] or [0])
-        if done and done < LATE_SHARE * cfg.train.epochs and cfg.train.scheduler == "onecycle":
-            cut = (f"the time budget ran out in epoch {done + 1} of ~{cfg.train.epochs}, before the learning rate came "
-                   "down (the machine ran slower than calibrated: another job?), so the model is weaker than the budget "
-                   "could give; give a larger --time, or train on a quieter machine")
+        cut = budget_cut(done, module.cfg.train.epochs, cfg.train.scheduler)  # the epochs as TimeBudget re-sized them
         if done and done != cfg.train.epochs:
             _record_epochs(run_dir, cfg, planned, done)
     # History from the file process 0 wrote: with ddp_spawn, this process did not train.
