@@ -101,7 +101,18 @@ def test_instances_png_round_trips_and_quantify_and_evaluate_use_the_models_obje
     calibrated = json.loads((run / "summary.json").read_text())["instances"]
     assert calibrated["seed_level"] in SEED_LEVELS and calibrated["f1"] == max([*calibrated["f1_by_level"].values(), *calibrated["f1_by_merge"].values()])
     assert segfit.Predictor.from_checkpoint(run).seed_level == calibrated["seed_level"]
+    planned = segfit.Predictor.from_checkpoint(run).config.model.min_object_area
+    assert calibrated["min_object_area"] in {planned, 2 * planned, 3 * planned} and len(calibrated["f1_by_area"]) == (3 if planned > 1 else 1)
     summary = json.loads((run / "summary.json").read_text())
+    summary["instances"]["min_object_area"] = 10**6  # the calibrated fragment floor is the one predictions use ...
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert segfit.Predictor.from_checkpoint(run).predict_objects([image])[0][1].max() == 0
+    floored = segfit.evaluate(run, split="test", instances=True, overlays=False, verbose=False, report=False, out=tmp_path / "floor")
+    assert floored["instances"]["min_object_area"] == 10**6 and floored["instances"]["count_pred"] == 0
+    mine = segfit.evaluate(run, split="test", instances=True, overlays=False, verbose=False, report=False, out=tmp_path / "mine",
+                           min_area=1)  # ... unless the user gives their own
+    assert mine["instances"]["min_object_area"] == 1 and mine["instances"]["count_pred"] > 0
+    summary["instances"]["min_object_area"] = calibrated["min_object_area"]
     summary["instances"]["seed_level"] = 0.999  # no core reaches it: each touching pair stays one object
     (run / "summary.json").write_text(json.dumps(summary))
     unseeded = segfit.Predictor.from_checkpoint(run)

@@ -219,11 +219,35 @@ def test_seed_sweep_picks_the_level_that_splits_a_bridged_pair():
     for _ in range(MIN_SWEEP_IMAGES + 3):
         late.add(truth, merged, merged, distance)
     assert late.images == MIN_SWEEP_IMAGES
-    assert late.total[0.7, None].count_true == MIN_SWEEP_IMAGES * 2  # two discs an image, each image scored at each level
+    assert late.total[0.7, None, 0].count_true == MIN_SWEEP_IMAGES * 2  # two discs an image, each image scored at each level
     on_time = SeedSweep(deadline=time.perf_counter() + 3600)
     for _ in range(MIN_SWEEP_IMAGES + 3):
         on_time.add(truth, merged, merged, distance)
     assert on_time.images == MIN_SWEEP_IMAGES + 3
+
+
+def test_seed_sweep_raises_the_fragment_floor_where_a_large_object_breaks():
+    """A bump of the distance map near a large disc's edge cuts a piece off it (one false object, and the disc
+    still matched): the sweep tries 1x, 2x and 3x the planned floor and keeps the lowest that folds the piece
+    back, without losing the small true disc; objects and the fragment floor agree with instances_from_distance."""
+    truth = _discs((64, 96), [(32, 30, 16), (32, 78, 7)])
+    classes = (truth > 0).astype(np.uint8)
+    distance = distance_target(truth)
+    distance[20:22, 19:21] = 0.95  # a second core inside the large disc, near its edge
+    pieces = instances_from_distance(classes, distance, 0.8)
+    assert pieces.max() == 3
+    fragment = int(np.bincount(pieces.ravel()).min())  # the piece the bump cut off (the smallest object)
+    floor = math.ceil(fragment / 1.5)  # floor <= fragment < 2 floor; the small true disc is over 3 floors
+    assert floor <= fragment < 2 * floor and (truth == 2).sum() >= 3 * floor
+    sweep = SeedSweep(floor, levels=(0.8,), merges=(None,))
+    assert sweep.areas == (floor, 2 * floor, 3 * floor)
+    sweep.add(truth, classes, classes, distance)
+    best = sweep.best("one crafted image")
+    assert best["f1_by_area"][str(floor)] == pytest.approx(0.8) and best["f1_by_area"][str(2 * floor)] == 1.0
+    assert best["min_object_area"] == 2 * floor and best["f1"] == 1.0  # the tie with 3x goes to the lower floor
+    folded = instances_from_distance(classes, distance, 0.8, min_area=2 * floor)
+    assert folded.max() == 2 and ((folded > 0) == (truth > 0)).all()  # the piece joined the disc: no pixel lost
+    assert SeedSweep(0).areas == (0,)  # no planned floor: nothing to sweep
 
 
 def test_evaluate_instances_on_instance_maps(tmp_path, trained_run):

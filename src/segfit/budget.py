@@ -13,10 +13,11 @@ from segfit.instances import MIN_SWEEP_IMAGES, SEED_LEVELS
 DEFAULT_BUDGET = 600.0  # seconds: --time 10m
 FIXED_S = 25.0  # seconds of a budgeted run that do not train, whatever the budget (training_seconds)
 # The report after training (report_seconds): imports and figures; decoding the validation images
-# at their original size; one watershed of the seed sweep (EMPS, 2 cores: 19 s for 48 images).
+# at their original size; one seed level of the seed sweep, its merge levels and fragment floors included
+# (EMPS, 2 cores: 0.5 s a megapixel, 1.1 s an image for all 8 levels).
 REPORT_S = 6.0
 DECODE_S_PER_MP = 0.1
-WATERSHED_S_PER_MP = 0.2
+WATERSHED_S_PER_MP = 0.5
 REPORT_TAIL_S = 6.0  # what the report does after its seed sweep (figures, input ranges): the sweep stops earlier
 MIN_EPOCHS = 8  # planned repeats shrink until this many epochs fit
 MIN_EPOCH_SHARE = 0.05  # a budget too short for one epoch trains on a share of the images, this one at least

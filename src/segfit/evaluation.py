@@ -106,13 +106,15 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     learned = instances and model_instances and predictor.learns_instances and not split_touching
     if instances and split_touching and predictor.learns_instances:  # asked for: the post-hoc split, to compare
         say("--split-touching: objects from a watershed of the class map, not the model's own instances")
-    min_area = predictor.config.model.min_object_area if min_area is None else min_area  # fragments are not objects
-    sweep = SeedSweep(min_area, deadline=deadline) if calibrate_seeds and predictor.learns_instances else None
-    if learned:  # the model's own objects drop what the user calls fragments
-        predictor.config.model.min_object_area = min_area
+    planned = predictor.config.model.min_object_area or 0  # the sweep tries floors around the plan's, not its own last choice
+    sweep = SeedSweep(planned if min_area is None else min_area, deadline=deadline) if calibrate_seeds and predictor.learns_instances else None
+    if learned:
         from segfit.seeding import calibrate_averaged
 
         calibrate_averaged(predictor, say)  # averaged outputs (--tta, an ensemble) seed at their own level
+        if min_area is not None:  # the model's own objects drop what the user calls fragments
+            predictor.min_object_area = min_area
+    min_area = (predictor.min_object_area if learned else planned) if min_area is None else min_area  # fragments are not objects
     objects = ObjectScores(d.class_names, d.mask_mode == "binary" or k == 2, split_touching, min_distance, min_area,
                            pixel_size, unit)
     rows = []
@@ -172,6 +174,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         if learned:
             metrics["instances"]["seed_level"] = predictor.seed_level
             metrics["instances"]["merge_level"] = predictor.merge_level
+            metrics["instances"]["min_object_area"] = predictor.min_object_area
         plot_size_comparison(objects.diameters(), out / "sizes.png", pixel_size, unit)
     if sweep is not None:
         metrics["seed_calibration"] = sweep.best(f"the {len(names)} {split} images" if sweep.images == len(names) else

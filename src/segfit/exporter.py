@@ -77,7 +77,7 @@ def _averaged_seeds(checkpoint, tta: bool, current: dict | None, verbose: bool) 
 
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu", precision="32", tta=tta)
     best = calibrate_averaged(predictor, print if verbose else lambda *a, **k: None)
-    return current if best is None else {k: best[k] for k in ("seed_level", "merge_level", "f1", "how")}
+    return current if best is None else {k: best[k] for k in ("seed_level", "merge_level", "min_object_area", "f1", "how")}
 
 
 def _network(backend, tta: bool):

@@ -154,8 +154,10 @@ def _member_seed_level(members: list[Path]) -> dict | None:
         return None
     merges = [c["merge_level"] for c in found if c.get("merge_level") is not None]
     merge = float(median(merges)) if 2 * len(merges) > len(levels) else None
+    areas = [c["min_object_area"] for c in found if c.get("min_object_area") is not None]
     return {"seed_level": float(median(levels)), "merge_level": merge,
-            "how": f"the median of the members' calibrated levels {levels} (merge levels {merges})"}
+            **({"min_object_area": int(median(areas))} if areas else {}),
+            "how": f"the median of the members' calibrated levels {levels} (merge levels {merges}, fragment floors {areas})"}
 
 
 def _member_summary(member: Path) -> dict:

@@ -113,7 +113,9 @@ def readme(config, multiple: int, name: str, authors: list[str], citations: list
                      "outline is the background or the next object). segfit grows the objects from the cores where it "
                      f"exceeds {facts.get('seed_level', 0.5):g}"
                      + (" (calibrated on the validation images)" if facts.get("seed_calibrated") else "") + " over the class map by "
-                     "a watershed" + (f", and joins neighbours with no valley below {merge:g} between them." if merge else "."))
+                     "a watershed" + (f", and joins neighbours with no valley below {merge:g} between them" if merge else "")
+                     + (f"; pieces under {facts['min_object_area']} px join the object they touch (isolated ones are dropped)."
+                        if facts.get("min_object_area") else "."))
     lines += ["", "## Training data", "", *_data(config, facts), "", "## The plan", "", *_plan(config, facts),
               "", "## Validation", "", *_validation(facts), "", "## Use it", "",
               *USAGE.format(multiple=multiple, output="probabilities" if kind else "logits",

@@ -104,12 +104,25 @@ def label_counts(labels: np.ndarray, n: int, chunk: int = 1 << 22) -> np.ndarray
 
 def renumber(labels: np.ndarray, min_area: int = 0) -> np.ndarray:
     """Drop objects smaller than ``min_area`` pixels; number the rest 1..N in raster order (int32)."""
-    ids, first, inverse, areas = np.unique(np.asarray(labels).ravel(), return_index=True, return_inverse=True,
-                                           return_counts=True)
+    labels = np.asarray(labels)
+    flat = labels.reshape(-1)
+    top = int(flat.max(initial=0))
+    if flat.size and flat.min() >= 0 and top < max(4 * flat.size, 1 << 16):  # dense ids: counts and a lookup, no sort of the image
+        starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])  # where runs of one id begin, in raster order
+        first = np.full(top + 1, flat.size, np.int64)
+        np.minimum.at(first, flat[starts], starts)
+        return _numbering(np.arange(top + 1), first, label_counts(labels, top + 1), min_area)[labels]
+    ids, first, inverse, areas = np.unique(flat, return_index=True, return_inverse=True, return_counts=True)
+    return _numbering(ids, first, areas, min_area)[inverse].reshape(labels.shape)  # sparse or negative ids: sorted
+
+
+def _numbering(ids: np.ndarray, first: np.ndarray, areas: np.ndarray, min_area: int) -> np.ndarray:
+    """The new number of each of ``ids`` (0: dropped): objects of ``min_area`` pixels or more, 1..N in the order
+    of their ``first`` pixel."""
     kept = np.flatnonzero((ids > 0) & (areas >= max(min_area, 1)))
     new = np.zeros(len(ids), np.int32)
     new[kept[np.argsort(first[kept])]] = np.arange(1, len(kept) + 1, dtype=np.int32)
-    return new[inverse].reshape(np.shape(labels))
+    return new
 
 
 def measure_objects(labels: np.ndarray):
@@ -224,32 +237,56 @@ def instances_from_distance(classes: np.ndarray, distance: np.ndarray, seed_leve
     Returns:
         An int32 label image, objects 1..N over all classes (each object lies in one class).
     """
-    return instance_variants(classes, distance, seed_level, min_area, (merge_level,))[merge_level]
+    return instance_variants(classes, distance, seed_level, (min_area,), (merge_level,))[merge_level, min_area]
 
 
-def instance_variants(classes: np.ndarray, distance: np.ndarray, seed_level: float, min_area: int,
-                      merge_levels: tuple[float | None, ...]) -> dict[float | None, np.ndarray]:
-    """:func:`instances_from_distance` at each of ``merge_levels`` (None: no merging), the seeded watershed
-    made once."""
+def instance_variants(classes: np.ndarray, distance: np.ndarray, seed_level: float, min_areas: tuple[int, ...],
+                      merge_levels: tuple[float | None, ...]) -> dict[tuple[float | None, int], np.ndarray]:
+    """:func:`instances_from_distance` at each of ``merge_levels`` (None: no merging) and ``min_areas``, keyed
+    ``(merge, area)``: the seeded watershed made once, each merge once."""
     from scipy import ndimage
     from skimage.segmentation import watershed
 
     classes = np.asarray(classes)
     distance = np.asarray(distance, np.float32)
-    out = {merge: np.zeros(classes.shape, np.int32) for merge in merge_levels}
+    out = {(merge, area): np.zeros(classes.shape, np.int32) for merge in merge_levels for area in min_areas}
     for c in np.unique(classes[classes > 0]):
         mask = classes == c
         markers, n = ndimage.label(mask & (distance > seed_level), structure=_EIGHT)
         seeded = watershed(-distance, markers, mask=mask, connectivity=2) if n else markers
         rest, _ = ndimage.label(mask & (seeded == 0), structure=_EIGHT)
         seeded = np.where(rest > 0, rest + n, seeded)
-        for merge, labels in out.items():
-            grown = merge_without_valley(seeded, distance, merge) if merge is not None and n > 1 else seeded
-            if min_area > 1:
-                small = label_counts(grown, int(grown.max()) + 1) < min_area  # chunked: no 64-bit copy of the map
-                small[0] = False
-                if small.any():  # fragments join the larger neighbour they touch; isolated ones stay unlabelled
-                    grown = watershed(-distance, np.where(small[grown], 0, grown), mask=mask, connectivity=2)
-            offset = labels.max()
-            labels[mask] = np.where(grown[mask] > 0, grown[mask] + offset, 0)
-    return {merge: renumber(labels, min_area) for merge, labels in out.items()}
+        for merge in merge_levels:
+            merged = merge_without_valley(seeded, distance, merge) if merge is not None and n > 1 else seeded
+            counts = label_counts(merged, int(merged.max()) + 1) if max(min_areas) > 1 else None  # chunked: no 64-bit copy
+            for area in min_areas:
+                grown = merged
+                small = counts < area if area > 1 else None
+                if small is not None and small[1:].any():  # fragments join the larger neighbour they touch; isolated ones stay unlabelled
+                    small[0] = False
+                    grown = _absorb(merged, small[merged], distance, mask)
+                labels = out[merge, area]
+                offset = labels.max()
+                labels[mask] = np.where(grown[mask] > 0, grown[mask] + offset, 0)
+    return {(merge, area): renumber(labels, area) for (merge, area), labels in out.items()}
+
+
+def _absorb(labels: np.ndarray, fragments: np.ndarray, distance: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``labels`` with the ``fragments`` pixels given to the objects they touch, by a watershed of ``-distance``
+    from those objects; fragments that touch none are unlabelled. Each connected group of fragment pixels is
+    flooded in its own box (the flood reaches it only from the objects around it): the same result as one
+    watershed of the whole image, at the cost of the fragments' size rather than the image's."""
+    from scipy import ndimage
+    from skimage.segmentation import watershed
+
+    out = np.where(fragments, 0, labels)
+    groups, _ = ndimage.label(fragments, structure=_EIGHT)
+    height, width = labels.shape
+    for index, box in enumerate(ndimage.find_objects(groups), start=1):
+        window = (slice(max(box[0].start - 1, 0), min(box[0].stop + 1, height)),
+                  slice(max(box[1].start - 1, 0), min(box[1].stop + 1, width)))
+        group = groups[window] == index
+        markers = np.where(group | (groups[window] > 0), 0, out[window])  # other groups' pixels are no markers
+        flooded = watershed(-distance[window], markers, mask=mask[window] & (group | (markers > 0)), connectivity=2)
+        out[window][group] = flooded[group]
+    return out

@@ -261,7 +261,7 @@ class Predictor:
         (:func:`segfit.decoding.decode`, with this model's instance settings)."""
         return decode(bands, in_size, size, instances=self.learns_instances, objects=objects, uncertainty=uncertainty,
                       keep_distance=keep_distance, seed_level=self.seed_level, merge_level=self.merge_level,
-                      min_object_area=self.config.model.min_object_area)
+                      min_object_area=self.min_object_area)
 
     def predict(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
         """Class ids (uint8, ``H x W``) for one image (an array or an image file) at its original size."""
@@ -285,6 +285,12 @@ class Predictor:
         """The level above which neighbouring objects with no valley between them join, calibrated with the
         seed level (None: no merging)."""
         return (self._calibration("instances") or {}).get("merge_level")
+
+    @functools.cached_property
+    def min_object_area(self) -> int:
+        """Predicted objects under this many pixels (original resolution) are fragments: the floor calibrated with
+        the seed level, else the plan's ``min_object_area`` (set it to use another)."""
+        return int((self._calibration("instances") or {}).get("min_object_area", self.config.model.min_object_area or 0))
 
     def input_range(self) -> dict | None:
         """The range of the training images' statistics (:mod:`segfit.novelty`; None when unrecorded)."""
@@ -316,7 +322,7 @@ class Predictor:
                   "class_names": list(self.class_names), "class_colors": [list(c) for c in self.class_colors],
                   "masks": "NAME.png: class ids (0 = background); NAME_overlay.png: overlays",
                   "members": self.members, "tta": list(self.variants), "precision": self.precision,
-                  "min_object_area": int(self.config.model.min_object_area or 0)}
+                  "min_object_area": self.min_object_area}
         if objects:
             merged = f", neighbours with no valley below {self.merge_level} between them joined" if self.merge_level else ""
             source = (f"the model's instances, seeded at distance {self.seed_level}{merged}" if self.learns_instances

@@ -165,7 +165,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         names = list(predictor.class_names)
         run_dir = run_dir_of_model(predictor.checkpoint)
         model_objects = predictor.learns_instances
-        min_area = predictor.config.model.min_object_area if min_area is None else min_area
+        min_area = predictor.min_object_area if min_area is None else min_area
     else:
         masks, data_sets = list_masks(inputs)
         image_names = _image_names(masks)

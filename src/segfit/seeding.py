@@ -1,4 +1,4 @@
-"""Seed and merge levels for averaged predictions (test-time variants, ensemble members).
+"""Seed and merge levels and fragment floor for averaged predictions (test-time variants, ensemble members).
 
 A model that learned instances splits touching objects by seeding a watershed at a level of its distance map,
 calibrated on its validation images when the run was reported. Averaging several outputs lowers the map's peaks
@@ -16,7 +16,7 @@ from segfit.instances import MIN_SWEEP_IMAGES, SeedSweep
 
 
 def calibrate_averaged(predictor, say=print) -> dict | None:
-    """Calibrate ``predictor``'s seed and merge levels on up to :data:`MIN_SWEEP_IMAGES` validation images of its run
+    """Calibrate ``predictor``'s seed and merge levels and fragment floor on up to :data:`MIN_SWEEP_IMAGES` validation images of its run
     (an ensemble's: its folds'), predicted as it predicts (its variants and members averaged), and set them on it.
     Nothing for a predictor that averages nothing or learned no instances, or whose validation images are gone."""
     if not predictor.learns_instances or predictor.members * len(predictor.variants) == 1:
@@ -44,8 +44,9 @@ def calibrate_averaged(predictor, say=print) -> dict | None:
         return None
     before = predictor.seed_level
     predictor.seed_level, predictor.merge_level = best["seed_level"], best["merge_level"]
-    say(f"Objects: seeds at distance {best['seed_level']} (calibrated on {len(samples)} validation images, averaged as "
-        f"predicted here; {before} for one model's own output)")
+    predictor.min_object_area = best["min_object_area"]
+    say(f"Objects: seeds at distance {best['seed_level']}, fragments under {best['min_object_area']} px (calibrated on "
+        f"{len(samples)} validation images, averaged as predicted here; seeds at {before} for one model's own output)")
     return best
 
 
