@@ -193,6 +193,8 @@ def test_fragments_absorbed_box_by_box_match_one_watershed_of_the_whole_image():
         whole = watershed(-distance, np.where(fragments, 0, labels), mask=mask, connectivity=2)
         assert (_absorb(labels, fragments, distance, mask) == whole).all()
         assert (renumber(whole, 20) == renumber(whole.astype(np.int64) * 10**9, 20)).all()
+        assert (renumber(whole, 20) == renumber(whole.astype(np.float32), 20)).all()
+    assert (renumber(np.eye(3, dtype=bool)) == np.eye(3)).all() and renumber(np.zeros((0, 4), np.int32)).shape == (0, 4)
     square = np.zeros((6, 16), np.int32)
     square[:, :10], square[:3, 10:13] = 1, 2  # a square fragment: its own box holds none of its neighbour
     flat = np.ones(square.shape, np.float32)

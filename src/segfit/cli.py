@@ -224,8 +224,8 @@ def _add_object_args(g, what: str) -> None:
     g.add_argument("--split-touching", action="store_true", help=f"split touching {what} (distance-transform watershed)")
     g.add_argument("--min-distance", type=argtypes.positive_int,
                    help="smallest distance between two object centres when splitting, in pixels (default 5)")
-    g.add_argument("--min-area", type=argtypes.non_negative_int, help=f"drop {what} smaller than this many pixels (default: a model's planned fragment size, "
-                        "min_object_area in its plan, also for masks segfit predict wrote; 0 for other masks)")
+    g.add_argument("--min-area", type=argtypes.non_negative_int, help=f"drop {what} smaller than this many pixels (default: a model's fragment floor, min_object_area, "
+                        "as calibrated on its validation images or planned, also for masks segfit predict wrote; 0 for other masks)")
 
 
 PLAN_FLAGS = ("model", "encoder", "encoder_depth", "decoder_channels", "instances", "epochs", "batch_size", "lr", "loss",

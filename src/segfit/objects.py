@@ -105,9 +105,11 @@ def label_counts(labels: np.ndarray, n: int, chunk: int = 1 << 22) -> np.ndarray
 def renumber(labels: np.ndarray, min_area: int = 0) -> np.ndarray:
     """Drop objects smaller than ``min_area`` pixels; number the rest 1..N in raster order (int32)."""
     labels = np.asarray(labels)
+    labels = labels.view(np.uint8) if labels.dtype == bool else labels
     flat = labels.reshape(-1)
-    top = int(flat.max(initial=0))
-    if flat.size and flat.min() >= 0 and top < max(4 * flat.size, 1 << 16):  # dense ids: counts and a lookup, no sort of the image
+    dense = np.issubdtype(labels.dtype, np.integer) and flat.size and flat.min() >= 0
+    top = int(flat.max()) if dense else 0
+    if dense and top < max(4 * flat.size, 1 << 16):  # dense ids: counts and a lookup, no sort of the image
         starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])  # where runs of one id begin, in raster order
         first = np.full(top + 1, flat.size, np.int64)
         np.minimum.at(first, flat[starts], starts)

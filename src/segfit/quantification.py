@@ -118,7 +118,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         split_touching: split touching objects (see :func:`segfit.objects.label_objects`).
         min_distance: smallest distance between two object centres when splitting, in pixels.
         min_area: drop objects of fewer pixels (default: with ``checkpoint``, or masks that ``segfit predict``
-            wrote, the model's planned fragment size, ``min_object_area``; else 0).
+            wrote, the model's fragment floor, ``min_object_area``, calibrated or planned; else 0).
         pixel_size: size of one pixel in ``unit``: adds ``area_<unit>2``, ``*_<unit>`` columns.
         unit: unit of ``pixel_size``, e.g. nm.
         instance_maps: inputs are instance label maps (one integer per object, like EMPS segmaps): each
