@@ -62,7 +62,7 @@ def test_a_tiny_model_separates_touching_pairs_that_its_class_map_merges(pairs):
     assert total.scores()["f1"] >= 0.8
 
 
-def test_instances_png_round_trips_and_quantify_and_evaluate_use_the_models_objects(pairs, tmp_path):
+def test_instances_png_round_trips_and_quantify_and_evaluate_use_the_models_objects(pairs, tmp_path, capsys):
     root, run = pairs
     run = shutil.copytree(run, tmp_path / "run")
     out = tmp_path / "pred"
@@ -107,8 +107,10 @@ def test_instances_png_round_trips_and_quantify_and_evaluate_use_the_models_obje
     summary["instances"]["min_object_area"] = 10**6  # the calibrated fragment floor is the one predictions use ...
     (run / "summary.json").write_text(json.dumps(summary))
     assert segfit.Predictor.from_checkpoint(run).predict_objects([image])[0][1].max() == 0
-    floored = segfit.evaluate(run, split="test", instances=True, overlays=False, verbose=False, report=False, out=tmp_path / "floor")
+    capsys.readouterr()
+    floored = segfit.evaluate(run, split="test", instances=True, overlays=False, verbose=True, report=False, out=tmp_path / "floor")
     assert floored["instances"]["min_object_area"] == 10**6 and floored["instances"]["count_pred"] == 0
+    assert "(the model's instances; under 1000000 px: fragments): 0 predicted" in capsys.readouterr().out
     mine = segfit.evaluate(run, split="test", instances=True, overlays=False, verbose=False, report=False, out=tmp_path / "mine",
                            min_area=1)  # ... unless the user gives their own
     assert mine["instances"]["min_object_area"] == 1 and mine["instances"]["count_pred"] > 0

@@ -50,8 +50,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
             true ones at IoU >= 0.5. The truth is the mask's own ids when it is an instance map (EMPS),
             else its connected components. Writes ``sizes.png`` (true vs predicted diameters).
         pixel_size, unit: the size of one pixel: diameters are also given in ``unit``.
-        min_area: drop smaller predicted objects (default: the model's planned ``min_object_area`` for learned
-            instances, 0 otherwise).
+        min_area: drop smaller predicted objects (default: the model's fragment floor ``min_object_area``,
+            calibrated on its validation images or planned).
         tta: average the label-preserving flips and rotations (see :mod:`segfit.ensemble`).
         model_instances: False scores a model that learned instances as if it had not (components of
             its class map, or their watershed split): to compare the two.
@@ -207,7 +207,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     if instances:
         inst = metrics["instances"]
         u, f = (unit, pixel_size) if pixel_size else ("px", 1.0)
-        say(f"{split} objects ({inst['predicted_objects']}): {inst['count_pred']} predicted vs {inst['count_true']} true "
+        floor = f"; under {inst['min_area']} px: fragments" if inst.get("min_area") else ""
+        say(f"{split} objects ({inst['predicted_objects']}{floor}): {inst['count_pred']} predicted vs {inst['count_true']} true "
             f"(count error {inst['count_error']:+d}, {100 * inst['count_error_fraction']:+.1f} %); at IoU >= 0.5 precision "
             f"{inst['precision']:.4f}  recall {inst['recall']:.4f}  F1 {inst['f1']:.4f} (per image {inst['mean_f1_per_image']:.4f}); "
             f"AP50 {inst['ap50']:.4f}  mAP@0.5:0.95 {inst['map']:.4f}")
