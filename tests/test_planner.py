@@ -130,6 +130,15 @@ def test_a_short_budget_puts_pixels_before_the_instance_scale(monkeypatch):
     tight = make_plan(fp, CPU, 300, {})
     assert tight.values()["instances"] and 10 / 60 <= tight.values()["scale"] < 16 / 60
     assert "too short to keep objects at 16 px" in tight.entries["scale"]["reason"]
+    # K folds share the budget: a fold's share too short for the instance scale is said in the ensemble's plan
+    from segfit.folds import _note_short_folds
+    from segfit.planner import instance_objects_px
+
+    roomy_plan = make_plan(fp, CPU, 3600 * 4, {})
+    assert instance_objects_px(roomy_plan, fp) is None and instance_objects_px(tight, fp) == pytest.approx(60 * tight.values()["scale"])
+    _note_short_folds((roomy_plan, {"data": fp}), 5, 3600 * 4)
+    _note_short_folds((tight, {"data": fp}), 5, 300)
+    assert not roomy_plan.notes and "each of the 5 folds gets 300 s" in tight.notes[-1] and "fewer --folds" in tight.notes[-1]
 
 
 def test_large_images_get_crops_small_ones_whole():

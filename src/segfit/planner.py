@@ -209,6 +209,14 @@ def _object_diameters(fp: dict) -> tuple[float, float]:
             else (0.0, 0.0))
 
 
+def instance_objects_px(plan: Plan, fp: dict) -> float | None:
+    """The median object's diameter at the planned scale where the plan learns instances and that is under
+    :data:`MIN_INSTANCE_OBJECT_PX` (the budget too short for the instance scale); else None."""
+    v, median = plan.values(), _object_diameters(fp)[1]
+    px = median * (v.get("scale") or 1.0)
+    return px if v.get("instances") and median and px < MIN_INSTANCE_OBJECT_PX else None
+
+
 def _objects_kept(fp: dict, scale: float) -> str:
     small, median = _object_diameters(fp)
     return f"the median object keeps {median * scale:.0f} px, the 5th-percentile one {small * scale:.0f} px"
