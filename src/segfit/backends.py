@@ -17,11 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segfit.config import ModelConfig, RunConfig
+from segfit.config import INFERENCE_PRECISIONS as PRECISIONS, ModelConfig, RunConfig
 from segfit.errors import SegfitError
-
-
-PRECISIONS = ("auto", "32", "bf16")  # of inference; auto: bf16 for a model trained in bf16 on a device that has it
 
 
 class TorchBackend:

@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 
 from segfit import argtypes
+from segfit.config import INFERENCE_PRECISIONS
 
 EPILOG = "Run 'segfit COMMAND --help' for the options of a command."
-PRECISION_HELP = ("what the network computes in; auto (default): bf16 where the model trained bf16-mixed and the "
-                  "device has native bf16, else 32")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -172,7 +171,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--seed", type=int, help="picks the images of grid.png")
     p.add_argument("--no-overlays", dest="overlays", action="store_false", help="skip overlays/NAME.png")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average the label-preserving flips and rotations")
-    p.add_argument("--precision", choices=("auto", "32", "bf16"), help=PRECISION_HELP)
+    _add_precision(p)
     g = p.add_argument_group("objects")
     g.add_argument("--instances", action="store_true",
                    help="also match predicted objects to true ones (IoU >= 0.5): instance precision, recall, F1, "
@@ -196,7 +195,7 @@ def _add_inference(sub) -> None:
                         "parts of each class)")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average the flips and 90-degree rotations that keep this data's labels")
-    p.add_argument("--precision", choices=("auto", "32", "bf16"), help=PRECISION_HELP)
+    _add_precision(p)
     p.add_argument("--uncertainty", action="store_true",
                    help="write NAME_uncertainty.png (predictive entropy, 0-255) and per-image uncertainty and review "
                         "flags in predictions.json")
@@ -208,7 +207,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--checkpoint", metavar="CKPT_OR_RUN", help="predict masks from the INPUT images first (into OUT/masks/); "
                                                               "a run, checkpoint or ensemble folder")
     p.add_argument("--tta", action="store_true", help="with --checkpoint: average the label-preserving flips and rotations")
-    p.add_argument("--precision", choices=("auto", "32", "bf16"), help=PRECISION_HELP)
+    _add_precision(p)
     p.add_argument("--class", dest="classes", action="append", metavar="NAME_OR_ID",
                    help="class to measure, by name or id; repeat for several (default: all but background)")
     p.add_argument("--class-names", help="comma-separated class names, background first "
@@ -218,6 +217,11 @@ def _add_inference(sub) -> None:
     p.add_argument("--unit", help="unit of --pixel-size, e.g. nm or um")
     p.add_argument("--instance-maps", action="store_true",
                    help="INPUTs are instance label maps (one integer per object, like EMPS segmaps)")
+
+
+def _add_precision(p) -> None:
+    p.add_argument("--precision", choices=INFERENCE_PRECISIONS, help="what the network computes in; auto (default): bf16 where "
+                   "the model trained bf16-mixed and the device has native bf16, else 32")
 
 
 def _add_object_args(g, what: str) -> None:

@@ -14,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+INFERENCE_PRECISIONS = ("auto", "32", "bf16")  # auto: bf16 for a model trained in bf16 on a device that has it
+
 
 # Overlay colours for classes without a colour of their own (RGB, 0-255).
 DEFAULT_COLORS = [
