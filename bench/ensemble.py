@@ -78,6 +78,23 @@ sys.exit(code)
 """
 
 
+def _training(single: Path, ensemble: Path) -> dict:
+    """What each model got of the budget: working scale, epochs, best epoch, validation IoU; and the plan's
+    notes (a fold's share too short for the instance scale). The why behind the gain, or its absence."""
+    def one(run: Path) -> dict:
+        plan = json.loads((run / "plan.json").read_text())["entries"]
+        summary = json.loads((run / "summary.json").read_text())
+        return {"scale": plan["scale"]["value"], "encoder_depth": plan.get("encoder_depth", {}).get("value"),
+                "epochs": summary["epochs"], "best_epoch": summary["best_epoch"], "seconds": round(summary.get("seconds") or 0),
+                "val_iou": round(summary["best"]["val_iou"], 4)}
+    info = json.loads((ensemble / "ensemble.json").read_text())
+    members = [one(ensemble / Path(m).parts[0]) for m in info["members"]]
+    cv = json.loads((ensemble / "cv_metrics.json").read_text())
+    return {"single": one(single), "members": members,
+            "out_of_fold_iou": round(cv["pooled"]["iou"], 4) if "pooled" in cv else None,
+            "notes": [n for n in info["plan"].get("notes", []) if "sample" not in n]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--emps", default=str(HERE.parent.parent / "shared" / "data" / "emps"))
@@ -118,6 +135,7 @@ def main() -> None:
                           "evaluate_s_per_megapixel": round(seconds / (pixels / 1e6), 3) if pixels else None}
     result.update(configs)
     result["ensemble_tta_gain_iou"] = round(configs["ensemble_tta"]["test_iou"] - configs["single"]["test_iou"], 4)
+    result["training"] = _training(single, ensemble)
     corrupted = _corrupted(emps, out / "corrupted", test[:5])
     flags = {}
     for label, run, tta in (("single", single, False), ("ensemble_tta", ensemble, True)):

@@ -196,6 +196,21 @@ def test_discover_empty_images_folder(tmp_path):
     assert e.value.file == str(tmp_path / "images")
 
 
+def test_images_to_predict_one_folder_down_are_named(tmp_path):
+    from segfit.data.formats import list_images
+
+    for group in ("g1", "g2"):
+        _png(tmp_path / "in" / group / "a.png", _grey())
+    with pytest.raises(SegfitError, match="no images found") as e:
+        list_images([tmp_path / "in"])
+    assert e.value.fix == "its subfolders g1, g2 hold some: give those folders"
+    assert [p.parent.name for p in list_images([tmp_path / "in" / "g1", tmp_path / "in" / "g2"])] == ["g1", "g2"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SegfitError, match="no images found") as e:
+        list_images([tmp_path / "empty"])
+    assert e.value.fix == "give image files or folders that hold them"
+
+
 def test_discover_images_folder_without_mask_folder(tmp_path):
     _png(tmp_path / "images" / "a.png", _grey())
     with pytest.raises(SegfitError) as e:

@@ -336,6 +336,24 @@ def test_data_sets_in_subfolders_are_gathered_else_pointed_to(tmp_path):
     assert "--images batch1" in e.value.fix
 
 
+def test_image_groups_mirrored_in_the_mask_folder_are_gathered(tmp_path):
+    """images/CITY/ beside masks/CITY/ (a folder per city, patient or slide): gathered, each image with the
+    mask of its own group (a name met twice gets its folder's prefix); a group without masks is named."""
+    for city in ("aachen", "bonn"):
+        for n in ("x", f"{city}_1"):
+            _png(tmp_path / "d" / "images" / city / f"{n}.png", 100)
+            _png(tmp_path / "d" / "masks" / city / f"{n}.png", 1 if city == "aachen" else 0)
+    layout = discover(tmp_path / "d")
+    assert [s.name for s in layout.samples] == ["aachen_1", "x", "bonn_1", "bonn_x"]
+    assert [s.mask.parent.name for s in layout.samples] == ["aachen", "aachen", "bonn", "bonn"]
+    assert all(s.image.stem == s.mask.stem for s in layout.samples)
+    assert "gathered from 2 folders (aachen/, bonn/)" in layout.description
+    _png(tmp_path / "d" / "images" / "koeln" / "k.png")
+    with pytest.raises(SegfitError, match="no mask folder masks/koeln/") as e:
+        discover(tmp_path / "d")
+    assert e.value.file.endswith("koeln")
+
+
 # ---------------------------------------------------------------------------------------------
 # Public data sets as their downloads are laid out (in miniature)
 

@@ -89,9 +89,10 @@ def list_files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
 def list_images(inputs: list[str | os.PathLike]) -> list[Path]:
     """Image files named directly or found in the given folders (masks, ``*_bin``, ``*_mask``, ..., and
     segfit's own outputs in a folder skipped)."""
-    found = list_inputs(inputs, IMAGE_EXTS, MASK_SUFFIXES + PREDICTED_SUFFIXES)
-    if not found:
-        raise SegfitError("no images found", ", ".join(map(str, inputs)), "give image files or folders that hold them")
+    if not (found := list_inputs(inputs, IMAGE_EXTS, MASK_SUFFIXES + PREDICTED_SUFFIXES)):  # images a folder down: which
+        below = [d for i in map(Path, inputs) if i.is_dir() for d in sorted(i.iterdir()) if d.is_dir() and list_files(d, IMAGE_EXTS)]
+        raise SegfitError("no images found", ", ".join(map(str, inputs)), f"its subfolders {', '.join(d.name for d in below[:3])}"
+                          f"{' ...' if len(below) > 3 else ''} hold some: give those folders" if below else "give image files or folders that hold them")
     return found
 
 

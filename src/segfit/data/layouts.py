@@ -119,6 +119,8 @@ def discover(root: str | os.PathLike, images: str | None = None, masks: str | No
         masks_of = {which: d for which, names in SPLIT_FOLDERS.items() if (d := _child(mask_dir, names)) is not None}
         if "train" in parts and "train" in masks_of:
             return _discover_split(root, parts, mask_suffix, require_masks, masks_of)
+        if (groups := _paired_groups(root, image_dir, mask_dir, mask_suffix, require_masks)) is not None:
+            return groups
     if not image_files:
         folder = image_dir or root
         nested = sorted((d.name for d in folder.iterdir() if d.is_dir() and list_files(d, IMAGE_EXTS)),
@@ -243,16 +245,38 @@ def _discover_groups(root: Path, names: list[str], mask_suffix: str, require_mas
         return None
     if failed is not None:
         raise failed
+    return _gathered(found)
+
+
+def _paired_groups(root: Path, image_dir: Path, mask_dir: Path, mask_suffix: str, require_masks: bool) -> Layout | None:
+    """``images/GROUP/`` beside ``masks/GROUP/`` (a folder per city, patient or slide, mirrored): the groups
+    gathered into one; None when no image sub-folder has a mask folder of its name."""
+    groups = [d for d in sorted(image_dir.iterdir()) if d.is_dir() and list_files(d, IMAGE_EXTS)]
+    if mask_dir.name in {d.name for d in groups} and not any((mask_dir / d.name).is_dir() for d in groups):
+        mask_dir = mask_dir.parent  # the mask folder found was the first group's
+    pairs = [(d, mask_dir / d.name) for d in groups if (mask_dir / d.name).is_dir()]
+    if not pairs:
+        return None
+    if require_masks and (alone := next((d for d in groups if not (mask_dir / d.name).is_dir()), None)) is not None:
+        raise SegfitError(f"no mask folder {_rel(mask_dir / alone.name, root)}/ for these images", alone,
+                          f"add it (the other folders of {image_dir.name}/ have theirs) or move the images out")
+    return _gathered([(images, discover(root, _rel(images, root), _rel(masks, root), mask_suffix, require_masks))
+                      for images, masks in pairs], f"{_rel(image_dir, root)}/ with masks in {_rel(mask_dir, root)}/ of the same names")
+
+
+def _gathered(found: list[tuple[Path, Layout]], what: str | None = None) -> Layout:
+    """One layout of the folders' own (a name met before gets its folder's prefix); ``what``: the folders' layout."""
     samples: list[Sample] = []
     seen: set[str] = set()
     for folder, layout in found:
         _gather(samples, seen, layout, folder)
-    kinds = {layout.description.split(" in ", 1)[-1].split("; ")[0] for _, layout in found}
-    what = next(iter(kinds)) if len(kinds) == 1 else "their own layouts"
+    if what is None:
+        kinds = {layout.description.split(" in ", 1)[-1].split("; ")[0] for _, layout in found}
+        what = "each " + (next(iter(kinds)) if len(kinds) == 1 else "their own layouts")
     shown = ", ".join(f"{f.name}/" for f, _ in found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
     n_masks = sum(s.mask is not None for s in samples)
     return Layout(samples, f"{len(samples)} images ({n_masks} with masks) gathered from {len(found)} folders ({shown}), "
-                           f"each {what}{_numbered(samples)}")
+                           f"{what}{_numbered(samples)}")
 
 
 def _discover_per_image(root: Path, require_masks: bool) -> Layout | None:
