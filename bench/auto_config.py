@@ -35,15 +35,20 @@ def run_one(name: str, data: Path, budget: str, out: Path, flags: tuple[str, ...
     except SegfitError:  # too few images for a test split (one huge image): score the validation images
         split = "val"
         metrics = segfit.evaluate(run, split=split, overlays=False, verbose=False, report=False)
+    one_pass = None
+    if len(metrics.get("tta") or []) > 1:  # the plan averages test-time variants: the one-pass figure beside it
+        one_pass = segfit.evaluate(run, split=split, overlays=False, verbose=False, report=False, tta=False,
+                                   out=run / f"eval_{split}_one_pass")["iou"]
     plan = json.loads((run / "plan.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
     chosen = {k: e["value"] for k, e in plan["entries"].items()
               if k in ("model", "encoder", "encoder_depth", "scale", "crop", "batch_size", "loss", "augment",
-                       "precision", "epochs", "channels", "val")}
+                       "precision", "epochs", "channels", "val", "tta")}
     return {"bench": "auto_config", "data": name, "time": budget, **({"flags": " ".join(flags)} if flags else {}), "wall_s": round(wall, 1),
             "within_budget": round(wall / parse_duration(budget), 3), "plan": chosen,
             "best_epoch": summary["best_epoch"], "scored": split, "test_iou": round(metrics["iou"], 4), "test_dice": round(metrics["dice"], 4),
-            "test_miou": round(metrics["miou"], 4), "warnings": metrics.get("warnings", []), "run": str(run)}
+            "test_miou": round(metrics["miou"], 4), "tta_variants": len(metrics.get("tta") or [1]),
+            "test_iou_one_pass": round(one_pass, 4) if one_pass is not None else None, "warnings": metrics.get("warnings", []), "run": str(run)}
 
 
 def main() -> None:

@@ -66,15 +66,18 @@ def main() -> None:
     import segfit
 
     results = {}
-    for name, options in (("model_instances", {}), ("posthoc_watershed", {"model_instances": False, "split_touching": True, "min_area": 20})):
+    plan = json.loads((run / "plan.json").read_text())
+    ways = [("model_instances", {}), ("posthoc_watershed", {"model_instances": False, "split_touching": True, "min_area": 20})]
+    if plan["entries"].get("tta", {}).get("value"):  # the plan averages test-time variants: one pass beside it
+        ways.insert(1, ("model_instances_one_pass", {"tta": False}))
+    for name, options in ways:
         start = time.perf_counter()
         metrics = segfit.evaluate(run, split="test", instances=True, overlays=False, verbose=False, report=False,
                                   out=out / f"eval_{name}", **options)
         results[name] = figures(metrics, time.perf_counter() - start)
         results[name]["targets_met"] = met(results[name])
-    plan = json.loads((run / "plan.json").read_text())
     chosen = {k: e["value"] for k, e in plan["entries"].items()
-              if k in ("instances", "encoder", "encoder_depth", "scale", "crop", "batch_size", "epochs", "loss")}
+              if k in ("instances", "encoder", "encoder_depth", "scale", "crop", "batch_size", "epochs", "loss", "tta")}
     print(json.dumps({"bench": "emps_objects", "time": a.time, "train_wall_s": round(train_s, 1) if train_s else None,
                       "plan": chosen, "targets": TARGETS, **results, "run": str(run)}))
 

@@ -148,6 +148,27 @@ def test_averaged_predictions_seed_at_their_own_calibrated_level(pairs, monkeypa
     assert np.allclose(seen[0], averaged.predict_full([image], distance=True)[0].distance, atol=1e-5)
 
 
+def test_a_calibration_made_with_the_planned_variants_is_used_as_it_is_and_one_pass_calibrates_its_own(pairs):
+    """A run whose plan predicts with test-time variants calibrated its objects on averaged outputs (summary.json
+    records ``members`` and ``variants``): predicting so reuses it; one pass (--no-tta) calibrates its own levels."""
+    from segfit.ensemble import VARIANTS
+    from segfit.seeding import calibrate_averaged
+
+    root, run = pairs
+    kept = (run / "summary.json").read_text()
+    summary = json.loads(kept)
+    summary["instances"] = {**(summary.get("instances") or {}), "members": 1, "variants": list(VARIANTS), "seed_level": 0.999}
+    (run / "summary.json").write_text(json.dumps(summary))
+    try:
+        averaged = segfit.Predictor.from_checkpoint(run, tta=True)
+        assert calibrate_averaged(averaged, say=lambda *a: None) is None and averaged.seed_level == 0.999
+        single = segfit.Predictor.from_checkpoint(run, tta=False)
+        best = calibrate_averaged(single, say=lambda *a: None)
+        assert best is not None and best["variants"] == ["identity"] and single.seed_level == best["seed_level"] < 0.999
+    finally:
+        (run / "summary.json").write_text(kept)  # the module's run, as the other tests expect it
+
+
 def test_an_exported_averaged_network_carries_its_own_seed_levels(pairs, tmp_path):
     root, run = pairs
     out = segfit.export(run, tmp_path / "tta.onnx", "onnx", tta=True, verbose=False)

@@ -126,7 +126,7 @@ def test_val_per_class_metrics_are_over_all_validation_pixels(unet_run, scenes):
     recomputed from the saved weights (1 epoch: best == last) and segfit.Predictor."""
     from segfit.predictor import Predictor
 
-    predictor = Predictor.from_checkpoint(unet_run / "checkpoints" / "last.ckpt", device="cpu")
+    predictor = Predictor.from_checkpoint(unet_run / "checkpoints" / "last.ckpt", device="cpu", tta=False)  # validation: one pass
     assert predictor.class_names == NAMES
     val = read_json(unet_run / "split.json")["val"]
     images = [read_image(scenes / f"{n}.jpg", 3) for n in val]

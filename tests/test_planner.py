@@ -59,6 +59,21 @@ def test_tiny_objects_keep_the_resolution_large_ones_allow_shrinking():
     assert _plan(_fp(side=96, d05=80.0))["scale"] == 1.0  # never upscale
 
 
+def test_test_time_variants_are_planned_where_they_cost_little():
+    """TTA where its variants at the working scale cost at most TTA_MAX_COST passes at full size; a user's choice wins."""
+    from segfit.planner import TTA_MAX_COST
+
+    shrunk = make_plan(_fp(side=2048, d05=6.0), CPU, None, {}, calibrate_steps=0)  # scale 0.556: 8 variants cost 2.5 passes
+    assert shrunk.values()["tta"] is True and shrunk.values()["augment"] == "light"
+    assert "8 label-preserving flips and rotations" in shrunk.entries["tta"]["reason"]
+    assert 8 * shrunk.values()["scale"] ** 2 <= TTA_MAX_COST
+    full = _plan(_fp(side=96, d05=80.0))  # full size: 8 passes
+    assert full["scale"] == 1.0 and full["tta"] is False
+    photos = _plan(_fp(side=96, d05=80.0, channels=3, kind="index"))  # photos: a horizontal flip, 2 passes
+    assert photos["augment"] == "photo" and photos["tta"] is True
+    assert _plan(_fp(side=2048, d05=6.0), {"tta": False})["tta"] is False
+
+
 def _timed(monkeypatch, speeds: dict):
     """Calibration without timing: each candidate network trains at ``speeds[encoder-depth-width]`` px/s."""
     import segfit.planner as planner

@@ -39,7 +39,7 @@ def _default(option: str):
 
 
 def _h(text: str, option: str, planned: bool = False) -> str:
-    from segfit.planner import PLANNED
+    from segfit.plans import PLANNED
 
     if planned and option in PLANNED:  # what a plain `segfit train DATA` gets comes from the plan
         return f"{text} (default: planned; {_default(option)} with --no-plan)"
@@ -170,7 +170,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--batch-size", type=argtypes.positive_int, help="default 8")
     p.add_argument("--seed", type=int, help="picks the images of grid.png")
     p.add_argument("--no-overlays", dest="overlays", action="store_false", help="skip overlays/NAME.png")
-    p.add_argument("--tta", action="store_true", help="test-time augmentation: average the label-preserving flips and rotations")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, help="test-time augmentation: average the label-preserving flips and rotations (default: as the run's plan says)")
     _add_precision(p)
     g = p.add_argument_group("objects")
     g.add_argument("--instances", action="store_true",
@@ -193,8 +193,8 @@ def _add_inference(sub) -> None:
                    help="write NAME_instances.png (16-bit, one integer per object) and outline objects on the overlay "
                         "(default: when the model learned instances; --instances for another model: the connected "
                         "parts of each class)")
-    p.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: average the flips and 90-degree rotations that keep this data's labels")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, help="test-time augmentation: average the flips and "
+                   "90-degree rotations that keep this data's labels (default: as the run's plan says; cheap at a small working scale)")
     _add_precision(p)
     p.add_argument("--uncertainty", action="store_true",
                    help="write NAME_uncertainty.png (predictive entropy, 0-255) and per-image uncertainty and review "
@@ -206,7 +206,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--out", required=True, help="output folder (never an input folder)")
     p.add_argument("--checkpoint", metavar="CKPT_OR_RUN", help="predict masks from the INPUT images first (into OUT/masks/); "
                                                               "a run, checkpoint or ensemble folder")
-    p.add_argument("--tta", action="store_true", help="with --checkpoint: average the label-preserving flips and rotations")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, help="with --checkpoint: average the label-preserving flips and rotations (default: the run's plan)")
     _add_precision(p)
     p.add_argument("--class", dest="classes", action="append", metavar="NAME_OR_ID",
                    help="class to measure, by name or id; repeat for several (default: all but background)")
@@ -271,7 +271,7 @@ def _add_tools(sub) -> None:
                                 "BioImage Model Zoo package (Fiji/deepImageJ, ilastik, napari)",
                  "Example: segfit export runs/a --format bioimageio --out model.zip --author 'Ada Lovelace'")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, run folder or ensemble folder (one averaged graph)")
-    p.add_argument("--tta", action="store_true", help="include the test-time flips and rotations in the graph")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, help="include the test-time flips and rotations in the graph (default: the run's plan)")
     p.add_argument("--format", choices=FORMATS, help=f"{', '.join(FORMATS)} (default {FORMATS[0]})")
     p.add_argument("--out", required=True, help="file to write, e.g. model.onnx, or model.zip for bioimageio")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")

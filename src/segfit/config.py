@@ -67,6 +67,7 @@ class ModelConfig:
     num_classes: int = 2
     instances: bool = False  # one more output: each object's normalised distance map (segfit.objects)
     min_object_area: int = 0  # learned instances: smaller predicted objects (pixels, original resolution) are fragments
+    tta: bool = False  # predictions average the label-preserving flips and rotations (--tta / --no-tta override it)
 
     @property
     def class_channels(self) -> int:

@@ -31,7 +31,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
              out: str | os.PathLike | None = None, size: int | None = None, batch_size: int = 8,
              seed: int = 0, overlays: bool = True, instances: bool = False, split_touching: bool = False,
              min_distance: int = 5, min_area: int | None = None, pixel_size: float | None = None, unit: str = "px",
-             model_instances: bool = True, tta: bool = False, precision: str = "auto", report: bool = True, verbose: bool = True,
+             model_instances: bool = True, tta: bool | None = None, precision: str = "auto", report: bool = True, verbose: bool = True,
              calibrate_seeds: bool = False, deadline: float | None = None) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file (``segfit evaluate``).
 
@@ -52,7 +52,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         pixel_size, unit: the size of one pixel: diameters are also given in ``unit``.
         min_area: drop smaller predicted objects (default: the model's fragment floor ``min_object_area``,
             calibrated on its validation images or planned).
-        tta: average the label-preserving flips and rotations (see :mod:`segfit.ensemble`).
+        tta: average the label-preserving flips and rotations (see :mod:`segfit.ensemble`; default: the run's plan).
         model_instances: False scores a model that learned instances as if it had not (components of
             its class map, or their watershed split): to compare the two.
         report: record this evaluation in the run's ``outputs.json`` and rebuild its ``report.html``
@@ -97,7 +97,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     _warn_if_data_changed(run_dir, layout.samples, say)
     out = output_dir(out, say) if out else (run_dir or ckpt.parent) / f"eval_{split}"  # a user's folder is never mixed into
     say(f"Evaluating {ckpt} on {len(names)} {split} images ({source}) at "
-        f"{'%dx%d' % (size, size) if size else 'original resolution'}")
+        f"{'%dx%d' % (size, size) if size else 'original resolution'}"
+        + (f", averaging {len(predictor.variants)} test-time variants" if len(predictor.variants) > 1 else ""))
 
     k = d.num_classes
     total = np.zeros((k, k), dtype=np.int64)
@@ -179,6 +180,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     if sweep is not None:
         metrics["seed_calibration"] = sweep.best(f"the {len(names)} {split} images" if sweep.images == len(names) else
                                                  f"{sweep.images} of the {len(names)} {split} images (the time budget)")
+        if metrics["seed_calibration"]:  # for outputs averaged as these were (others calibrate their own)
+            metrics["seed_calibration"].update(members=predictor.members, variants=list(predictor.variants))
     metrics["warnings"] = learning_warnings(total, d.class_names, predictor.config)
     write_json(out / "metrics.json", metrics)
     write_csv(out / "per_image.csv", per_image)

@@ -23,11 +23,11 @@ ONNX_OPSET = 18
 
 
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, format: str = FORMATS[0], overwrite: bool = False,
-           tta: bool = False, author: str | list[str] | None = None, license: str | None = None,
+           tta: bool | None = None, author: str | list[str] | None = None, license: str | None = None,
            verbose: bool = True) -> Path:
     """Write the network of ``checkpoint`` (a file, run folder or ensemble folder) to ``out`` and its record
     (preprocessing, classes, stride) to ``out + ".json"`` (``segfit export``); returns ``out``. An ensemble,
-    and with ``tta`` its test-time flips and rotations, becomes one network averaging the members'
+    and with ``tta`` (default: the run's plan) its test-time flips and rotations, becomes one network averaging the members'
     probabilities (:class:`segfit.ensemble.AveragedNet`).
 
     ``format="bioimageio"`` writes a BioImage Model Zoo package instead (``out`` a ``.zip``: both networks,
@@ -48,6 +48,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, format: str = 
     if format != "bioimageio" and (author is not None or license is not None):
         raise SegfitError("--author and --license describe a bioimage.io package", out, "add --format bioimageio")
     backend = load_backend(checkpoint, device="cpu", precision="32")  # what the exported graph computes
+    tta = backend.config.model.tta if tta is None else tta
     calibrated = {key: value for key in CALIBRATIONS if (value := calibration(backend, key)) is not None}
     net, config, members, variants = _network(backend, tta)
     if config.model.instances and members * len(variants) > 1:  # the averaged network's objects seed at their own level
@@ -77,7 +78,8 @@ def _averaged_seeds(checkpoint, tta: bool, current: dict | None, verbose: bool) 
 
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu", precision="32", tta=tta)
     best = calibrate_averaged(predictor, print if verbose else lambda *a, **k: None)
-    return current if best is None else {k: best[k] for k in ("seed_level", "merge_level", "min_object_area", "f1", "how")}
+    keys = ("seed_level", "merge_level", "min_object_area", "f1", "how", "members", "variants")
+    return current if best is None else {k: best[k] for k in keys}
 
 
 def _network(backend, tta: bool):

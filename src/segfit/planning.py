@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from segfit.budget import DEFAULT_BUDGET, parse_duration
-from segfit.planner import Plan, make_plan
+from segfit.planner import make_plan
+from segfit.plans import Plan
 
 
 def plan_for(data, budget_s: float | None, user: dict, calibrate_steps: int = 3) -> tuple[Plan, dict]:

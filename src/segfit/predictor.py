@@ -28,7 +28,7 @@ MAX_WHOLE_SIDE = 1024  # larger images are predicted in tiles, whatever the trai
 
 def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike,
             tile: int | None = None, overlap: int = 64, auto_tile: float = 4.0, instances: bool | None = None,
-            tta: bool = False, uncertainty: bool = False, precision: str = "auto", verbose: bool = True) -> list[Path]:
+            tta: bool | None = None, uncertainty: bool = False, precision: str = "auto", verbose: bool = True) -> list[Path]:
     """Predict image files or folders into ``out`` (``segfit predict``): ``NAME.png`` class ids,
     ``NAME_overlay.png``, ``coverage.csv`` and ``predictions.json``; ``NAME_instances.png`` (16-bit
     object ids) when the model learned instances or ``instances`` is True. Returns the mask paths.
@@ -40,6 +40,7 @@ def predict(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out:
         tile: sliding-window tiles of ``tile x tile`` (default: automatic for large images).
         overlap: pixels shared by neighbouring tiles.
         auto_tile: tile images larger than this many times the training size (0: never).
+        tta: average the label-preserving flips and rotations (default: as the run's plan says, ``config.model.tta``).
         precision: ``auto`` (bf16 for a model trained bf16-mixed, where the device has native bf16), ``32``, ``bf16``.
     """
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
@@ -98,7 +99,9 @@ class Predictor:
         return (f"Predictor({m.name} {m.encoder if m.name != 'notebook' else ''}, classes {', '.join(d.class_names)}, "
                 f"{d.channels} channel(s){', instances' if self.learns_instances else ''}, {type(self.backend).__name__})")
 
-    def __init__(self, backend, tile: int | None = None, overlap: int = 64, auto_tile: float = 4.0, tta: bool = False):
+    def __init__(self, backend, tile: int | None = None, overlap: int = 64, auto_tile: float = 4.0, tta: bool | None = None):
+        if tta is None:  # the run's plan (an exported network averages its own variants, in its graph)
+            tta = backend.config.model.tta and not getattr(backend, "averages", None)
         if tta:
             from segfit.ensemble import averaged
 

@@ -105,7 +105,7 @@ def _many_colours(path: Path) -> bool:
 
 def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, split_touching: bool = False,
              min_distance: int = 5, min_area: int | None = None, pixel_size: float | None = None, unit: str = "px",
-             instance_maps: bool = False, tta: bool = False, precision: str = "auto", verbose: bool = True) -> dict:
+             instance_maps: bool = False, tta: bool | None = None, precision: str = "auto", verbose: bool = True) -> dict:
     """Count and measure the objects of class-index masks.
 
     Args:
@@ -123,7 +123,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
         unit: unit of ``pixel_size``, e.g. nm.
         instance_maps: inputs are instance label maps (one integer per object, like EMPS segmaps): each
             value is one object of a single class, with no connected-component labelling.
-        tta: with ``checkpoint``, average the label-preserving flips and rotations.
+        tta: with ``checkpoint``, average the label-preserving flips and rotations (default: the run's plan).
         verbose: print a summary line per class.
 
     Returns:

@@ -18,8 +18,14 @@ from segfit.instances import MIN_SWEEP_IMAGES, SeedSweep
 def calibrate_averaged(predictor, say=print) -> dict | None:
     """Calibrate ``predictor``'s seed and merge levels and fragment floor on up to :data:`MIN_SWEEP_IMAGES` validation images of its run
     (an ensemble's: its folds'), predicted as it predicts (its variants and members averaged), and set them on it.
-    Nothing for a predictor that averages nothing or learned no instances, or whose validation images are gone."""
-    if not predictor.learns_instances or predictor.members * len(predictor.variants) == 1:
+    Nothing for a predictor that learned no instances, whose run calibrated outputs averaged as it averages them (one
+    model's own, or its planned test-time variants: ``members`` and ``variants`` of the calibration), or whose
+    validation images are gone."""
+    from segfit.backends import calibration
+
+    done = calibration(predictor.backend, "instances") or {}
+    if not predictor.learns_instances or (done.get("members", 1), tuple(done.get("variants", ("identity",)))) == (
+            predictor.members, tuple(predictor.variants)):
         return None
     from segfit.data.layouts import discover
     from segfit.data.preprocess import read_pair
@@ -42,11 +48,12 @@ def calibrate_averaged(predictor, say=print) -> dict | None:
     best = sweep.best(f"{len(samples)} validation images, predicted averaged as here")
     if best is None:
         return None
+    best.update(members=predictor.members, variants=list(predictor.variants))
     before = predictor.seed_level
     predictor.seed_level, predictor.merge_level = best["seed_level"], best["merge_level"]
     predictor.min_object_area = best["min_object_area"]
     say(f"Objects: seeds at distance {best['seed_level']}, fragments under {best['min_object_area']} px (calibrated on "
-        f"{len(samples)} validation images, averaged as predicted here; seeds at {before} for one model's own output)")
+        f"{len(samples)} validation images, predicted as here; seeds at {before} for the outputs the run calibrated)")
     return best
 
 
