@@ -101,7 +101,7 @@ def main() -> None:
     result = {"bench": "predict_memory", "size": args.size, "model": "unet-resnet34, 3 classes, crop 256",
               "target_mb": 2048}
     if not args.skip_single:
-        result["single"] = peak_predict(run, image, root / "pred_single", reuse=args.reuse_forward)
+        result["single"] = peak_predict(run, image, root / "pred_single", "--no-tta", reuse=args.reuse_forward)  # one pass
         print(json.dumps(result), file=sys.stderr)  # the first figure, in case the second run fails
     if not args.skip_ensemble:
         ensemble = root / "ensemble"

@@ -43,7 +43,7 @@ def make_predictor(tile: int | None, overlap: int, checkpoint: str | None = None
     from segfit.predictor import Predictor
 
     if checkpoint:
-        return Predictor.from_checkpoint(checkpoint, device="cpu", tile=tile, overlap=overlap, auto_tile=0)
+        return Predictor.from_checkpoint(checkpoint, device="cpu", tile=tile, overlap=overlap, auto_tile=0, tta=False)
     torch.manual_seed(0)
     cfg = RunConfig()
     cfg.data.channels, cfg.data.num_classes, cfg.data.crop = 3, 3, 256
