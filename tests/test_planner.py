@@ -74,6 +74,16 @@ def test_test_time_variants_are_planned_where_they_cost_little():
     assert _plan(_fp(side=2048, d05=6.0), {"tta": False})["tta"] is False
 
 
+def test_objects_are_planned_to_be_measured_only_for_instance_maps():
+    from segfit.predictor import RESCALE_BELOW
+
+    instance = make_plan(_fp(side=2048, d05=6.0), CPU, None, {}, calibrate_steps=0)
+    assert instance.values()["object_diameter"] == 18.0  # the median object (3 x the 5th percentile in _fp)
+    assert f"under {RESCALE_BELOW:g} of that" in instance.entries["object_diameter"]["reason"]
+    classes = make_plan(_fp(side=2048, d05=6.0, kind="index"), CPU, None, {}, calibrate_steps=0)
+    assert "object_diameter" not in classes.values()
+
+
 def _timed(monkeypatch, speeds: dict):
     """Calibration without timing: each candidate network trains at ``speeds[encoder-depth-width]`` px/s."""
     import segfit.planner as planner

@@ -18,6 +18,7 @@ FIXED_S = 25.0  # seconds of a budgeted run that do not train, whatever the budg
 REPORT_S = 6.0
 DECODE_S_PER_MP = 0.1
 WATERSHED_S_PER_MP = 0.5
+RESCALED_SHARE = 0.1  # images with small objects predicted again at a larger scale (EMPS: 11 of 99)
 REPORT_TAIL_S = 6.0  # what the report does after its seed sweep (figures, input ranges): the sweep stops earlier
 MIN_EPOCHS = 8  # planned repeats shrink until this many epochs fit
 MIN_EPOCH_SHARE = 0.05  # a budget too short for one epoch trains on a share of the images, this one at least
@@ -47,7 +48,7 @@ def training_seconds(budget_s: float) -> float:
 def report_seconds(plan, n_val: int, val_pixels: float, val_s: float) -> float:
     """What the report after training takes (``plan``: a :class:`segfit.planner.Plan`): its imports and
     figures (:data:`REPORT_S`), the validation images scored at their original size (as the plan predicts: its
-    test-time variants too), and the first images
+    test-time variants too, and images of small objects again at a larger scale), and the first images
     of the seed-level sweep of a model that learns instances (EMPS, 2 cores, one epoch: 19 s)."""
     from segfit.ensemble import tta_variants
 
@@ -55,6 +56,9 @@ def report_seconds(plan, n_val: int, val_pixels: float, val_s: float) -> float:
     passes = 1 + (len(tta_variants(v.get("augment", "none"))) if v.get("tta") else 1)  # the validation pass, then the report's
     original_mp = val_pixels / (v.get("scale") or 1.0) ** 2 / 1e6
     sweep = MIN_SWEEP_IMAGES * len(SEED_LEVELS) * original_mp * WATERSHED_S_PER_MP if v.get("instances") else 0.0
+    scale = v.get("scale") or 1.0
+    if v.get("object_diameter") and scale < 1:  # each image's objects measured; a tenth predicted again, up to full size
+        sweep += n_val * (original_mp * WATERSHED_S_PER_MP + RESCALED_SHARE * (passes - 1) * val_s / scale**2)
     return REPORT_S + n_val * (passes * val_s + original_mp * DECODE_S_PER_MP) + sweep
 
 

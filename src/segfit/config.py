@@ -52,6 +52,8 @@ class DataConfig:
     std: list[float] | None = None
     instances: bool = False  # also read each object's normalised distance map (the instance target)
     instance_radius: float | None = None  # original pixels: deeper parts of an object form a plateau in that map
+    object_diameter: float | None = None  # the training objects' median diameter (original pixels): an image whose
+    # objects come out much smaller is predicted again at a larger scale, bringing them to the size the network learned
 
 
 @dataclass

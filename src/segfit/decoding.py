@@ -24,6 +24,7 @@ class Prediction(NamedTuple):
     uncertainty: np.ndarray | None = None  # float16, 0 (certain) .. 1 (a 50/50 split between classes)
     distance: np.ndarray | None = None  # float32 predicted distance map (models that learn instances; on request)
     expected_iou: float | None = None  # the IoU the model expects of its own mask (with the uncertainty)
+    scale: float | None = None  # the working scale, where it is not the model's own (small objects: a larger one)
 
 
 class SelfAgreement:

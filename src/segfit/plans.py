@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 PLANNED = ("channels", "scale", "crop", "mask_mode", "classes", "class_values", "class_names", "class_colors", "ignore_value", "mean", "std", "val", "preload", "model", "encoder",
            "encoder_depth", "decoder_channels", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "loss",
            "class_weights", "head_prior", "augment", "precision", "workers", "repeats", "epochs", "instances", "instance_radius", "min_object_area",
-           "tta")
+           "object_diameter", "tta")
 
 
 @dataclass

@@ -41,7 +41,7 @@ def write_predictions(self, inputs: list[str | os.PathLike], out: str | os.PathL
     objects = self.learns_instances if objects is None else objects
     calibrated = self.review_threshold() if uncertainty else None
     known = self.input_range()
-    written, rows, per_image, unreadable, strange = [], [], [], [], []
+    written, rows, per_image, unreadable, strange, rescaled = [], [], [], [], [], []
     self.last_images = []  # the input images' names of the masks written, in their order
     for path, stem in progress(listed, "predict"):
         shown = f"{stem}{path.suffix}"  # the file's name, or its data set name (test_im0.png beside train's im0.png)
@@ -61,6 +61,8 @@ def write_predictions(self, inputs: list[str | os.PathLike], out: str | os.PathL
             print(f"{shown}: {why}")
         result = self.predict_full([image], None, 1, objects, uncertainty)[0]
         mask, found, unsure, expected = result.classes, result.objects, result.uncertainty, result.expected_iou
+        if result.scale is not None:  # small objects: predicted again at a larger scale
+            rescaled.append({"image": shown, "scale": result.scale})
         del result  # no distance map kept
         target = out / f"{stem}.png"
         # One output at a time, each written before the next is made: a large image's maps are never
@@ -99,6 +101,10 @@ def write_predictions(self, inputs: list[str | os.PathLike], out: str | os.PathL
         record["unreadable"] = [str(e) for e in unreadable]
     if strange:
         record["unusual"] = strange
+    if rescaled:
+        record["rescaled"] = {"images": rescaled, "why": RESCALED}
+        print(f"{len(rescaled)} image{'s' if len(rescaled) > 1 else ''} with small objects predicted again at a larger scale "
+              "(predictions.json: rescaled)")
     write_json(out / "predictions.json", record)
     stale = remove_stale(previous, written, ("_overlay",) + ("_instances",) * bool(objects) + ("_uncertainty",) * uncertainty)
     if stale:
@@ -107,6 +113,10 @@ def write_predictions(self, inputs: list[str | os.PathLike], out: str | os.PathL
     self.last_review = [r["image"] for r in per_image if r["review"]]
     self.unreadable, self.unusual = unreadable, [r["image"] for r in strange]
     return written
+
+
+RESCALED = ("their objects came out much smaller than the training objects at the model's working scale, so they were "
+            "predicted again at the scale that brings them to the training size (at most the image's own)")
 
 
 def _pixel_hint(image: np.ndarray, stats: dict, colour_model: bool) -> str:

@@ -1,0 +1,78 @@
+"""Scale-adaptive prediction: an image whose objects come out much smaller than the training objects is
+predicted again at the scale that brings them to the training size (at most full size)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segfit.backends import TorchBackend
+from segfit.config import RunConfig
+from segfit.decoding import Prediction
+from segfit.options import resolve_data
+from segfit.predictor import Predictor
+
+
+def _predictor(scale: float | None, diameter: float | None) -> Predictor:
+    """A pixel-wise network on grey images: foreground where the pixel is brighter than half."""
+    cfg = RunConfig()
+    cfg.data.channels, cfg.data.num_classes, cfg.data.mean, cfg.data.std = 1, 2, [0.0], [1.0]
+    cfg.data.scale, cfg.data.object_diameter = scale, diameter
+    resolve_data(cfg.data)
+    cfg.model.in_channels, cfg.model.num_classes = 1, 2
+    net = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        net.weight.fill_(40.0), net.bias.fill_(-20.0)
+    return Predictor(TorchBackend(net, cfg, "cpu"), auto_tile=0, tta=False)
+
+
+def _discs(diameter: float, side: int = 240, step: int = 60) -> np.ndarray:
+    yy, xx = np.mgrid[:side, :side]
+    image = np.zeros((side, side), np.uint8)
+    for cy in range(step // 2, side, step):
+        for cx in range(step // 2, side, step):
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 <= (diameter / 2) ** 2] = 255
+    return image
+
+
+def _median_diameter(mask: np.ndarray) -> float:
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask > 0)
+    return float(np.median(2 * np.sqrt(np.bincount(labels.ravel())[1:] / np.pi)))
+
+
+def test_the_scale_that_brings_small_objects_to_the_training_size():
+    p = _predictor(0.25, 40.0)
+    assert p.adapts_scale
+    labels = np.zeros((200, 200), np.int32)
+    labels[10:20, 10:20], labels[50:60, 50:60], labels[100:110, 100:110] = 1, 2, 3  # 10x10 px: 11.3 px across
+    assert p.closer_scale(Prediction(labels.astype(np.uint8) > 0, objects=labels)) == pytest.approx(0.25 * 40 / 11.28, abs=1e-3)
+    small = np.zeros((200, 200), np.int32)
+    small[10:14, 10:14] = 1  # 4.5 px across: full size at most
+    assert p.closer_scale(Prediction(small > 0, objects=small)) == 1.0
+    usual = np.zeros((200, 200), np.int32)
+    usual[:36, :36] = 1  # 40.6 px across: the training size
+    assert p.closer_scale(Prediction(usual > 0, objects=usual)) is None
+    assert p.closer_scale(Prediction(np.zeros((9, 9), np.uint8))) is None  # no objects: nothing to measure
+    assert _predictor(0.9, 40.0).closer_scale(Prediction(labels > 0, objects=labels)) is None  # full size: barely larger
+    assert not _predictor(1.0, 40.0).adapts_scale and not _predictor(0.25, None).adapts_scale
+
+
+def test_an_image_of_small_objects_is_predicted_again_at_a_larger_scale():
+    p = _predictor(0.25, 40.0)
+    big = p.predict_full([_discs(40)])[0]  # the training size: one pass
+    assert big.scale is None and big.classes.shape == (240, 240)
+    small = p.predict_full([_discs(12)])[0]  # 3 px at the working scale: predicted again at the scale of 40 / 12
+    expected = min(1.0, 0.25 * 40 / _median_diameter(_predictor(0.25, None).predict(_discs(12))))
+    assert small.scale == pytest.approx(expected, abs=1e-3) and small.scale > 0.5
+    assert small.classes.shape == (240, 240)
+    at_that_scale = _predictor(small.scale, None).predict(_discs(12))
+    assert (small.classes == at_that_scale).all()  # the second pass is the prediction at that scale
+    truth = _discs(12) > 0
+    once = _predictor(0.25, None).predict(_discs(12)) > 0
+    iou = lambda m: (m & truth).sum() / (m | truth).sum()  # noqa: E731
+    assert iou(small.classes > 0) > iou(once) + 0.05
+    both = p.predict_full([_discs(40), _discs(12)])  # a batch: each image as alone
+    assert both[0].scale is None and both[1].scale == small.scale and (both[1].classes == small.classes).all()
