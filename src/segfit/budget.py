@@ -54,9 +54,9 @@ def report_seconds(plan, n_val: int, val_pixels: float, val_s: float) -> float:
 
     v = plan.values()
     passes = 1 + (len(tta_variants(v.get("augment", "none"))) if v.get("tta") else 1)  # the validation pass, then the report's
-    original_mp = val_pixels / (v.get("scale") or 1.0) ** 2 / 1e6
-    sweep = MIN_SWEEP_IMAGES * len(SEED_LEVELS) * original_mp * WATERSHED_S_PER_MP if v.get("instances") else 0.0
     scale = v.get("scale") or 1.0
+    original_mp = val_pixels / scale**2 / 1e6
+    sweep = MIN_SWEEP_IMAGES * len(SEED_LEVELS) * original_mp * WATERSHED_S_PER_MP if v.get("instances") else 0.0
     if v.get("object_diameter") and scale < 1:  # each image's objects measured; a tenth predicted again, up to full size
         sweep += n_val * (original_mp * WATERSHED_S_PER_MP + RESCALED_SHARE * (passes - 1) * val_s / scale**2)
     return REPORT_S + n_val * (passes * val_s + original_mp * DECODE_S_PER_MP) + sweep

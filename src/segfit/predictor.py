@@ -259,13 +259,15 @@ class Predictor:
         rescales each image to its cells' size). None when the image's objects are the usual size or too few."""
         from scipy import ndimage
 
+        from segfit.objects import equivalent_diameter
+
         d = self.config.data
         labels = prediction.objects if prediction.objects is not None else ndimage.label(prediction.classes > 0)[0]
         areas = np.bincount(labels.ravel())[1:]
         areas = areas[areas >= max(1, self.min_object_area)]
         if len(areas) == 0:
             return None
-        median = float(np.median(2 * np.sqrt(areas / np.pi)))
+        median = float(np.median(equivalent_diameter(areas)))
         scale = min(1.0, d.scale * d.object_diameter / max(median, 1.0))
         return round(scale, 4) if median < RESCALE_BELOW * d.object_diameter and scale >= 1.2 * d.scale else None
 
