@@ -14,8 +14,9 @@ from segfit.options import resolve_data
 from segfit.predictor import Predictor
 
 
-def _predictor(scale: float | None, diameter: float | None) -> Predictor:
-    """A pixel-wise network on grey images: foreground where the pixel is brighter than half."""
+def _predictor(scale: float | None, diameter: float | None, sharpness: float = 40.0) -> Predictor:
+    """A pixel-wise network on grey images: foreground where the pixel is brighter than half (logit
+    ``sharpness * (pixel - 0.5)``)."""
     cfg = RunConfig()
     cfg.data.channels, cfg.data.num_classes, cfg.data.mean, cfg.data.std = 1, 2, [0.0], [1.0]
     cfg.data.scale, cfg.data.object_diameter = scale, diameter
@@ -23,7 +24,7 @@ def _predictor(scale: float | None, diameter: float | None) -> Predictor:
     cfg.model.in_channels, cfg.model.num_classes = 1, 2
     net = torch.nn.Conv2d(1, 1, 1)
     with torch.no_grad():
-        net.weight.fill_(40.0), net.bias.fill_(-20.0)
+        net.weight.fill_(sharpness), net.bias.fill_(-sharpness / 2)
     return Predictor(TorchBackend(net, cfg, "cpu"), auto_tile=0, tta=False)
 
 
@@ -76,3 +77,38 @@ def test_an_image_of_small_objects_is_predicted_again_at_a_larger_scale():
     assert iou(small.classes > 0) > iou(once) + 0.05
     both = p.predict_full([_discs(40), _discs(12)])  # a batch: each image as alone
     assert both[0].scale is None and both[1].scale == small.scale and (both[1].classes == small.classes).all()
+
+
+def _textured_disc(side: int = 420, diameter: int = 300, period: int = 12, line: int = 4, dark: int = 115) -> np.ndarray:
+    """One large bright disc crossed by a grid of lines a little darker than half: a pixel-wise network at a fine
+    scale breaks it into squares, unsure of the lines; from farther away the lines blur into the disc, whole and
+    sure."""
+    yy, xx = np.mgrid[:side, :side]
+    disc = (yy - side // 2) ** 2 + (xx - side // 2) ** 2 <= (diameter / 2) ** 2
+    image = np.where(disc, 255, 0).astype(np.uint8)
+    grid = ((yy % period) < line) | ((xx % period) < line)
+    image[disc & grid] = dark
+    return image
+
+
+def test_objects_broken_into_pieces_are_seen_whole_from_farther_away():
+    from segfit.rescaling import broken_apart, coarse_scale, median_diameter, surer
+
+    p = _predictor(0.5, 40.0, sharpness=20.0)
+    assert coarse_scale(p.config.data) == pytest.approx(0.5 / 3)
+    first = _predictor(0.5, None, 20.0).predict_full([_textured_disc()], objects=True, uncertainty=True)[0]  # no size known: no coarse look
+    assert first.scale is None and first.objects.max() > 50 and median_diameter(first) < 20  # pieces of ~9 px
+    seen = p.predict_full([_textured_disc()], objects=True)[0]
+    assert seen.scale == pytest.approx(0.5 / 3, abs=1e-3)  # the coarse look is the prediction
+    assert seen.objects.max() == 1 and median_diameter(seen) > 250  # one object, about 300 px across
+    assert seen.classes.shape == (420, 420) and seen.uncertainty is None  # what was not asked for is not returned
+    # The same look, but where the model is less sure of it than of the first pass, is not taken.
+    assert surer(p.predict_full([_textured_disc()], uncertainty=True)[0], first)
+    assert not surer(first, p.predict_full([_textured_disc()], uncertainty=True)[0])
+    # Objects of the training size stay at the working scale, though the image is large enough for a coarse look.
+    usual = p.predict_full([_discs(40, side=480)], objects=True)[0]
+    assert usual.scale is None and usual.objects.max() == 64
+    assert not broken_apart(p.config.data, 16.0, 35.0)  # 2.2 times the pieces: not enough
+    assert not broken_apart(p.config.data, 30.0, 100.0)  # under 3 times the training objects (120 px): crumbs run together
+    assert broken_apart(p.config.data, 30.0, 130.0)
+    assert coarse_scale(_predictor(0.5, None).config.data) is None  # no known object size: no coarse look

@@ -75,7 +75,7 @@ def test_test_time_variants_are_planned_where_they_cost_little():
 
 
 def test_objects_are_planned_to_be_measured_only_for_instance_maps():
-    from segfit.predictor import RESCALE_BELOW
+    from segfit.rescaling import RESCALE_BELOW
 
     instance = make_plan(_fp(side=2048, d05=6.0), CPU, None, {}, calibrate_steps=0)
     assert instance.values()["object_diameter"] == 18.0  # the median object (3 x the 5th percentile in _fp)
@@ -537,7 +537,7 @@ def test_a_budget_that_re_sized_the_schedule_ends_annealed_without_a_warning(par
     from segfit.budget import budget_cut
 
     sized = segfit.runs.epochs_for_budget
-    monkeypatch.setattr(segfit.runs, "epochs_for_budget", lambda plan, *a, **k: sized(plan, *a, **k)._replace(epochs=200, seconds=3.0))
+    monkeypatch.setattr(segfit.runs, "epochs_for_budget", lambda plan, *a, **k: sized(plan, *a, **k)._replace(epochs=200, seconds=60.0))
 
     def resize(self, trainer, module):  # what TimeBudget does when the epochs run slower than planned
         trainer.fit_loop.max_epochs = module.cfg.train.epochs = 2

@@ -48,17 +48,20 @@ def training_seconds(budget_s: float) -> float:
 def report_seconds(plan, n_val: int, val_pixels: float, val_s: float) -> float:
     """What the report after training takes (``plan``: a :class:`segfit.planner.Plan`): its imports and
     figures (:data:`REPORT_S`), the validation images scored at their original size (as the plan predicts: its
-    test-time variants too, and images of small objects again at a larger scale), and the first images
+    test-time variants too, each image's coarse look, and images of small objects again at a larger scale), and the first images
     of the seed-level sweep of a model that learns instances (EMPS, 2 cores, one epoch: 19 s)."""
     from segfit.ensemble import tta_variants
+    from segfit.rescaling import COARSER
 
     v = plan.values()
     passes = 1 + (len(tta_variants(v.get("augment", "none"))) if v.get("tta") else 1)  # the validation pass, then the report's
     scale = v.get("scale") or 1.0
     original_mp = val_pixels / scale**2 / 1e6
     sweep = MIN_SWEEP_IMAGES * len(SEED_LEVELS) * original_mp * WATERSHED_S_PER_MP if v.get("instances") else 0.0
-    if v.get("object_diameter") and scale < 1:  # each image's objects measured; a tenth predicted again, up to full size
-        sweep += n_val * (original_mp * WATERSHED_S_PER_MP + RESCALED_SHARE * (passes - 1) * val_s / scale**2)
+    if v.get("object_diameter"):  # each image's objects measured, and looked at from farther away (decoded at full size)
+        sweep += n_val * (2 * original_mp * WATERSHED_S_PER_MP + (passes - 1) * val_s / COARSER**2)
+        if scale < 1:  # a tenth predicted again, up to full size
+            sweep += n_val * RESCALED_SHARE * (passes - 1) * val_s / scale**2
     return REPORT_S + n_val * (passes * val_s + original_mp * DECODE_S_PER_MP) + sweep
 
 

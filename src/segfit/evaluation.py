@@ -138,7 +138,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
         for j, (s, image, truth, raw, result) in enumerate(zip(chunk, images, truths, raws, results)):
             pred, pred_objects = result.classes, result.objects
             row = _image_row(s.name, pred, truth, d.class_names, total)
-            row["working_scale"] = result.scale or d.scale or 1.0  # larger than the model's for small objects
+            row["working_scale"] = result.scale or d.scale or 1.0  # larger than the model's for small objects, smaller for huge ones
             row.update({k: v for k, v in image_uncertainty(s.name, result.uncertainty, None, None, result.expected_iou).items() if k not in ("image", "review")})
             if instances:
                 row.update(objects.add(s.name, raw, truth, pred, pred_objects))
@@ -196,7 +196,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
               out / "grid.png", alpha=0.25)
     gallery.save(out / "gallery")
     say(f"{split}: iou {metrics['iou']:.4f}  dice {metrics['dice']:.4f}  accuracy {metrics['accuracy']:.4f}  "
-        f"(means over {len(names)} images" + (f"; {metrics['rescaled_images']} with small objects predicted at a larger scale)"
+        f"(means over {len(names)} images" + (f"; {metrics['rescaled_images']} with objects far from the training size predicted at another scale)"
                                               if metrics["rescaled_images"] else ")"))
     if k > 2:  # the areas measured per class (the vineyard's leaf-area index) against the true ones
         say(f"{split} area (mean share of the pixels), predicted vs true: " + ", ".join(

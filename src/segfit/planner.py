@@ -16,7 +16,7 @@ from segfit.config import DataConfig, ModelConfig
 from segfit.data.split import test_count, val_count
 from segfit.fingerprint import calibrate, mask_reading, native_precision, training_device
 from segfit.models import stride
-from segfit.predictor import RESCALE_BELOW
+from segfit.rescaling import RESCALE_BELOW
 from segfit.plans import Plan
 
 MIN_MEDIAN_OBJECT_PX, MIN_SMALL_OBJECT_PX = 10.0, 3.0  # diameters the median and the 5th-percentile object keep at the working scale
@@ -117,7 +117,8 @@ def _data_rules(plan: Plan, fp: dict, user: dict) -> None:
                      "of the distance map, so a network that sees only part of a large object does not split it")
         if kind == "instance":  # objects numbered one by one: their size is the image's to measure, and to match
             plan.set("object_diameter", median, f"the median object is {median:.0f} px across: an image whose objects come out "
-                     f"under {RESCALE_BELOW:g} of that is predicted again at the scale that brings them to it (at most full size)")
+                     f"under {RESCALE_BELOW:g} of that is predicted again at the scale that brings them to it (at most full size); "
+                     "one whose objects break into pieces is seen from farther away")
         area = int(FRAGMENT_SHARE * math.pi * small**2 / 4)
         plan.set("min_object_area", area, f"predicted objects under {area} px (half the 5th-percentile true object, "
                                           f"{small:.0f} px across) are fragments, not objects (counts, sizes)" if area else

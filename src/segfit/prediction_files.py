@@ -103,8 +103,8 @@ def write_predictions(self, inputs: list[str | os.PathLike], out: str | os.PathL
         record["unusual"] = strange
     if rescaled:
         record["rescaled"] = {"images": rescaled, "why": RESCALED}
-        print(f"{len(rescaled)} image{'s' if len(rescaled) > 1 else ''} with small objects predicted again at a larger scale "
-              "(predictions.json: rescaled)")
+        print(f"{len(rescaled)} image{'s' if len(rescaled) > 1 else ''} with objects far from the training size predicted "
+              "at another scale (predictions.json: rescaled)")
     write_json(out / "predictions.json", record)
     stale = remove_stale(previous, written, ("_overlay",) + ("_instances",) * bool(objects) + ("_uncertainty",) * uncertainty)
     if stale:
@@ -116,7 +116,9 @@ def write_predictions(self, inputs: list[str | os.PathLike], out: str | os.PathL
 
 
 RESCALED = ("their objects came out much smaller than the training objects at the model's working scale, so they were "
-            "predicted again at the scale that brings them to the training size (at most the image's own)")
+            "predicted again at the scale that brings them to the training size (at most the image's own); or, where "
+            "the scale is below the model's, objects far larger than the training objects came out in pieces, and the "
+            "look from farther away (a third of the working scale) saw them whole")
 
 
 def _pixel_hint(image: np.ndarray, stats: dict, colour_model: bool) -> str:

@@ -24,9 +24,9 @@ from segfit.data.formats import read_image, to_channels
 from segfit.data.preprocess import image_to_tensor, resize_image, working_size
 from segfit.decoding import Prediction, decode
 from segfit.errors import SegfitError
+from segfit.rescaling import (adapts_scale, broken_apart, closer_scale, coarse_scale, may_look_coarser,
+                               median_diameter, surer)
 
-RESCALE_BELOW = 0.8  # an image whose objects' median diameter is under this share of the training objects' is
-# predicted again at the scale that brings them to the training size (EMPS 10-minute model: test IoU 0.792 -> 0.802)
 MAX_WHOLE_SIDE = 1024  # larger images are predicted in tiles, whatever the training size
 
 
@@ -232,44 +232,53 @@ class Predictor:
         """A :class:`Prediction` per image: class ids, and on request the objects, the uncertainty map
         (the predictive entropy of the averaged class probabilities, 0 certain .. 1 a 50/50 split) and the
         predicted distance map (models that learn instances). An image whose objects come out much smaller than
-        the training objects is predicted again at a larger scale (:meth:`closer_scale`)."""
+        the training objects is predicted again at a larger scale (:meth:`closer_scale`); one whose objects the first
+        pass broke into pieces takes the coarse look's prediction (:mod:`segfit.rescaling`)."""
         images = [self._array(im) for im in images]
         out_sizes = out_sizes or [im.shape[:2] for im in images]
-        probe = self.adapts_scale and self.learns_instances  # the model's own objects measure the image's
+        # the model's own objects measure the image's
+        probe = (self.adapts_scale or coarse_scale(self.config.data) is not None) and self.learns_instances
+        looks = any(may_look_coarser(self.config.data, im.shape) for im in images)  # compares how sure each look is
         results = self._predict_resized(images, [self._resized(im) for im in images], out_sizes, batch_size,
-                                        objects or probe, uncertainty, distance)
-        again = {j: s for j, r in enumerate(results) if self.adapts_scale and (s := self.closer_scale(r)) is not None}
+                                        objects or probe, uncertainty or looks, distance)
+        # First the coarse look: objects broken into pieces would otherwise pass for small ones, and be predicted
+        # again at a larger scale, in more pieces.
+        self._look_coarser(images, results, out_sizes, batch_size, uncertainty, distance)
+        again = {j: s for j, r in enumerate(results)
+                 if r.scale is None and self.adapts_scale and (s := self.closer_scale(r)) is not None}
         redone = self._predict_resized([images[j] for j in again], [self._resized(images[j], s) for j, s in again.items()],
                                        [out_sizes[j] for j in again], batch_size, objects, uncertainty, distance)
         for (j, s), r in zip(again.items(), redone):
             results[j] = r._replace(scale=s)
-        return [r if objects or r.objects is None else r._replace(objects=None) for r in results]
+        return [r._replace(objects=r.objects if objects else None, uncertainty=r.uncertainty if uncertainty else None,
+                           expected_iou=r.expected_iou if uncertainty else None) for r in results]
 
     @property
     def adapts_scale(self) -> bool:
-        """Whether images with small objects may be predicted at a larger scale: a model that works below full
-        size on objects of a known size (``object_diameter``, planned from instance maps)."""
-        d = self.config.data
-        return bool(d.object_diameter and d.scale and d.scale < 1 and not d.size)
+        """Whether images with small objects may be predicted at a larger scale (:mod:`segfit.rescaling`)."""
+        return adapts_scale(self.config.data)
 
     def closer_scale(self, prediction: Prediction) -> float | None:
-        """A larger working scale for an image whose objects (the model's own, else the connected parts of the
-        foreground, fragments left out) have a median diameter under :data:`RESCALE_BELOW` of the training objects'
-        (``object_diameter``): the scale that brings them to the training size, at most full size (as Cellpose
-        rescales each image to its cells' size). None when the image's objects are the usual size or too few."""
-        from scipy import ndimage
+        """The larger scale for an image whose objects come out much smaller than the training objects
+        (:func:`segfit.rescaling.closer_scale`); None for others."""
+        return closer_scale(self.config.data, prediction, self.min_object_area)
 
-        from segfit.objects import equivalent_diameter
-
-        d = self.config.data
-        labels = prediction.objects if prediction.objects is not None else ndimage.label(prediction.classes > 0)[0]
-        areas = np.bincount(labels.ravel())[1:]
-        areas = areas[areas >= max(1, self.min_object_area)]
-        if len(areas) == 0:
-            return None
-        median = float(np.median(equivalent_diameter(areas)))
-        scale = min(1.0, d.scale * d.object_diameter / max(median, 1.0))
-        return round(scale, 4) if median < RESCALE_BELOW * d.object_diameter and scale >= 1.2 * d.scale else None
+    def _look_coarser(self, images, results, out_sizes, batch_size, uncertainty, distance) -> None:
+        """Replace, in ``results``, the prediction of each image whose objects the first pass broke into pieces by
+        the coarse look, where the model is surer of that look (:func:`segfit.rescaling.broken_apart`,
+        :func:`segfit.rescaling.surer`); images with no objects, or too small or too large for a coarse look, keep
+        theirs."""
+        d, area = self.config.data, self.min_object_area
+        if coarse_scale(d) is None:
+            return
+        first = {j: median_diameter(r, area) for j, r in enumerate(results)}
+        look = [j for j, m in first.items() if m and may_look_coarser(d, images[j].shape)]
+        c = coarse_scale(d)
+        seen = self._predict_resized([images[j] for j in look], [self._resized(images[j], c) for j in look],
+                                     [out_sizes[j] for j in look], batch_size, True, True, distance)
+        for j, r in zip(look, seen):
+            if broken_apart(d, first[j], median_diameter(r, area)) and surer(r, results[j]):
+                results[j] = r._replace(scale=round(c, 4))
 
     def _predict_resized(self, images, resized, out_sizes, batch_size, objects, uncertainty, distance) -> list[Prediction]:
         results: list[Prediction | None] = [None] * len(images)
