@@ -101,13 +101,18 @@ def decode(bands, in_size: tuple[int, int], size: tuple[int, int], *, instances:
 UNCERTAIN_PIXEL = 0.5  # a pixel whose normalised entropy exceeds this counts as uncertain
 
 
+def mean_uncertainty(unsure: np.ndarray) -> float:
+    """The mean of an uncertainty map (summed in float64: a float16 map of millions of pixels; 0 when empty)."""
+    return float(unsure.mean(dtype=np.float64)) if unsure.size else 0.0
+
+
 def image_uncertainty(name: str, unsure: np.ndarray, calibrated: dict | None, unusual: str | None = None,
                       expected_iou: float | None = None) -> dict:
     """An image's ``mean_uncertainty``, ``uncertain_fraction``, ``expected_error`` (1 - the IoU the model
     expects of its own mask), ``unusual_input`` (why the image is unlike the training images, or None) and
     ``review`` flag: its calibrated measure (``expected_error``; ``mean_uncertainty`` for thresholds recorded
     before) above the threshold, or an unusual input (None with neither a threshold nor an unusual input)."""
-    mean = float(unsure.mean(dtype=np.float64)) if unsure.size else 0.0
+    mean = mean_uncertainty(unsure)
     row = {"image": name, "mean_uncertainty": round(mean, 6),
            "uncertain_fraction": round(float((unsure > UNCERTAIN_PIXEL).mean()) if unsure.size else 0.0, 6),
            "expected_error": None if expected_iou is None else round(1 - expected_iou, 6)}

@@ -268,12 +268,10 @@ class Predictor:
         the coarse look, where the model is surer of that look (:func:`segfit.rescaling.broken_apart`,
         :func:`segfit.rescaling.surer`); images with no objects, or too small or too large for a coarse look, keep
         theirs."""
-        d, area = self.config.data, self.min_object_area
-        if coarse_scale(d) is None:
-            return
-        first = {j: median_diameter(r, area) for j, r in enumerate(results)}
-        look = [j for j, m in first.items() if m and may_look_coarser(d, images[j].shape)]
-        c = coarse_scale(d)
+        d, area, c = self.config.data, self.min_object_area, coarse_scale(self.config.data)
+        look = [j for j in range(len(results)) if may_look_coarser(d, images[j].shape)]
+        first = {j: median_diameter(results[j], area) for j in look}
+        look = [j for j in look if first[j]]  # no objects: nothing broken
         seen = self._predict_resized([images[j] for j in look], [self._resized(images[j], c) for j in look],
                                      [out_sizes[j] for j in look], batch_size, True, True, distance)
         for j, r in zip(look, seen):

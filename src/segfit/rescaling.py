@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from segfit.decoding import Prediction
+from segfit.decoding import Prediction, mean_uncertainty
 
 RESCALE_BELOW = 0.8  # an image whose objects' median diameter is under this share of the training objects' is
 # predicted again at the scale that brings them to the training size (EMPS 10-minute model: test IoU 0.792 -> 0.802)
@@ -90,5 +90,5 @@ def surer(coarse: Prediction, first: Prediction) -> bool:
     own mask, and its mean uncertainty is at most :data:`UNSURE_MARGIN` higher (both need the uncertainty)."""
     if coarse.expected_iou is None or first.expected_iou is None:
         return False
-    mean = lambda p: float(p.uncertainty.mean(dtype=np.float64)) if p.uncertainty.size else 0.0  # noqa: E731
-    return coarse.expected_iou > first.expected_iou and mean(coarse) <= mean(first) + UNSURE_MARGIN
+    return (coarse.expected_iou > first.expected_iou
+            and mean_uncertainty(coarse.uncertainty) <= mean_uncertainty(first.uncertainty) + UNSURE_MARGIN)
