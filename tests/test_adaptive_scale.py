@@ -1,5 +1,7 @@
 """Scale-adaptive prediction: an image whose objects come out much smaller than the training objects is
-predicted again at the scale that brings them to the training size (at most full size)."""
+predicted again at the scale that brings them to the training size (at most full size, twice after a closer
+look); one whose objects are too small to see is looked at from closer; one whose objects come out in pieces
+from farther away."""
 
 from __future__ import annotations
 
@@ -57,7 +59,8 @@ def test_the_scale_that_brings_small_objects_to_the_training_size():
     usual[:36, :36] = 1  # 40.6 px across: the training size
     assert p.closer_scale(Prediction(usual > 0, objects=usual)) is None
     assert p.closer_scale(Prediction(np.zeros((9, 9), np.uint8))) is None  # no objects: nothing to measure
-    assert _predictor(0.9, 40.0).closer_scale(Prediction(labels > 0, objects=labels)) is None  # full size: barely larger
+    closer = Prediction(small > 0, objects=small, scale=1.5)  # a closer look's: up to twice the image's size
+    assert p.closer_scale(closer) == 2.0 and p.closer_scale(closer._replace(scale=1.8)) is None  # barely larger
     assert not _predictor(1.0, 40.0).adapts_scale and not _predictor(0.25, None).adapts_scale
 
 
@@ -112,3 +115,34 @@ def test_objects_broken_into_pieces_are_seen_whole_from_farther_away():
     assert not broken_apart(p.config.data, 30.0, 100.0)  # under 3 times the training objects (120 px): crumbs run together
     assert broken_apart(p.config.data, 30.0, 130.0)
     assert coarse_scale(_predictor(0.5, None).config.data) is None  # no known object size: no coarse look
+
+
+def test_an_image_whose_objects_are_too_small_to_see_is_looked_at_from_closer():
+    from segfit.rescaling import close_scale, closer_is_surer, looks_closer
+
+    p = _predictor(0.25, 40.0)
+    dots = _discs(3, side=240, step=10)  # 576 dots 3 px across: under a pixel at the working scale
+    first = _predictor(0.25, None).predict_full([dots], uncertainty=True)[0]
+    assert (first.classes == 0).all() and first.expected_iou < 0.1  # nothing seen, and the model knows it is unsure
+    assert looks_closer(p.config.data, first) and close_scale(p.config.data) == 0.75
+    seen = p.predict_full([dots], objects=True, uncertainty=True)[0]
+    assert seen.scale == 2.0  # seen from closer (0.75), then at the scale of the dots' size, at most twice the image's
+    truth = dots > 0
+    assert (seen.classes > 0).sum() > 0 and ((seen.classes > 0) & truth).sum() / ((seen.classes > 0) | truth).sum() > 0.9
+    assert seen.objects.max() == 576 and seen.expected_iou > 0.9
+    blank = p.predict_full([np.zeros((240, 240), np.uint8)], uncertainty=True)[0]  # nothing there, and sure of it
+    assert blank.scale is None and not looks_closer(p.config.data, blank)
+    assert close_scale(_predictor(1.0, 40.0).config.data) is None  # a model at full size is not looked closer
+    # A closer look is taken only where the model expects clearly more of it than of the first pass.
+    assert closer_is_surer(seen, first) and not closer_is_surer(seen, seen._replace(expected_iou=seen.expected_iou - 0.1))
+
+
+def test_the_fragment_floor_is_a_size_the_network_sees():
+    from segfit.rescaling import fragment_floor, largest_scale
+
+    d = _predictor(0.5, 40.0).config.data
+    assert fragment_floor(96, d, None) == 96 and fragment_floor(96, d, 0.5) == 96  # the working scale
+    assert fragment_floor(96, d, 1.0) == 24 and fragment_floor(96, d, 2.0) == 6  # predicted larger: smaller objects
+    assert fragment_floor(96, d, 0.5 / 3) == 864 and fragment_floor(0, d, 2.0) == 0  # from farther away: larger crumbs
+    assert largest_scale((200, 200)) == 2.0 and largest_scale((8192, 8192)) == 1.0  # at most 16 M pixels, full size always
+    assert largest_scale((3000, 3000)) == pytest.approx((1 << 24) ** 0.5 / 3000)

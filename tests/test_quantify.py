@@ -211,6 +211,14 @@ def test_folder_of_predictions_skips_overlays_and_reads_class_names(tmp_path):
     summary = quantify([folder], tmp_path / "q3", verbose=False)  # as quantify --checkpoint of that model counts
     assert summary["classes"]["particles"]["objects"] == 1 and summary["min_area"] == 48
     assert quantify([folder], tmp_path / "q4", min_area=0, verbose=False)["classes"]["particles"]["objects"] == 2
+    # A model's own objects (NAME_instances.png) lost their fragments when predicted, at their image's scale (an image
+    # predicted larger keeps smaller objects): only a floor the user gives drops more.
+    objects = np.where(speck > 0, 1, 0).astype(np.uint16)
+    objects[2:4, 2:4] = 2
+    _save(folder / "x_instances.png", objects)
+    (folder / "predictions.json").write_text(json.dumps({**record, "min_object_area": 48, "instances": {}}))
+    assert quantify([folder], tmp_path / "q5", verbose=False)["classes"]["particles"]["objects"] == 2
+    assert quantify([folder], tmp_path / "q6", min_area=48, verbose=False)["classes"]["particles"]["objects"] == 1
 
 
 def test_binary_masks_and_instance_maps(tmp_path):

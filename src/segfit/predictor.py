@@ -24,8 +24,8 @@ from segfit.data.formats import read_image, to_channels
 from segfit.data.preprocess import image_to_tensor, resize_image, working_size
 from segfit.decoding import Prediction, decode
 from segfit.errors import SegfitError
-from segfit.rescaling import (adapts_scale, broken_apart, closer_scale, coarse_scale, may_look_coarser,
-                               median_diameter, surer)
+from segfit.rescaling import (adapts_scale, broken_apart, close_scale, closer_is_surer, closer_scale, coarse_scale,
+                              fragment_floor, largest_scale, looks_closer, may_look_coarser, median_diameter, surer)
 
 MAX_WHOLE_SIDE = 1024  # larger images are predicted in tiles, whatever the training size
 
@@ -236,18 +236,21 @@ class Predictor:
         pass broke into pieces takes the coarse look's prediction (:mod:`segfit.rescaling`)."""
         images = [self._array(im) for im in images]
         out_sizes = out_sizes or [im.shape[:2] for im in images]
+        d = self.config.data
         # the model's own objects measure the image's
-        probe = (self.adapts_scale or coarse_scale(self.config.data) is not None) and self.learns_instances
-        looks = any(may_look_coarser(self.config.data, im.shape) for im in images)  # compares how sure each look is
-        results = self._predict_resized(images, [self._resized(im) for im in images], out_sizes, batch_size,
-                                        objects or probe, uncertainty or looks, distance)
+        probe = (self.adapts_scale or coarse_scale(d) is not None) and self.learns_instances
+        # how sure the model is of each look decides between them
+        looks = close_scale(d) is not None or any(may_look_coarser(d, im.shape) for im in images)
+        results = self._predict_resized(images, [None] * len(images), out_sizes, batch_size, objects or probe,
+                                        uncertainty or looks, distance)
         # First the coarse look: objects broken into pieces would otherwise pass for small ones, and be predicted
-        # again at a larger scale, in more pieces.
+        # again at a larger scale, in more pieces. Then the closer look, for images the model is unsure of.
         self._look_coarser(images, results, out_sizes, batch_size, uncertainty, distance)
-        again = {j: s for j, r in enumerate(results)
-                 if r.scale is None and self.adapts_scale and (s := self.closer_scale(r)) is not None}
-        redone = self._predict_resized([images[j] for j in again], [self._resized(images[j], s) for j, s in again.items()],
-                                       [out_sizes[j] for j in again], batch_size, objects, uncertainty, distance)
+        self._look_closer(images, results, out_sizes, batch_size, objects or probe, distance)
+        again = {j: s for j, r in enumerate(results) if (r.scale is None or r.scale > d.scale)
+                 and self.adapts_scale and (s := self.closer_scale(r)) is not None}
+        redone = self._predict_resized([images[j] for j in again], list(again.values()), [out_sizes[j] for j in again],
+                                       batch_size, objects, uncertainty, distance)
         for (j, s), r in zip(again.items(), redone):
             results[j] = r._replace(scale=s)
         return [r._replace(objects=r.objects if objects else None, uncertainty=r.uncertainty if uncertainty else None,
@@ -261,7 +264,8 @@ class Predictor:
     def closer_scale(self, prediction: Prediction) -> float | None:
         """The larger scale for an image whose objects come out much smaller than the training objects
         (:func:`segfit.rescaling.closer_scale`); None for others."""
-        return closer_scale(self.config.data, prediction, self.min_object_area)
+        d = self.config.data
+        return closer_scale(d, prediction, fragment_floor(self.min_object_area, d, prediction.scale))
 
     def _look_coarser(self, images, results, out_sizes, batch_size, uncertainty, distance) -> None:
         """Replace, in ``results``, the prediction of each image whose objects the first pass broke into pieces by
@@ -272,13 +276,29 @@ class Predictor:
         look = [j for j in range(len(results)) if may_look_coarser(d, images[j].shape)]
         first = {j: median_diameter(results[j], area) for j in look}
         look = [j for j in look if first[j]]  # no objects: nothing broken
-        seen = self._predict_resized([images[j] for j in look], [self._resized(images[j], c) for j in look],
-                                     [out_sizes[j] for j in look], batch_size, True, True, distance)
+        seen = self._predict_resized([images[j] for j in look], [c] * len(look), [out_sizes[j] for j in look],
+                                     batch_size, True, True, distance)
         for j, r in zip(look, seen):
             if broken_apart(d, first[j], median_diameter(r, area)) and surer(r, results[j]):
                 results[j] = r._replace(scale=round(c, 4))
 
-    def _predict_resized(self, images, resized, out_sizes, batch_size, objects, uncertainty, distance) -> list[Prediction]:
+    def _look_closer(self, images, results, out_sizes, batch_size, objects, distance) -> None:
+        """Replace, in ``results``, the first pass of each image the model is unsure of
+        (:func:`segfit.rescaling.looks_closer`) by a look from closer, where the model is surer of it."""
+        d = self.config.data
+        look = {j: round(min(close_scale(d), largest_scale(images[j].shape)), 4) for j, r in enumerate(results)
+                if r.scale is None and looks_closer(d, r)}
+        seen = self._predict_resized([images[j] for j in look], list(look.values()), [out_sizes[j] for j in look],
+                                     batch_size, objects, True, distance)
+        for (j, s), r in zip(look.items(), seen):
+            if s > d.scale and closer_is_surer(r, results[j]):
+                results[j] = r._replace(scale=s)
+
+    def _predict_resized(self, images, scales, out_sizes, batch_size, objects, uncertainty, distance) -> list[Prediction]:
+        """Predict each image at its scale in ``scales`` (None: the working scale); its fragment floor scales with it
+        (:func:`segfit.rescaling.fragment_floor`)."""
+        resized = [self._resized(im, s) for im, s in zip(images, scales)]
+        floors = [fragment_floor(self.min_object_area, self.config.data, s) for s in scales]
         results: list[Prediction | None] = [None] * len(images)
         order = sorted(range(len(images)), key=lambda i: tuple(resized[i].shape))
         tiled = [i for i in order if self.tile_for(*resized[i].shape[:2])]
@@ -290,7 +310,7 @@ class Predictor:
             source = _Tiles(resized[j], self.config.data.mean, self.config.data.std)
             bands = tiled_rows(source, self.logits, self.tile_for(*resized[j].shape[:2]), self.overlap,
                                align=self.backend.multiple)
-            results[j] = self.decode(bands, resized[j].shape[:2], out_sizes[j], objects, uncertainty, distance)
+            results[j] = self.decode(bands, resized[j].shape[:2], out_sizes[j], objects, uncertainty, distance, floors[j])
         skip = set(tiled)
         order = [i for i in order if i not in skip]
         i = 0
@@ -302,17 +322,17 @@ class Predictor:
             d = self.config.data
             logits = self.logits(torch.stack([image_to_tensor(resized[j], d.mean, d.std) for j in group]))
             for j, lg in zip(group, logits):
-                results[j] = self.decode([(0, lg)], lg.shape[-2:], out_sizes[j], objects, uncertainty, distance)
+                results[j] = self.decode([(0, lg)], lg.shape[-2:], out_sizes[j], objects, uncertainty, distance, floors[j])
             i += len(group)
         return results  # type: ignore[return-value]
 
     def decode(self, bands, in_size: tuple[int, int], size: tuple[int, int], objects: bool,
-               uncertainty: bool, keep_distance: bool = False) -> Prediction:
+               uncertainty: bool, keep_distance: bool = False, min_object_area: int | None = None) -> Prediction:
         """Network outputs (``(y0, K x n x w)`` bands of rows) -> a :class:`Prediction` of ``size``
-        (:func:`segfit.decoding.decode`, with this model's instance settings)."""
+        (:func:`segfit.decoding.decode`, with this model's instance settings; ``min_object_area`` for its own)."""
         return decode(bands, in_size, size, instances=self.learns_instances, objects=objects, uncertainty=uncertainty,
                       keep_distance=keep_distance, seed_level=self.seed_level, merge_level=self.merge_level,
-                      min_object_area=self.min_object_area)
+                      min_object_area=self.min_object_area if min_object_area is None else min_object_area)
 
     def predict(self, image: np.ndarray | str | os.PathLike) -> np.ndarray:
         """Class ids (uint8, ``H x W``) for one image (an array or an image file) at its original size."""

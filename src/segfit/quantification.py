@@ -150,6 +150,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
     out = output_dir(out, print if verbose else lambda _: None, create=checkpoint is not None)
 
     run_dir = masks_dir = void = reading = None
+    given = min_area or 0  # the model's own objects lost their fragments at their image's scale when predicted
     if checkpoint is not None:
         from segfit.predictor import Predictor
         from segfit.rundir import run_dir_of_model
@@ -212,7 +213,7 @@ def quantify(inputs, out, *, checkpoint=None, classes=None, class_names=None, sp
                 labels, coverage = renumber(mask, min_area), float(np.mean(mask > 0))
             elif objects_map is not None:  # the model's own objects (NAME_instances.png from segfit predict)
                 binary = mask == cid
-                labels, coverage = renumber(np.where(binary, objects_map, 0), min_area), _coverage(binary, labelled)
+                labels, coverage = renumber(np.where(binary, objects_map, 0), given), _coverage(binary, labelled)
             else:
                 binary = mask == cid
                 labels = label_objects(binary, split_touching, min_distance, min_area)

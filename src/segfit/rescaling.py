@@ -4,8 +4,10 @@ A model trained on objects of a known size (``object_diameter``, planned from in
 an image's objects come out near that size. Two departures are caught from the prediction itself:
 
 - objects much *smaller* than the training objects (:func:`closer_scale`): the image is predicted again at the
-  scale that brings them to the training size, at most full size (as Cellpose rescales each image to its
-  cells' size);
+  scale that brings them to the training size, at most :data:`MAX_UPSCALE` times its size (as Cellpose rescales
+  each image to its cells' size); objects too small to be seen at all at the working scale leave the model unsure of
+  an image (:func:`looks_closer`): it is also looked at from closer (:func:`close_scale`), and where the model is
+  surer of that look, it is the prediction (and its objects are measured for the closer scale, as above);
 - objects far *larger* than the training objects, which a network that sees a part of an object at a time
   breaks into pieces (:func:`broken_apart`): every image is also looked at from farther away
   (:func:`coarse_scale`, a ninth of the pixels), and where the objects seen there are whole and the model is surer
@@ -31,8 +33,19 @@ BROKEN_APART = 2.5
 # EMPS model (scale 0.30), whose coarse look at 0.10 runs crowded particles of the usual size together, 17 test
 # images passed the size rule; these two kept 6 (F1 of those 0.38 -> 0.70) and left the crowded ones alone.
 UNSURE_MARGIN = 0.1
+# An image whose first pass the model expects to get under this IoU gets a closer look at COARSER times the working
+# scale. EMPS 20-minute model (scale 0.46): the test image of 234 particles 8 px across (3.7 px at the working
+# scale) came out empty (expected IoU 0.01); at 1.37 it is 0.56, 167 particles found, and at the scale of their size
+# (1.88) 220.
+LOOK_CLOSER_BELOW = 0.5
+# The closer look is the prediction where the model expects this much more IoU of it: seen larger, objects of the
+# usual size come out in more pieces, and a little more sureness is not worth it (two EMPS test images of large
+# particles: expected IoU +0.03 and +0.09, 5 -> 28 and 4 -> 26 objects; those with tiny ones gained 0.26 to 0.55).
+CLOSER_GAIN = 0.15
+MAX_UPSCALE = 2.0  # an image is predicted at most at twice its size
 COARSE_MIN_SIDE = 32  # an image smaller than this at the coarse scale gets no coarse look
 COARSE_MAX_PIXELS = 1 << 24  # nor does one larger than this (its maps at full size would double the memory)
+LOOK_MAX_PIXELS = 1 << 24  # an image is predicted larger than its size up to this many pixels
 
 
 def median_diameter(prediction: Prediction, min_area: int = 0) -> float | None:
@@ -57,12 +70,50 @@ def adapts_scale(data) -> bool:
 def closer_scale(data, prediction: Prediction, min_area: int = 0) -> float | None:
     """A larger working scale for an image whose objects have a median diameter under :data:`RESCALE_BELOW` of
     the training objects' (``data.object_diameter``): the scale that brings them to the training size, at most
-    full size. None when the image's objects are the usual size or too few."""
+    full size (:func:`largest_scale` for a closer look's prediction), and a fifth larger than the prediction's own at
+    least. None when the image's objects are
+    the usual size or too few."""
     median = median_diameter(prediction, min_area)
     if median is None:
         return None
-    scale = min(1.0, data.scale * data.object_diameter / max(median, 1.0))
-    return round(scale, 4) if median < RESCALE_BELOW * data.object_diameter and scale >= 1.2 * data.scale else None
+    now = prediction.scale or data.scale
+    # larger than the image's own size only after a closer look the model was surer of
+    top = largest_scale(prediction.classes.shape) if now > data.scale else 1.0
+    scale = min(top, data.scale * data.object_diameter / max(median, 1.0))
+    return round(scale, 4) if median < RESCALE_BELOW * data.object_diameter and scale >= 1.2 * now else None
+
+
+def largest_scale(shape: tuple[int, ...]) -> float:
+    """The largest scale an image of ``shape`` is predicted at: :data:`MAX_UPSCALE`, within
+    :data:`LOOK_MAX_PIXELS`, and full size at least."""
+    return max(1.0, min(MAX_UPSCALE, (LOOK_MAX_PIXELS / max(shape[0] * shape[1], 1)) ** 0.5))
+
+
+def fragment_floor(min_area: int, data, scale: float | None) -> int:
+    """The fragment floor (pixels at original size) of a prediction made at ``scale``: ``min_area`` is the floor at
+    the working scale, an object size the network sees, so an image predicted larger keeps objects as small
+    as they are in it, and one seen from farther away drops crumbs as large."""
+    if not min_area or not scale or not data.scale or abs(scale - data.scale) < 1e-6:
+        return min_area
+    return max(1, round(min_area * (data.scale / scale) ** 2))
+
+
+def close_scale(data) -> float | None:
+    """The scale of the closer look, :data:`COARSER` times the working scale (at most :data:`MAX_UPSCALE`), for a
+    model trained on objects of a known size below full size; None for others."""
+    return min(MAX_UPSCALE, data.scale * COARSER) if adapts_scale(data) else None
+
+
+def closer_is_surer(closer: Prediction, first: Prediction) -> bool:
+    """Whether the model is clearly surer of the ``closer`` look than of the ``first`` pass: :func:`surer`, and
+    expecting :data:`CLOSER_GAIN` more IoU of it."""
+    return surer(closer, first) and closer.expected_iou >= first.expected_iou + CLOSER_GAIN
+
+
+def looks_closer(data, first: Prediction) -> bool:
+    """Whether an image gets a closer look: the model expects less than :data:`LOOK_CLOSER_BELOW` IoU of its
+    first pass (objects too small to see at the working scale leave it unsure, or see nothing)."""
+    return close_scale(data) is not None and first.expected_iou is not None and first.expected_iou < LOOK_CLOSER_BELOW
 
 
 def coarse_scale(data) -> float | None:
