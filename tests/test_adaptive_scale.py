@@ -133,6 +133,10 @@ def test_an_image_whose_objects_are_too_small_to_see_is_looked_at_from_closer():
     blank = p.predict_full([np.zeros((240, 240), np.uint8)], uncertainty=True)[0]  # nothing there, and sure of it
     assert blank.scale is None and not looks_closer(p.config.data, blank)
     assert close_scale(_predictor(1.0, 40.0).config.data) is None  # a model at full size is not looked closer
+    usual = np.zeros((240, 240), np.int32)
+    usual[:36, :36] = 1  # unsure of an object of the training size: not a matter of seeing closer
+    assert not looks_closer(p.config.data, Prediction(usual > 0, objects=usual, expected_iou=0.2))
+    assert looks_closer(p.config.data, Prediction(usual > 0, objects=usual // 2, expected_iou=0.2))  # nothing found
     # A closer look is taken only where the model expects clearly more of it than of the first pass.
     assert closer_is_surer(seen, first) and not closer_is_surer(seen, seen._replace(expected_iou=seen.expected_iou - 0.1))
 

@@ -287,7 +287,7 @@ class Predictor:
         (:func:`segfit.rescaling.looks_closer`) by a look from closer, where the model is surer of it."""
         d = self.config.data
         look = {j: round(min(close_scale(d), largest_scale(images[j].shape)), 4) for j, r in enumerate(results)
-                if r.scale is None and looks_closer(d, r)}
+                if r.scale is None and looks_closer(d, r, self.min_object_area)}
         seen = self._predict_resized([images[j] for j in look], list(look.values()), [out_sizes[j] for j in look],
                                      batch_size, objects, True, distance)
         for (j, s), r in zip(look.items(), seen):

@@ -110,10 +110,14 @@ def closer_is_surer(closer: Prediction, first: Prediction) -> bool:
     return surer(closer, first) and closer.expected_iou >= first.expected_iou + CLOSER_GAIN
 
 
-def looks_closer(data, first: Prediction) -> bool:
+def looks_closer(data, first: Prediction, min_area: int = 0) -> bool:
     """Whether an image gets a closer look: the model expects less than :data:`LOOK_CLOSER_BELOW` IoU of its
-    first pass (objects too small to see at the working scale leave it unsure, or see nothing)."""
-    return close_scale(data) is not None and first.expected_iou is not None and first.expected_iou < LOOK_CLOSER_BELOW
+    first pass, which found no objects or smaller ones than the training objects (objects too small to see at the
+    working scale leave it unsure, or see nothing); objects under ``min_area`` pixels are fragments."""
+    if close_scale(data) is None or first.expected_iou is None or first.expected_iou >= LOOK_CLOSER_BELOW:
+        return False
+    median = median_diameter(first, min_area)
+    return median is None or median < RESCALE_BELOW * data.object_diameter
 
 
 def coarse_scale(data) -> float | None:
