@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from segfit.config import RunConfig
-from segfit.decoding import SelfAgreement, decode, image_uncertainty
+from segfit.decoding import SelfAgreement, decode, image_uncertainty, region_uncertainty
 from segfit.ensemble import VARIANTS, AveragedBackend, entropy, review_calibration, tta_variants
 from segfit.errors import SegfitError
 from segfit.folds import fold_splits
@@ -91,6 +91,12 @@ def test_review_flag_follows_the_calibrated_threshold():
     assert row["mean_uncertainty"] == pytest.approx(0.45) and row["uncertain_fraction"] == 0.5 and row["review"] is True
     assert image_uncertainty("a.png", unsure, {"threshold": 0.5, "how": "test"})["review"] is False
     assert image_uncertainty("a.png", unsure, None)["review"] is None
+    # Given the class map: the mean over the predicted objects and the uncertain pixels, not the certain background.
+    classes = np.array([[0, 1], [0, 0]], np.uint8)  # an object at 0.2; 0.6 and 1.0 are uncertain; 0.0 is background
+    assert image_uncertainty("a.png", unsure, None, classes=classes)["mean_uncertainty"] == pytest.approx(0.6)
+    assert image_uncertainty("a.png", np.zeros((8, 8), np.float32), None, classes=np.zeros((8, 8), np.uint8))["mean_uncertainty"] == 0
+    big = np.tile(unsure, (300, 300))  # in blocks of rows: the same mean
+    assert region_uncertainty(big, np.tile(classes, (300, 300)), rows=1000) == pytest.approx(0.6)
     # Thresholds calibrated on the expected error compare that; thresholds recorded before, the mean uncertainty.
     on_error = {"threshold": 0.3, "measure": "expected_error", "how": "test"}
     assert image_uncertainty("a.png", unsure, on_error, None, expected_iou=0.6)["review"] is True

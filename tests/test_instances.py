@@ -249,7 +249,7 @@ def test_seed_sweep_picks_the_level_that_splits_a_bridged_pair():
     for _ in range(MIN_SWEEP_IMAGES + 3):
         late.add(truth, merged, merged, distance)
     assert late.images == MIN_SWEEP_IMAGES
-    assert late.total[0.7, None, 0].count_true == MIN_SWEEP_IMAGES * 2  # two discs an image, each image scored at each level
+    assert late.total[0.7, None, 0, None].count_true == MIN_SWEEP_IMAGES * 2  # two discs an image, each image scored at each level
     on_time = SeedSweep(deadline=time.perf_counter() + 3600)
     for _ in range(MIN_SWEEP_IMAGES + 3):
         on_time.add(truth, merged, merged, distance)

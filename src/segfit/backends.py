@@ -86,6 +86,27 @@ def calibration(backend, key: str):
     return ((read_json_if_any(run_dir / "summary.json") if run_dir else None) or {}).get(key)
 
 
+class Calibrated:
+    """An attribute of a predictor (with a ``backend``): the setting of its objects of the same name calibrated
+    on its run's validation images (:func:`calibration` ``instances``), else ``default`` (a value, or a function
+    of the predictor), through ``kind``; read once, then settable like any attribute."""
+
+    def __init__(self, default=None, kind=None):
+        self.default, self.kind = default, kind
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, predictor, owner=None):
+        if predictor is None:
+            return self
+        default = self.default(predictor) if callable(self.default) else self.default
+        value = (calibration(predictor.backend, "instances") or {}).get(self.name, default)
+        value = self.kind(value) if self.kind and value is not None else value
+        predictor.__dict__[self.name] = value  # the instance's own value hides this (non-data) descriptor from now on
+        return value
+
+
 def _export_record(path: Path, fmt: str) -> dict:
     """The record ``segfit export`` wrote beside an exported network (``FILE.json``), checked."""
     record = Path(f"{path}.json")

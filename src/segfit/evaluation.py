@@ -139,11 +139,11 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
             pred, pred_objects = result.classes, result.objects
             row = _image_row(s.name, pred, truth, d.class_names, total)
             row["working_scale"] = result.scale or d.scale or 1.0  # larger than the model's for small objects, smaller for huge ones
-            row.update({k: v for k, v in image_uncertainty(s.name, result.uncertainty, None, None, result.expected_iou).items() if k not in ("image", "review")})
+            row.update({k: v for k, v in image_uncertainty(s.name, result.uncertainty, None, None, result.expected_iou, pred).items() if k not in ("image", "review")})
             if instances:
                 row.update(objects.add(s.name, raw, truth, pred, pred_objects))
             if sweep is not None:
-                sweep.add(true_objects(raw, truth, objects.binary), truth, pred, result.distance)
+                sweep.add(true_objects(raw, truth, objects.binary), truth, pred, result.distance, result.uncertainty)
             rows.append(row)
             gallery.add(row["iou"], s.name, image, truth, pred)
             if overlays:
@@ -178,6 +178,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
             metrics["instances"]["seed_level"] = predictor.seed_level
             metrics["instances"]["merge_level"] = predictor.merge_level
             metrics["instances"]["min_object_area"] = predictor.min_object_area
+            metrics["instances"]["unsure_level"] = predictor.unsure_level
         plot_size_comparison(objects.diameters(), out / "sizes.png", pixel_size, unit)
     if sweep is not None:
         metrics["seed_calibration"] = sweep.best(f"the {len(names)} {split} images" if sweep.images == len(names) else

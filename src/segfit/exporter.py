@@ -78,7 +78,7 @@ def _averaged_seeds(checkpoint, tta: bool, current: dict | None, verbose: bool) 
 
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu", precision="32", tta=tta)
     best = calibrate_averaged(predictor, print if verbose else lambda *a, **k: None)
-    keys = ("seed_level", "merge_level", "min_object_area", "f1", "how", "members", "variants")
+    keys = ("seed_level", "merge_level", "min_object_area", "unsure_level", "f1", "how", "members", "variants")
     return current if best is None else {k: best[k] for k in keys}
 
 

@@ -170,9 +170,12 @@ def _member_seed_level(members: list[Path]) -> dict | None:
     merges = [c["merge_level"] for c in found if c.get("merge_level") is not None]
     merge = float(median(merges)) if 2 * len(merges) > len(levels) else None
     areas = [c["min_object_area"] for c in found if c.get("min_object_area") is not None]
+    unsure = [c["unsure_level"] for c in found if c.get("unsure_level") is not None]
     return {"seed_level": float(median(levels)), "merge_level": merge,
             **({"min_object_area": int(median(areas))} if areas else {}),
-            "how": f"the median of the members' calibrated levels {levels} (merge levels {merges}, fragment floors {areas})"}
+            "unsure_level": float(median(unsure)) if 2 * len(unsure) > len(levels) else None,
+            "how": f"the median of the members' calibrated levels {levels} (merge levels {merges}, fragment floors {areas}, "
+                   f"unsure levels {unsure})"}
 
 
 def _member_summary(member: Path) -> dict:

@@ -36,6 +36,9 @@ MERGE_LEVELS = (None, 0.5, 0.6, 0.7)
 # at 1x / 2x / 3x, but count error +6.3 / -1.8 / -6.4 %, mean diameter -3.5 / +3.0 / +6.9 %, Wasserstein-1
 # 2.55 / 2.87 / 4.57 px.
 AREA_FACTORS = (1, 2)
+# Uncertainty levels the sweep tries beside keeping every object (:func:`segfit.objects.drop_unsure`): an object
+# is kept when the model is surer than this of one of its pixels at least.
+UNSURE_LEVELS = (None, 0.9, 0.8, 0.7)
 
 
 @dataclass
@@ -114,6 +117,11 @@ def match_instances(true_labels: np.ndarray, pred_labels: np.ndarray, iou_thresh
         pred_labels: the prediction, likewise.
         iou_threshold: a pair matches when its IoU is at least this.
     """
+    return _match(true_labels, pred_labels, iou_threshold)[0]
+
+
+def _match(true_labels: np.ndarray, pred_labels: np.ndarray, iou_threshold: float) -> tuple[InstanceMatch, np.ndarray, np.ndarray]:
+    """:func:`match_instances`, and the predicted ids with whether each was matched."""
     if true_labels.shape != pred_labels.shape:
         raise ValueError(f"label images differ in shape: {true_labels.shape} vs {pred_labels.shape}")
     t_ids, t_areas = _areas(true_labels)
@@ -123,7 +131,7 @@ def match_instances(true_labels: np.ndarray, pred_labels: np.ndarray, iou_thresh
     both = (true_labels > 0) & (pred_labels > 0)
     if not both.any():
         result.fp, result.fn = len(p_ids), len(t_ids)
-        return result
+        return result, p_ids, np.zeros(len(p_ids), bool)
     # Intersections of every overlapping (true, pred) pair, from one pass over the shared pixels.
     ti = np.searchsorted(t_ids, true_labels[both])
     pi = np.searchsorted(p_ids, pred_labels[both])
@@ -142,7 +150,7 @@ def match_instances(true_labels: np.ndarray, pred_labels: np.ndarray, iou_thresh
     result.tp = int(t_used.sum())
     result.fn = len(t_ids) - result.tp
     result.fp = len(p_ids) - result.tp
-    return result
+    return result, p_ids, p_used
 
 
 def _of_class(labels: np.ndarray, classes: np.ndarray, cls: int) -> np.ndarray:
@@ -208,26 +216,29 @@ class ObjectScores:
 
 
 class SeedSweep:
-    """Instance F1 of a model's objects at each of :data:`SEED_LEVELS`, :data:`MERGE_LEVELS` and fragment floor
-    (:data:`AREA_FACTORS` times ``min_area``), over held-out images: the levels that separate touching objects
-    best on this data (too low merges neighbours, too high loses the faint ones) and the floor under which a
-    piece is a fragment.
+    """Instance F1 of a model's objects at each of :data:`SEED_LEVELS`, :data:`MERGE_LEVELS`, fragment floor
+    (:data:`AREA_FACTORS` times ``min_area``) and :data:`UNSURE_LEVELS`, over held-out images: the levels that
+    separate touching objects best on this data (too low merges neighbours, too high loses the faint ones), the
+    floor under which a piece is a fragment, and how sure of an object the model must be somewhere.
 
     On EMPS (the 20-minute model, test split) F1 went 0.56 / 0.63 / 0.63 at levels 0.5 / 0.6 / 0.7."""
 
     def __init__(self, min_area: int = 0, levels: tuple[float, ...] = SEED_LEVELS, deadline: float | None = None,
-                 merges: tuple[float | None, ...] = MERGE_LEVELS, area_factors: tuple[int, ...] = AREA_FACTORS):
-        self.levels, self.merges, self.deadline = levels, merges, deadline
+                 merges: tuple[float | None, ...] = MERGE_LEVELS, area_factors: tuple[int, ...] = AREA_FACTORS,
+                 unsure: tuple[float | None, ...] = UNSURE_LEVELS):
+        self.levels, self.merges, self.deadline, self.unsure = levels, merges, deadline, unsure
         self.areas = tuple(sorted({int(f * min_area) for f in area_factors})) if min_area > 1 else (int(min_area),)
         self.min_area = self.areas[0]
-        self.total = {(level, merge, area): InstanceMatch() for level in levels for merge in merges for area in self.areas}
+        self.total = {(level, merge, area, u): InstanceMatch() for level in levels for merge in merges
+                      for area in self.areas for u in unsure}
         self.images = 0
 
-    def add(self, truth_objects: np.ndarray, truth: np.ndarray, classes: np.ndarray, distance: np.ndarray) -> None:
-        """One image: its true objects and class ids, the predicted class ids and distance map. Past the
-        ``deadline`` (``time.perf_counter()``; a run's time budget), images beyond the first
-        :data:`MIN_SWEEP_IMAGES` are skipped."""
-        from segfit.objects import instance_variants
+    def add(self, truth_objects: np.ndarray, truth: np.ndarray, classes: np.ndarray, distance: np.ndarray,
+            uncertainty: np.ndarray | None = None) -> None:
+        """One image: its true objects and class ids, the predicted class ids, distance and uncertainty maps
+        (without one, every unsure level keeps all objects). Past the ``deadline`` (``time.perf_counter()``;
+        a run's time budget), images beyond the first :data:`MIN_SWEEP_IMAGES` are skipped."""
+        from segfit.objects import instance_variants, least_unsure
 
         if self.deadline is not None and self.images >= MIN_SWEEP_IMAGES and time.perf_counter() > self.deadline:
             return
@@ -239,19 +250,30 @@ class SeedSweep:
             for (merge, area), found in instance_variants(classes, distance, level, self.areas, self.merges).items():
                 for c in present:  # with one class present, every object found is of it
                     mine = found if len(present) == 1 else _of_class(found, classes, c)
-                    self.total[level, merge, area] += match_instances(true_of[c], mine)
+                    match, ids, matched = _match(true_of[c], mine, 0.5)
+                    surest = least_unsure(mine, uncertainty, int(ids.max()))[ids - 1] if uncertainty is not None and ids.size else None
+                    for u in self.unsure:
+                        if u is None or surest is None:
+                            self.total[level, merge, area, u] += match
+                            continue
+                        kept = surest <= u  # dropping an object leaves the other matches as they are (IoU >= 0.5: unique)
+                        tp = int((matched & kept).sum())
+                        self.total[level, merge, area, u] += InstanceMatch(tp=tp, fp=int(kept.sum()) - tp, fn=match.count_true - tp)
 
     def best(self, images: str) -> dict | None:
-        """``{"seed_level", "merge_level", "min_object_area", "f1", "f1_by_level", "f1_by_merge", "f1_by_area",
-        "how"}`` (None when the images held no objects); ties go to the planned floor, then to no merging, then
-        to the level nearer the middle (0.5)."""
+        """``{"seed_level", "merge_level", "min_object_area", "unsure_level", "f1", "f1_by_level", "f1_by_merge",
+        "f1_by_area", "f1_by_unsure", "how"}`` (None when the images held no objects); ties go to the planned
+        floor, then to keeping every object, then to no merging, then to the level nearer the middle (0.5)."""
         f1 = {key: m.scores()["f1"] for key, m in self.total.items() if m.count_true}
         if not f1:
             return None
         base = self.min_area
-        level, merge, area = max(f1, key=lambda k: (round(f1[k], 4), k[2] == base, k[1] is None, -abs(k[0] - 0.5), -k[2]))
-        return {"seed_level": level, "merge_level": merge, "min_object_area": area, "f1": round(f1[level, merge, area], 4),
-                "f1_by_level": {str(lv): round(f1[lv, m, a], 4) for lv, m, a in f1 if m is None and a == base},
-                "f1_by_merge": {str(m): round(f1[lv, m, a], 4) for lv, m, a in f1 if lv == level and a == area},
-                "f1_by_area": {str(a): round(f1[lv, m, a], 4) for lv, m, a in f1 if lv == level and m == merge},
-                "how": f"the seed and merge levels and fragment floor of the highest instance F1 on {images}"}
+        best = max(f1, key=lambda k: (round(f1[k], 4), k[2] == base, k[3] is None, k[1] is None, -abs(k[0] - 0.5), -k[2]))
+        level, merge, area, unsure = best
+        return {"seed_level": level, "merge_level": merge, "min_object_area": area, "unsure_level": unsure,
+                "f1": round(f1[best], 4),
+                "f1_by_level": {str(k[0]): round(v, 4) for k, v in f1.items() if k[1:] == (None, base, None)},
+                "f1_by_merge": {str(k[1]): round(v, 4) for k, v in f1.items() if (k[0], *k[2:]) == (level, area, unsure)},
+                "f1_by_area": {str(k[2]): round(v, 4) for k, v in f1.items() if (*k[:2], k[3]) == (level, merge, unsure)},
+                "f1_by_unsure": {str(k[3]): round(v, 4) for k, v in f1.items() if k[:3] == (level, merge, area)},
+                "how": f"the seed and merge levels, fragment floor and unsure level of the highest instance F1 on {images}"}

@@ -88,6 +88,7 @@ def write_package(backend, write_network, out: str | os.PathLike, variants=("ide
     facts = {"run": run_dir, "sample": sample, "variants": list(variants), "members": len(getattr(backend, "members", [1])),
              "seed_level": objects.get("seed_level", SEED_LEVEL), "merge_level": objects.get("merge_level"),
              "min_object_area": objects.get("min_object_area", config.model.min_object_area),
+             "unsure_level": objects.get("unsure_level"),
              "seed_calibrated": "seed_level" in objects, "dtype": str(_stored(image).dtype),
              "other_types": _other_types(run_dir, str(_stored(image).dtype)),
              "ensemble": ensemble, "source": f"{'ensemble' if ensemble else 'run' if run_dir else 'checkpoint'} "

@@ -114,8 +114,10 @@ def readme(config, multiple: int, name: str, authors: list[str], citations: list
                      f"exceeds {facts.get('seed_level', 0.5):g}"
                      + (" (calibrated on the validation images)" if facts.get("seed_calibrated") else "") + " over the class map by "
                      "a watershed" + (f", and joins neighbours with no valley below {merge:g} between them" if merge else "")
-                     + (f"; pieces under {facts['min_object_area']} px join the object they touch (isolated ones are dropped)."
-                        if facts.get("min_object_area") else "."))
+                     + (f"; pieces under {facts['min_object_area']} px join the object they touch (isolated ones are dropped)"
+                        if facts.get("min_object_area") else "")
+                     + (f"; an object is dropped where the normalised entropy of the class probabilities exceeds "
+                        f"{facts['unsure_level']:g} at every one of its pixels." if facts.get("unsure_level") is not None else "."))
     lines += ["", "## Training data", "", *_data(config, facts), "", "## The plan", "", *_plan(config, facts),
               "", "## Validation", "", *_validation(facts), "", "## Use it", "",
               *USAGE.format(multiple=multiple, output="probabilities" if kind else "logits",

@@ -71,7 +71,7 @@ def write_predictions(self, inputs: list[str | os.PathLike], out: str | os.PathL
         if found is not None:
             write_png(out / f"{stem}_instances.png", instance_png(found, path))
         if unsure is not None:
-            per_image.append(image_uncertainty(shown, unsure, calibrated, why, expected))
+            per_image.append(image_uncertainty(shown, unsure, calibrated, why, expected, mask))
             write_png(out / f"{stem}_uncertainty.png", to_uint8(unsure))
             del unsure
         write_png(out / f"{stem}_overlay.png", overlay(image, mask, self.class_colors, alpha, objects=found))

@@ -10,7 +10,6 @@ checkpoint or an exported ``.onnx``) for logits and returns class ids at the ima
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from pathlib import Path
 
@@ -18,12 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segfit.backends import calibration, load_backend
+from segfit.backends import Calibrated, calibration, load_backend
 from segfit.config import RunConfig
 from segfit.data.formats import read_image, to_channels
 from segfit.data.preprocess import image_to_tensor, resize_image, working_size
 from segfit.decoding import Prediction, decode
 from segfit.errors import SegfitError
+from segfit.objects import SEED_LEVEL, drop_unsure
 from segfit.rescaling import (adapts_scale, broken_apart, close_scale, closer_is_surer, closer_scale, coarse_scale,
                               fragment_floor, largest_scale, looks_closer, may_look_coarser, median_diameter, surer)
 
@@ -253,7 +253,9 @@ class Predictor:
                                        batch_size, objects, uncertainty, distance)
         for (j, s), r in zip(again.items(), redone):
             results[j] = r._replace(scale=s)
-        return [r._replace(objects=r.objects if objects else None, uncertainty=r.uncertainty if uncertainty else None,
+        # the objects the model is nowhere sure of are dropped last: every look above measured all it saw
+        return [r._replace(objects=drop_unsure(r.objects, r.uncertainty, self.unsure_level) if objects else None,
+                           uncertainty=r.uncertainty if uncertainty else None,
                            expected_iou=r.expected_iou if uncertainty else None) for r in results]
 
     @property
@@ -330,6 +332,7 @@ class Predictor:
                uncertainty: bool, keep_distance: bool = False, min_object_area: int | None = None) -> Prediction:
         """Network outputs (``(y0, K x n x w)`` bands of rows) -> a :class:`Prediction` of ``size``
         (:func:`segfit.decoding.decode`, with this model's instance settings; ``min_object_area`` for its own)."""
+        uncertainty = uncertainty or (objects and self.learns_instances and self.unsure_level is not None)  # to drop unsure objects
         return decode(bands, in_size, size, instances=self.learns_instances, objects=objects, uncertainty=uncertainty,
                       keep_distance=keep_distance, seed_level=self.seed_level, merge_level=self.merge_level,
                       min_object_area=self.min_object_area if min_object_area is None else min_object_area)
@@ -343,25 +346,13 @@ class Predictor:
         from the ensemble's record or the run's ``summary.json`` (None for a model without one)."""
         return self._calibration("uncertainty")
 
-    @functools.cached_property
-    def seed_level(self) -> float:
-        """The distance-map level whose cores seed the objects: calibrated on the validation images when
-        the run was reported (``summary.json`` / ``ensemble.json`` ``instances``), else one half."""
-        from segfit.objects import SEED_LEVEL
-
-        return (self._calibration("instances") or {}).get("seed_level", SEED_LEVEL)
-
-    @functools.cached_property
-    def merge_level(self) -> float | None:
-        """The level above which neighbouring objects with no valley between them join, calibrated with the
-        seed level (None: no merging)."""
-        return (self._calibration("instances") or {}).get("merge_level")
-
-    @functools.cached_property
-    def min_object_area(self) -> int:
-        """Predicted objects under this many pixels (original resolution) are fragments: the floor calibrated with
-        the seed level, else the plan's ``min_object_area`` (set it to use another)."""
-        return int((self._calibration("instances") or {}).get("min_object_area", self.config.model.min_object_area or 0))
+    # How the model's objects are made (segfit.objects.instances_from_distance), calibrated on its validation
+    # images when the run was reported (summary.json / ensemble.json ``instances``), else the defaults:
+    seed_level = Calibrated(SEED_LEVEL)  # the distance-map level whose cores seed the objects
+    merge_level = Calibrated(None)  # neighbours with no valley below it between them join (None: never)
+    # objects under this many pixels (original resolution) are fragments; else the plan's floor
+    min_object_area = Calibrated(lambda predictor: predictor.config.model.min_object_area or 0, int)
+    unsure_level = Calibrated(None)  # objects whose every pixel is less sure than this are dropped (None: none)
 
     def input_range(self) -> dict | None:
         """The range of the training images' statistics (:mod:`segfit.novelty`; None when unrecorded)."""
@@ -396,6 +387,7 @@ class Predictor:
                   "min_object_area": self.min_object_area}
         if objects:
             merged = f", neighbours with no valley below {self.merge_level} between them joined" if self.merge_level else ""
+            merged += f", objects with no pixel surer than {self.unsure_level} uncertainty dropped" if self.unsure_level is not None else ""
             source = (f"the model's instances, seeded at distance {self.seed_level}{merged}" if self.learns_instances
                       else "connected components of each class")
             record["instances"] = f"NAME_instances.png: 16-bit, one integer per object, 0 = background ({source})"

@@ -43,15 +43,15 @@ def calibrate_averaged(predictor, say=print) -> dict | None:
     binary = d.mask_mode == "binary" or d.num_classes == 2
     for sample in samples:
         image, truth, raw = read_pair(sample, d, channels=3, raw=True)
-        result = predictor.predict_full([image], [truth.shape], 1, distance=True)[0]
-        sweep.add(true_objects(raw, truth, binary), truth, result.classes, result.distance)
+        result = predictor.predict_full([image], [truth.shape], 1, uncertainty=True, distance=True)[0]
+        sweep.add(true_objects(raw, truth, binary), truth, result.classes, result.distance, result.uncertainty)
     best = sweep.best(f"{len(samples)} validation images, predicted averaged as here")
     if best is None:
         return None
     best.update(members=predictor.members, variants=list(predictor.variants))
     before = predictor.seed_level
     predictor.seed_level, predictor.merge_level = best["seed_level"], best["merge_level"]
-    predictor.min_object_area = best["min_object_area"]
+    predictor.min_object_area, predictor.unsure_level = best["min_object_area"], best["unsure_level"]
     say(f"Objects: seeds at distance {best['seed_level']}, fragments under {best['min_object_area']} px (calibrated on "
         f"{len(samples)} validation images, predicted as here; seeds at {before} for the outputs the run calibrated)")
     return best
