@@ -250,7 +250,9 @@ def _uncertainty_summary(per_image) -> dict:
             "spearman_expected_error": _spearman(per_image["expected_error"].to_numpy(float), err),
             "spearman": f"over {len(u)} images" if len(u) >= MIN_CORRELATION_IMAGES else
                         f"none: {len(u)} images, {MIN_CORRELATION_IMAGES} at least give a correlation that means something",
-            "error": "1 - the image's IoU", "measure": "mean predictive entropy of the averaged class probabilities / log(classes)",
+            "error": "1 - the image's IoU",
+            "measure": "mean predictive entropy of the averaged class probabilities / log(classes), over the predicted "
+                       "objects and the uncertain pixels",
             "expected_error": "1 - the IoU the model expects of its own mask (its mask scored against its own probabilities)"}
 
 
