@@ -2,7 +2,9 @@
 model vs its test-time augmentation vs a K-fold ensemble vs the ensemble with TTA — test IoU, instance F1 (when the
 models learn instances), training wall time, prediction seconds per megapixel, peak RSS of `segfit predict`; the
 Spearman correlation between per-image uncertainty and per-image error; and whether corrupted images (heavy noise,
-wrong contrast, a photo of something else) are flagged for review. One JSON line.
+wrong contrast, a photo of something else) are flagged for review. One member alone (with TTA) parts the ensemble's
+gain in two (``why``): what averaging adds over a member, and what a member loses by training on 1/K of the budget.
+One JSON line. Runs already in ``--out`` (a bench cut short) are scored, not trained again.
 
 Usage: python bench/ensemble.py [--emps DIR] [--time 10m] [--folds 5] [--out DIR]
 """
@@ -22,7 +24,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def _train(data: str, run: Path, budget: str, folds: int | None) -> float:
+def _train(data: str, run: Path, budget: str, folds: int | None) -> float | None:
+    if (run / ("ensemble.json" if folds else "summary.json")).is_file():
+        return None  # trained by an earlier bench run in the same --out
     start = time.perf_counter()
     cmd = [sys.executable, "-m", "segfit", "train", data, "--out", str(run), "--time", budget]
     proc = subprocess.run(cmd + (["--folds", str(folds)] if folds else []), capture_output=True, text=True)
@@ -95,6 +99,22 @@ def _training(single: Path, ensemble: Path) -> dict:
             "notes": [n for n in info["plan"].get("notes", []) if "sample" not in n]}
 
 
+def _why(configs: dict, training: dict, folds: int) -> dict:
+    """The ensemble's gain parted in two: what averaging the members adds over one of them (same TTA), and what a
+    member loses against the single model by training on 1/K of the budget; their sum is the gain over the single
+    model with TTA."""
+    iou = {k: v["test_iou"] for k, v in configs.items()}
+    one, members = training["single"], training["members"]
+    averaging = round(iou["ensemble_tta"] - iou["member_tta"], 4)
+    share = round(iou["member_tta"] - iou["single_tta"], 4)
+    return {"averaging_gain_iou": averaging, "budget_share_cost_iou": share,
+            "single_epochs": one["epochs"], "single_scale": one["scale"],
+            "member_epochs": [m["epochs"] for m in members], "member_scales": sorted({m["scale"] for m in members}),
+            "summary": f"averaging {folds} members adds {averaging:+.3f} test IoU over one member (both with TTA); a member, "
+                       f"trained on 1/{folds} of the budget ({members[0]['epochs']} epochs at scale {members[0]['scale']} "
+                       f"against {one['epochs']} at {one['scale']}), is {share:+.3f} against the single model"}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--emps", default=str(HERE.parent.parent / "shared" / "data" / "emps"))
@@ -121,8 +141,10 @@ def main() -> None:
         with Image.open(emps / "images" / f"{name}.png") as im:
             pixels += im.size[0] * im.size[1]
     configs = {}
+    # one member alone (fold 0, with TTA) parts the ensemble's gain over its members from what a member loses by
+    # training on 1/K of the budget
     for label, run, tta in (("single", single, False), ("single_tta", single, True), ("ensemble", ensemble, False),
-                            ("ensemble_tta", ensemble, True)):
+                            ("ensemble_tta", ensemble, True), ("member_tta", ensemble / "fold_0", True)):
         start = time.perf_counter()
         metrics = segfit.evaluate(run, split="test", instances=True, overlays=False, verbose=False, report=False,
                                   tta=tta, out=out / f"eval_{label}")
@@ -136,6 +158,7 @@ def main() -> None:
     result.update(configs)
     result["ensemble_tta_gain_iou"] = round(configs["ensemble_tta"]["test_iou"] - configs["single"]["test_iou"], 4)
     result["training"] = _training(single, ensemble)
+    result["why"] = _why(configs, result["training"], a.folds)
     corrupted = _corrupted(emps, out / "corrupted", test[:5])
     flags = {}
     for label, run, tta in (("single", single, False), ("ensemble_tta", ensemble, True)):
