@@ -112,7 +112,7 @@ def test_objects_broken_into_pieces_are_seen_whole_from_farther_away():
     usual = p.predict_full([_discs(40, side=480)], objects=True)[0]
     assert usual.scale is None and usual.objects.max() == 64
     assert not broken_apart(p.config.data, 16.0, 35.0)  # 2.2 times the pieces: not enough
-    assert not broken_apart(p.config.data, 30.0, 100.0)  # under 3 times the training objects (120 px): crumbs run together
+    assert not broken_apart(p.config.data, 30.0, 90.0)  # under 2.4 times the training objects (96 px): crumbs run together
     assert broken_apart(p.config.data, 30.0, 130.0)
     assert coarse_scale(_predictor(0.5, None).config.data) is None  # no known object size: no coarse look
 
@@ -150,3 +150,18 @@ def test_the_fragment_floor_is_a_size_the_network_sees():
     assert fragment_floor(96, d, 0.5 / 3) == 864 and fragment_floor(0, d, 2.0) == 0  # from farther away: larger crumbs
     assert largest_scale((200, 200)) == 2.0 and largest_scale((8192, 8192)) == 1.0  # at most 16 M pixels, full size always
     assert largest_scale((3000, 3000)) == pytest.approx((1 << 24) ** 0.5 / 3000)
+
+
+def test_pieces_the_coarse_look_saw_whole_are_not_looked_at_from_closer(monkeypatch):
+    import segfit.predictor as predictor
+
+    p = _predictor(0.5, 40.0, sharpness=20.0)
+    # The model is not surer of the coarse look: the first pass stays, but its pieces (~9 px, under the training
+    # objects' 40) are not small objects to predict again at a larger scale, in more pieces.
+    monkeypatch.setattr(predictor, "surer", lambda coarse, first: False)
+    kept = p.predict_full([_textured_disc()], objects=True)[0]
+    assert kept.scale is None and kept.objects.max() > 50
+    # Without the coarse look's word (an object size too small for it to see the disc whole), the same pieces are
+    # predicted again from closer.
+    monkeypatch.setattr(predictor, "broken_apart", lambda data, first, coarse: False)
+    assert p.predict_full([_textured_disc()], objects=True)[0].scale > 0.5
