@@ -23,7 +23,7 @@ from segfit.decoding import Prediction, mean_uncertainty
 RESCALE_BELOW = 0.8  # an image whose objects' median diameter is under this share of the training objects' is
 # predicted again at the scale that brings them to the training size (EMPS 10-minute model: test IoU 0.792 -> 0.802)
 # The coarse look is a third of the working scale; where its objects' median diameter is BROKEN_APART times the
-# first pass's (and twice the training objects' or more), it is the prediction. EMPS 20-minute model: 4 of 99 test
+# first pass's (and 2.4 times the training objects' or more: see broken_apart), it is the prediction. EMPS 20-minute model: 4 of 99 test
 # images (particles 160-260 px across, training median 33 px), their objects 87 -> 16 for 20 true, instance F1
 # 0.675 -> 0.690 (one pass); the 50 images whose objects are 2-4 times the training size kept their first pass.
 COARSER = 3
