@@ -125,9 +125,10 @@ def image_uncertainty(name: str, unsure: np.ndarray, calibrated: dict | None, un
                       expected_iou: float | None = None, classes: np.ndarray | None = None) -> dict:
     """An image's ``mean_uncertainty`` (over the predicted objects and the uncertain pixels,
     :func:`region_uncertainty`, given the ``classes``; else over the image), ``uncertain_fraction``,
-    ``expected_error`` (1 - the IoU the model expects of its own mask), ``unusual_input`` (why the image is unlike the training images, or None) and
-    ``review`` flag: its calibrated measure (``expected_error``; ``mean_uncertainty`` for thresholds recorded
-    before) above the threshold, or an unusual input (None with neither a threshold nor an unusual input)."""
+    ``expected_error`` (1 - the IoU the model expects of its own mask), ``unusual_input`` (why the image is unlike
+    the training images, or None) and ``review`` flag: its calibrated measure (``expected_error``;
+    ``mean_uncertainty`` for thresholds recorded before) above the threshold, or an unusual input (None with neither
+    a threshold nor an unusual input)."""
     mean = mean_uncertainty(unsure) if classes is None else region_uncertainty(unsure, classes)
     row = {"image": name, "mean_uncertainty": round(mean, 6),
            "uncertain_fraction": round(float((unsure > UNCERTAIN_PIXEL).mean()) if unsure.size else 0.0, 6),
