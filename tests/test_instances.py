@@ -75,6 +75,11 @@ def test_empty_images_score_one_and_sum():
     assert isinstance(total, InstanceMatch)
     assert (total.tp, total.fp, total.fn) == (1, 0, 1)
     assert total.scores()["recall"] == 0.5
+    # Summed in place (a seed sweep's running totals): the same figures, and the added match is left as it was.
+    running, added = InstanceMatch(), match_instances(one, one)
+    for m in (match_instances(empty, empty), added, match_instances(one, empty)):
+        running += m
+    assert running == total and added == match_instances(one, one) and running is not added
 
 
 def test_diameter_error_is_predicted_minus_true():

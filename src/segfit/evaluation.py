@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from time import perf_counter
 
 import numpy as np
 import torch
@@ -59,7 +60,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
             (when evaluating a run's checkpoint).
         calibrate_seeds: for a model that learned instances, score its objects at each seed level
             (:class:`segfit.instances.SeedSweep`) into ``metrics["seed_calibration"]``.
-        deadline: ``time.perf_counter()`` after which the seed sweep scores no more images (a few at least).
+        deadline: ``time.perf_counter()`` by which the evaluation should end: the seed sweep scores no more images
+            (a few at least) once the images left, at the pace of those scored so far, would take it past.
 
     Returns:
         The content of ``metrics.json``.
@@ -123,7 +125,10 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
     shown = set(rng.choice(len(names), size=min(9, len(names)), replace=False).tolist())
     grid: list[tuple[str, np.ndarray, np.ndarray]] = []
     gallery = _Gallery(GALLERY, d.class_colors)
+    began, swept_s = perf_counter(), 0.0
     for start in range(0, len(names), batch_size):
+        if sweep is not None and deadline is not None and start:  # it stops in time for the images left to be scored
+            sweep.deadline = deadline - (len(names) - start) * (perf_counter() - began - swept_s) / start
         chunk = [by_name[n] for n in names[start: start + batch_size]]
         images, truths, raws = [], [], []
         for s in chunk:
@@ -143,7 +148,9 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
             if instances:
                 row.update(objects.add(s.name, raw, truth, pred, pred_objects))
             if sweep is not None:
+                t = perf_counter()
                 sweep.add(true_objects(raw, truth, objects.binary), truth, pred, result.distance, result.uncertainty)
+                swept_s += perf_counter() - t
             rows.append(row)
             gallery.add(row["iou"], s.name, image, truth, pred)
             if overlays:

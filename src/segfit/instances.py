@@ -12,7 +12,7 @@ between the true and the predicted diameter distributions.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -62,7 +62,14 @@ class InstanceMatch:
         return self.tp + self.fp
 
     def __add__(self, other: InstanceMatch) -> InstanceMatch:
-        return InstanceMatch(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
+        return InstanceMatch(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def __iadd__(self, other: InstanceMatch) -> InstanceMatch:
+        """In place: a sum over many images grows its lists once (a seed sweep adds each image to 200 sums)."""
+        for f in fields(self):
+            mine = getattr(self, f.name)
+            mine.extend(getattr(other, f.name)) if isinstance(mine, list) else setattr(self, f.name, mine + getattr(other, f.name))
+        return self
 
     def average_precision(self, threshold: float) -> float:
         """``TP / (TP + FP + FN)`` with matches at IoU >= ``threshold`` (>= 0.5; 1 when both sides are empty)."""
@@ -189,7 +196,8 @@ class ObjectScores:
             else:
                 predicted = label_objects(pred == c, **self.options)
             match = match_instances(_of_class(truth_objects, truth, c), predicted)
-            self.total[c] = match if self.total[c] is None else self.total[c] + match
+            self.total[c] = self.total[c] or InstanceMatch()
+            self.total[c] += match
             errors += abs(match.count_pred - match.count_true)
             image = image + match
             suffix = "" if len(self.total) == 1 else f"_{self.names[c]}"
