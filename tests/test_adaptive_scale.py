@@ -165,3 +165,26 @@ def test_pieces_the_coarse_look_saw_whole_are_not_looked_at_from_closer(monkeypa
     # predicted again from closer.
     monkeypatch.setattr(predictor, "broken_apart", lambda data, first, coarse: False)
     assert p.predict_full([_textured_disc()], objects=True)[0].scale > 0.5
+
+
+def test_an_image_is_measured_by_the_objects_it_counts_before_a_closer_look():
+    from segfit.decoding import Prediction
+
+    p = _predictor(0.25, 40.0)
+    image = p._array(_discs(40, side=240, step=60))  # 16 discs of the training size
+    labels, (yy, xx) = np.zeros((240, 240), np.int32), np.mgrid[:240, :240]
+    for k, (cy, cx) in enumerate((y, x) for y in range(30, 240, 60) for x in range(30, 240, 60)):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= 400] = k + 1
+    unsure = np.full((240, 240), 0.05, np.float16)
+    for y in range(0, 240, 60):  # 32 crumbs 3 px across between them, which the model is nowhere sure of
+        for x in range(0, 240, 30):
+            labels[y:y + 3, x:x + 3], unsure[y:y + 3, x:x + 3] = labels.max() + 1, 0.95
+    first = Prediction((labels > 0).astype(np.uint8), objects=labels, uncertainty=unsure, expected_iou=0.2)
+
+    def looked(level):
+        p.unsure_level, results = level, [first]
+        p._look_closer([image], results, [(240, 240)], 4, True, False, set())
+        return results[0].scale
+
+    assert looked(0.7) is None  # the objects it counts are the usual size: nothing to see from closer
+    assert looked(None) == 0.75  # counting the crumbs too, the image passes for one of small objects
