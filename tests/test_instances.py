@@ -352,3 +352,19 @@ def test_merging_reads_a_large_map_a_block_of_rows_at_a_time():
     assert len(np.unique(merged)) == 375 - 125 and merged[511, 0] == merged[512, 0] != merged[507, 0]
     flipped = merge_without_valley(np.ascontiguousarray(labels.T), np.ascontiguousarray(distance.T), 0.5).T
     assert np.array_equal(flipped, merged)
+
+
+def test_seed_sweep_takes_the_plainer_decoding_within_noise_of_the_best_f1():
+    from segfit.instances import F1_TIE
+
+    def chosen(unmerged_f1: float) -> tuple:
+        sweep = SeedSweep(0, levels=(0.5, 0.7), merges=(None, 0.5), unsure=(None,))
+        for key in sweep.total:  # F1 = 2 tp / (2 tp + fp + fn), 1000 true objects each
+            f1 = 0.80 if key == (0.7, 0.5, 0, None) else unmerged_f1 if key == (0.5, None, 0, None) else 0.5
+            tp = round(1000 * f1)
+            sweep.total[key] = InstanceMatch(tp=tp, fp=1000 - tp, fn=1000 - tp)
+        best = sweep.best("crafted")
+        return best["seed_level"], best["merge_level"]
+
+    assert chosen(0.80 - F1_TIE / 2) == (0.5, None)  # within noise: seeds at the middle level, nothing merged
+    assert chosen(0.80 - 2 * F1_TIE) == (0.7, 0.5)  # clearly better: merging at a higher seed level

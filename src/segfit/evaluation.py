@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from functools import partial
 from time import perf_counter
 
 import numpy as np
@@ -23,6 +24,7 @@ from segfit.errors import SegfitError
 from segfit.instances import ObjectScores, SeedSweep
 from segfit.metrics import confusion_per_image, image_scores, learning_warnings, per_class_table, scores_from_confusion
 from segfit.objects import true_objects
+from segfit.rescaling import fragment_floor
 from segfit.rundir import output_dir, record_output, resolve_checkpoint, run_dir_of
 
 GALLERY = 4  # best and worst images kept as strips in gallery/
@@ -149,7 +151,8 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, spli
                 row.update(objects.add(s.name, raw, truth, pred, pred_objects))
             if sweep is not None:
                 t = perf_counter()
-                sweep.add(true_objects(raw, truth, objects.binary), truth, pred, result.distance, result.uncertainty)
+                sweep.add(true_objects(raw, truth, objects.binary), truth, pred, result.distance, result.uncertainty,
+                          partial(fragment_floor, data=d, scale=result.scale))
                 swept_s += perf_counter() - t
             rows.append(row)
             gallery.add(row["iou"], s.name, image, truth, pred)
