@@ -9,8 +9,8 @@ import json
 import os
 import shlex
 import sys
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from time import perf_counter
 
 import numpy as np

@@ -71,8 +71,11 @@ class InstanceMatch:
     def __iadd__(self, other: InstanceMatch) -> InstanceMatch:
         """In place: a sum over many images grows its lists once (a seed sweep adds each image to 200 sums)."""
         for f in fields(self):
-            mine = getattr(self, f.name)
-            mine.extend(getattr(other, f.name)) if isinstance(mine, list) else setattr(self, f.name, mine + getattr(other, f.name))
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, list):
+                mine.extend(theirs)
+            else:
+                setattr(self, f.name, mine + theirs)
         return self
 
     def average_precision(self, threshold: float) -> float:
