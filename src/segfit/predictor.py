@@ -255,7 +255,7 @@ class Predictor:
         for (j, s), r in zip(again.items(), redone):
             results[j] = r._replace(scale=s)
         # the objects the model is nowhere sure of are dropped last: every look above measured all it saw
-        return [r._replace(objects=self._counted(r).objects if objects else None,
+        return [r._replace(objects=drop_unsure(r.objects, r.uncertainty, self.unsure_level) if objects else None,
                            uncertainty=r.uncertainty if uncertainty else None,
                            expected_iou=r.expected_iou if uncertainty else None) for r in results]
 
@@ -292,23 +292,15 @@ class Predictor:
     def _look_closer(self, images, results, out_sizes, batch_size, objects, distance, pieces: set[int]) -> None:
         """Replace, in ``results``, the first pass of each image the model is unsure of
         (:func:`segfit.rescaling.looks_closer`; not those of ``pieces``) by a look from closer, where the model is
-        surer of it. The image is measured by the objects it would count (not those it is nowhere sure of): EMPS,
-        an image of 45 particles of the training size, 19 found sure at 31 px among unsure crumbs, came out in 121
-        pieces from closer."""
+        surer of it (measured by the objects it would count)."""
         d = self.config.data
         look = {j: round(min(close_scale(d), largest_scale(images[j].shape)), 4) for j, r in enumerate(results)
-                if r.scale is None and j not in pieces and looks_closer(d, self._counted(r), self.min_object_area)}
+                if r.scale is None and j not in pieces and looks_closer(d, r, self.min_object_area, self.unsure_level)}
         seen = self._predict_resized([images[j] for j in look], list(look.values()), [out_sizes[j] for j in look],
                                      batch_size, objects, True, distance)
         for (j, s), r in zip(look.items(), seen):
             if s > d.scale and closer_is_surer(r, results[j]):
                 results[j] = r._replace(scale=s)
-
-    def _counted(self, prediction: Prediction) -> Prediction:
-        """``prediction`` with the objects it would count: those the model is somewhere sure of."""
-        if prediction.objects is None:
-            return prediction
-        return prediction._replace(objects=drop_unsure(prediction.objects, prediction.uncertainty, self.unsure_level))
 
     def _predict_resized(self, images, scales, out_sizes, batch_size, objects, uncertainty, distance) -> list[Prediction]:
         """Predict each image at its scale in ``scales`` (None: the working scale); its fragment floor scales with it

@@ -110,12 +110,19 @@ def closer_is_surer(closer: Prediction, first: Prediction) -> bool:
     return surer(closer, first) and closer.expected_iou >= first.expected_iou + CLOSER_GAIN
 
 
-def looks_closer(data, first: Prediction, min_area: int = 0) -> bool:
+def looks_closer(data, first: Prediction, min_area: int = 0, unsure_level: float | None = None) -> bool:
     """Whether an image gets a closer look: the model expects less than :data:`LOOK_CLOSER_BELOW` IoU of its
     first pass, which found no objects or smaller ones than the training objects (objects too small to see at the
-    working scale leave it unsure, or see nothing); objects under ``min_area`` pixels are fragments."""
+    working scale leave it unsure, or see nothing); objects under ``min_area`` pixels are fragments. The image is
+    measured by the objects it would count, not those the model is nowhere sure of (above ``unsure_level``
+    everywhere): EMPS, an image of 45 particles of the training size, 19 found sure at 31 px among unsure crumbs,
+    came out in 121 pieces from closer."""
     if close_scale(data) is None or first.expected_iou is None or first.expected_iou >= LOOK_CLOSER_BELOW:
         return False
+    if first.objects is not None:
+        from segfit.objects import drop_unsure
+
+        first = first._replace(objects=drop_unsure(first.objects, first.uncertainty, unsure_level))
     median = median_diameter(first, min_area)
     return median is None or median < RESCALE_BELOW * data.object_diameter
 
