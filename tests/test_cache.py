@@ -66,3 +66,44 @@ def test_memory_cache_decodes_once(tmp_path):
     a = cache.get(samples[0])
     b = cache.get(samples[0])
     assert a[0] is b[0] and (cache.misses, cache.hits) == (1, 1)
+
+
+def test_data_pass_decodes_on_threads_in_order_and_stops_at_the_first_bad_file(tmp_path):
+    import threading
+
+    import pytest
+
+    from segfit.data.datamodule import SegmentationDataModule
+    from segfit.config import TrainConfig
+    from segfit.errors import SegfitError
+    from segfit.io import decode_in_threads
+
+    seen = set()
+
+    def decode(i):
+        seen.add(threading.current_thread().name)
+        if i == 5:
+            raise ValueError("bad item 5")
+        return i * i
+
+    got = []
+    with pytest.raises(ValueError, match="bad item 5"):
+        for value in decode_in_threads(decode, list(range(40)), "test", verbose=False):
+            got.append(value)
+    assert got == [i * i for i in range(5)]  # in order, up to the bad one
+    if (os.cpu_count() or 1) > 1:
+        assert any(name.startswith("segfit-decode") for name in seen)
+    # The data module's pass: the same pairs as decoding one by one, and a damaged file named in its error.
+    data, cfg, samples = _setup(tmp_path)
+    dm = SegmentationDataModule(cfg, TrainConfig(), split={"train": [s.name for s in samples[:2]], "val": [samples[2].name],
+                                                           "test": [], "source": "test"})
+    dm.prepare(verbose=False)
+    serial = PairCache(cfg, memory=True)
+    for s in samples:
+        a, b = dm.cache.get(s), serial.get(s)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    samples[1].image.write_bytes(b"not a png")
+    broken = SegmentationDataModule(cfg, TrainConfig(), split=dm.split)
+    with pytest.raises(SegfitError) as err:
+        broken.prepare(verbose=False)
+    assert samples[1].image.name in str(err.value)

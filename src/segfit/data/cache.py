@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -45,33 +46,41 @@ def pair_key(sample: Sample, cfg: DataConfig) -> str:
 
 
 class PairCache:
-    """``get(sample) -> (image, mask)``: from memory, from disk, or decoded (and then stored)."""
+    """``get(sample) -> (image, mask)``: from memory, from disk, or decoded (and then stored); safe to call
+    from several threads (the data pass decodes on a few)."""
 
     def __init__(self, cfg: DataConfig, memory: bool, directory: Path | None = None):
         self.cfg, self.memory = cfg, memory
         self.directory = None if memory else Path(directory or default_cache_dir())
         self._store: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.hits = self.misses = 0
+        self._count = threading.Lock()
+
+    def _counted(self, hit: bool) -> None:
+        with self._count:
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1
 
     def get(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         if self.memory:
             pair = self._store.get(sample.name)
+            self._counted(pair is not None)
             if pair is None:
-                self.misses += 1
                 pair = self._store[sample.name] = load_pair(sample, self.cfg)
-            else:
-                self.hits += 1
             return pair
         key = pair_key(sample, self.cfg)
         path = self.directory / key[:2] / f"{key}.npz"
         if path.is_file():
             try:
                 with np.load(path, allow_pickle=False) as z:
-                    self.hits += 1
-                    return z["image"], z["mask"]
+                    pair = z["image"], z["mask"]
+                self._counted(True)
+                return pair
             except (OSError, ValueError, KeyError):
                 pass  # a damaged entry is decoded again and replaced
-        self.misses += 1
+        self._counted(False)
         image, mask = load_pair(sample, self.cfg)
         self._write(path, image, mask)
         return image, mask

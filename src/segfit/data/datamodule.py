@@ -18,7 +18,7 @@ from segfit.data.preprocess import image_to_tensor, load_pair, numpy_to_tensor, 
 from segfit.data.split import make_split
 from segfit.data.transforms import create_transforms
 from segfit.errors import SegfitError
-from segfit.io import progress
+from segfit.io import decode_in_threads
 
 
 class SegmentationDataset(Dataset):
@@ -122,8 +122,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         first = None
         stats = {which: _SplitStats(self.cfg.num_classes) for which in ("train", "val", "test")}
         pairs = self.samples("train") + self.samples("val")
-        for sample in progress(pairs, "reading data", minimum=50) if verbose else pairs:
-            image, mask = self.cache.get(sample)
+        for sample, (image, mask) in zip(pairs, decode_in_threads(self.cache.get, pairs, "reading data", verbose)):
             stats["train" if sample.name in self._train_names else "val"].add(sample, mask)
             if self.cfg.size is None and self.cfg.crop is None and sample.name in self._train_names:
                 if first is None:
@@ -133,8 +132,9 @@ class SegmentationDataModule(pl.LightningDataModule):
                     raise SegfitError(f"training images differ in size ({h}x{w} here, {fh}x{fw} in {first[0].image.name})",
                                       sample.image, "resize them with --size N or train on crops with --crop N")
         ids_only = dataclasses.replace(self.cfg, instances=False)  # the test check needs no instance targets
-        for sample in self.samples("test"):  # only evaluate reads these: check them, keep nothing
-            stats["test"].add(sample, load_pair(sample, ids_only)[1])
+        tests = self.samples("test")  # only evaluate reads these: check them, keep nothing
+        for sample, (_, mask) in zip(tests, decode_in_threads(lambda s: load_pair(s, ids_only), tests, "checking test data", verbose)):
+            stats["test"].add(sample, mask)
         self.summary = {"layout": self.layout.description, "split_source": self.split.get("source"),
                         "class_names": list(self.cfg.class_names), "resized_to": self.cfg.size,
                         "splits": {which: st.result() for which, st in stats.items()}}
