@@ -106,15 +106,17 @@ def save_figure(path: str | os.PathLike, fig) -> None:
     plt.close(fig)
 
 
-def progress(items: list, desc: str, minimum: int = 4):
-    """``items`` wrapped in a tqdm bar when stderr is a terminal and there are ``minimum`` or more."""
+def progress(items, desc: str, minimum: int = 4, total: int | None = None):
+    """``items`` wrapped in a tqdm bar when stderr is a terminal and there are ``minimum`` or more (``total``: their
+    number, for items without a length, such as results still coming)."""
     import sys
 
-    if not sys.stderr.isatty() or len(items) < minimum:
+    total = len(items) if total is None else total
+    if not sys.stderr.isatty() or total < minimum:
         return items
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc=desc, leave=False)
+    return tqdm(items, desc=desc, total=total, leave=False)
 
 
 def decode_in_threads(decode, items: list, desc: str, verbose: bool = True, minimum: int = 50) -> Iterator:
@@ -125,25 +127,15 @@ def decode_in_threads(decode, items: list, desc: str, verbose: bool = True, mini
 
     threads = min(4, os.cpu_count() or 1, len(items))
     if threads < 2:
-        yield from (decode(item) for item in (progress(items, desc, minimum) if verbose else items))
+        results = map(decode, items)
+        yield from (progress(results, desc, minimum, len(items)) if verbose else results)
         return
     pool = ThreadPoolExecutor(threads, thread_name_prefix="segfit-decode")
     try:
-        yield from _counted(pool.map(decode, items), len(items), desc, verbose, minimum)
+        results = pool.map(decode, items)
+        yield from (progress(results, desc, minimum, len(items)) if verbose else results)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _counted(results: Iterator, total: int, desc: str, verbose: bool, minimum: int) -> Iterator:
-    """``results`` as they come, behind a progress bar of ``total`` steps when :func:`progress` would show one."""
-    import sys
-
-    if not verbose or not sys.stderr.isatty() or total < minimum:
-        yield from results
-        return
-    from tqdm.auto import tqdm
-
-    yield from tqdm(results, desc=desc, total=total, leave=False)
 
 
 def _plain(value: Any) -> Any:

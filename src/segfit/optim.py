@@ -42,13 +42,9 @@ def create_optimizer(name: str, params, lr: float, weight_decay: float = 0.0):
 
     cls = getattr(torch.optim, OPTIMIZERS[check_name(name, OPTIMIZERS, "optimizer")])
     params = list(params)
-    tensors = [p for p in params if isinstance(p, torch.Tensor)] or [t for g in params if isinstance(g, dict)
-                                                                         for t in g.get("params", [])]
-    if tensors and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors):
-        try:
-            return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            pass  # no fused kernel for these parameters (dtype, device or torch build): the plain loop
+    fusable = all(isinstance(p, torch.Tensor) and p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    if fusable and params:
+        return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
     return cls(params, lr=lr, weight_decay=weight_decay)
 
 
